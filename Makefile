@@ -1,0 +1,64 @@
+# Kubeforge: the two commands are `make demo` and `make test`. Both set themselves up.
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+PIP_VERSION := 26.3
+
+.PHONY: demo test venv install lint typecheck pytest controlplane compile bench clean lock
+
+# The virtualenv is rebuilt when pyproject.toml changes; the project itself is reinstalled
+# (editable, strict link tree) on every run so new files are always picked up.
+$(VENV)/.deps: pyproject.toml hack/constraints.txt
+	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; Kubeforge needs Python 3.11" >&2; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q "pip==$(PIP_VERSION)"
+	$(PIP) install -q -c hack/constraints.txt --group test --group lint -e . --config-settings editable_mode=strict
+	$(PIP) check
+	touch $@
+
+venv: $(VENV)/.deps
+
+install: venv
+	@$(PIP) install -q --no-deps --no-build-isolation -e . --config-settings editable_mode=strict
+
+controlplane:
+	@command -v go >/dev/null || { echo "error: Go is required to build the test control plane" >&2; exit 1; }
+	bash hack/controlplane/build.sh >/dev/null
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports
+
+typecheck: install
+	$(VENV)/bin/mypy
+
+pytest: install controlplane
+	$(VENV)/bin/pytest
+
+test: lint typecheck pytest
+
+demo: install
+	$(VENV)/bin/kubeforge demo
+
+compile: install
+	$(VENV)/bin/kubeforge compile main -o pipelines/main/main.yaml
+
+bench: install
+	$(PY) -m benchmarks
+
+clean:
+	rm -rf $(VENV) build .kubeforge .mypy_cache .ruff_cache .pytest_cache
+
+# Re-resolve the pinned dependencies from scratch and record every version.
+lock:
+	rm -rf .venv-lock && $(PYTHON) -m venv .venv-lock
+	.venv-lock/bin/pip install -q "pip==$(PIP_VERSION)"
+	.venv-lock/bin/pip install -q --group test --group lint .
+	{ echo "# Every package version the project was last tested with (pip freeze); \`make\` installs"; \
+	  echo "# with -c hack/constraints.txt so a fresh machine gets the same set. Regenerate with \`make lock\`."; \
+	  .venv-lock/bin/pip freeze --exclude kubeforge; } > hack/constraints.txt
+	rm -rf .venv-lock

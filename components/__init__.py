@@ -1,0 +1,1 @@
+"""Kubeflow Pipelines components: ingest, label, train, distill, deploy."""

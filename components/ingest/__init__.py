@@ -1,0 +1,1 @@
+"""Ingest component: read, validate, clean, split and fingerprint a dataset."""

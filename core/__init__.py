@@ -1,0 +1,1 @@
+"""Kubeforge's shared core: configuration, MLflow and Kubernetes helpers, the CLI."""

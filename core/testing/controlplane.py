@@ -1,0 +1,349 @@
+"""A real Kubernetes control plane (etcd + kube-apiserver [+ kube-scheduler]) for tests.
+
+The binaries come from ``hack/controlplane/build.sh`` (built from their Go modules and cached
+under ``~/.cache/kubeforge``). :class:`ControlPlane` starts them on free loopback ports with RBAC
+and the Node authorizer on, a service-account signing key and a static admin token, waits for
+``/readyz`` and writes a kubeconfig. Every child process is started in its own process group with
+a parent-death signal, so a killed test run leaves no etcd or apiserver behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import datetime as dt
+import ipaddress
+import os
+import secrets
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+_PR_SET_PDEATHSIG = 1
+
+
+class ControlPlaneError(RuntimeError):
+    """The control plane could not be built or started."""
+
+
+def repo_root() -> Path:
+    """Return the Kubeforge checkout that holds ``hack/controlplane``.
+
+    Looks at ``KUBEFORGE_REPO`` first, then walks up from the current directory.
+    """
+    env = os.environ.get("KUBEFORGE_REPO")
+    candidates = [Path(env)] if env else []
+    candidates += [Path.cwd(), *Path.cwd().parents]
+    for candidate in candidates:
+        if (candidate / "hack" / "controlplane" / "build.sh").is_file():
+            return candidate
+    raise ControlPlaneError(
+        "cannot find hack/controlplane/build.sh: run from the Kubeforge checkout or set "
+        "KUBEFORGE_REPO"
+    )
+
+
+def build_binaries() -> Path:
+    """Build (or reuse from the cache) the control-plane binaries; return their directory."""
+    script = repo_root() / "hack" / "controlplane" / "build.sh"
+    if shutil.which("go") is None:
+        raise ControlPlaneError("Go is required to build the test control plane: 'go' not on PATH")
+    proc = subprocess.run(
+        ["bash", str(script)], stdout=subprocess.PIPE, stderr=sys.stderr, text=True, check=False
+    )
+    if proc.returncode != 0:
+        raise ControlPlaneError(f"{script} failed with exit code {proc.returncode}")
+    return Path(proc.stdout.strip().splitlines()[-1])
+
+
+def free_port() -> int:
+    """Return a TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _die_with_parent() -> None:
+    # Runs in the child before exec: new process group, and SIGKILL when the parent dies
+    # (a graceful SIGTERM can hang an apiserver whose etcd is going away too).
+    os.setpgid(0, 0)
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+@dataclass
+class _Certs:
+    ca: Path
+    serving_cert: Path
+    serving_key: Path
+    sa_key: Path
+    sa_pub: Path
+
+
+def _write_certs(directory: Path) -> _Certs:
+    """Write a CA, a serving certificate for 127.0.0.1 and a service-account key pair."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+    from cryptography.x509.oid import NameOID
+
+    now = dt.datetime.now(dt.UTC)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kubeforge-test-ca")])
+    ca_cert = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=2))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kube-apiserver")]))
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=2))
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [
+                    x509.DNSName("localhost"),
+                    x509.DNSName("kubernetes.default.svc"),
+                    x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+                ]
+            ),
+            critical=False,
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    sa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = serialization.Encoding.PEM
+    no_enc = serialization.NoEncryption()
+    out = _Certs(
+        ca=directory / "ca.crt",
+        serving_cert=directory / "apiserver.crt",
+        serving_key=directory / "apiserver.key",
+        sa_key=directory / "sa.key",
+        sa_pub=directory / "sa.pub",
+    )
+    out.ca.write_bytes(ca_cert.public_bytes(pem))
+    out.serving_cert.write_bytes(cert.public_bytes(pem))
+    out.serving_key.write_bytes(key.private_bytes(pem, serialization.PrivateFormat.PKCS8, no_enc))
+    out.sa_key.write_bytes(sa_key.private_bytes(pem, serialization.PrivateFormat.PKCS8, no_enc))
+    out.sa_pub.write_bytes(
+        sa_key.public_key().public_bytes(pem, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
+    return out
+
+
+@dataclass
+class ControlPlane:
+    """etcd + kube-apiserver (and optionally kube-scheduler) on loopback ports.
+
+    Use as a context manager; :attr:`kubeconfig` is valid between ``start`` and ``stop``.
+    """
+
+    bin_dir: Path
+    workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="kubeforge-cp-")))
+    with_scheduler: bool = False
+    admin_token: str = field(default_factory=lambda: secrets.token_hex(16))
+    _procs: list[tuple[str, subprocess.Popen[bytes]]] = field(default_factory=list)
+    apiserver_port: int = 0
+
+    @property
+    def server(self) -> str:
+        """The API server's URL."""
+        return f"https://127.0.0.1:{self.apiserver_port}"
+
+    @property
+    def kubeconfig(self) -> Path:
+        """Path of the admin kubeconfig."""
+        return self.workdir / "kubeconfig"
+
+    @property
+    def ca_file(self) -> Path:
+        """The CA that signed the API server's serving certificate."""
+        return self.workdir / "pki" / "ca.crt"
+
+    def __enter__(self) -> ControlPlane:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def _spawn(self, name: str, args: list[str]) -> subprocess.Popen[bytes]:
+        log = (self.workdir / f"{name}.log").open("wb")
+        proc = subprocess.Popen(  # noqa: S603 - binaries we built ourselves
+            [str(self.bin_dir / name), *args],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            preexec_fn=_die_with_parent,  # noqa: PLW1509 - needed for the parent-death signal
+        )
+        log.close()
+        self._procs.append((name, proc))
+        return proc
+
+    def log_tail(self, name: str, lines: int = 30) -> str:
+        """Return the last lines a component logged."""
+        path = self.workdir / f"{name}.log"
+        if not path.exists():
+            return ""
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+    def start(self, timeout: float = 90.0) -> None:
+        """Start etcd and kube-apiserver, wait until ready, write the kubeconfig."""
+        pki = self.workdir / "pki"
+        pki.mkdir(parents=True, exist_ok=True)
+        certs = _write_certs(pki)
+        tokens = self.workdir / "tokens.csv"
+        tokens.write_text(f'{self.admin_token},kubeforge-admin,kubeforge-admin,"system:masters"\n')
+
+        etcd_client, etcd_peer = free_port(), free_port()
+        self._spawn(
+            "etcd",
+            [
+                "--name=default",
+                f"--data-dir={self.workdir / 'etcd'}",
+                f"--listen-client-urls=http://127.0.0.1:{etcd_client}",
+                f"--advertise-client-urls=http://127.0.0.1:{etcd_client}",
+                f"--listen-peer-urls=http://127.0.0.1:{etcd_peer}",
+                f"--initial-advertise-peer-urls=http://127.0.0.1:{etcd_peer}",
+                f"--initial-cluster=default=http://127.0.0.1:{etcd_peer}",
+                "--unsafe-no-fsync=true",
+                "--log-level=warn",
+            ],
+        )
+        self.apiserver_port = free_port()
+        self._spawn(
+            "kube-apiserver",
+            [
+                f"--etcd-servers=http://127.0.0.1:{etcd_client}",
+                "--bind-address=127.0.0.1",
+                "--advertise-address=127.0.0.1",
+                f"--secure-port={self.apiserver_port}",
+                f"--tls-cert-file={certs.serving_cert}",
+                f"--tls-private-key-file={certs.serving_key}",
+                f"--client-ca-file={certs.ca}",
+                f"--token-auth-file={tokens}",
+                "--authorization-mode=Node,RBAC",
+                "--service-account-issuer=https://kubernetes.default.svc",
+                f"--service-account-key-file={certs.sa_pub}",
+                f"--service-account-signing-key-file={certs.sa_key}",
+                "--api-audiences=https://kubernetes.default.svc",
+                "--service-cluster-ip-range=10.96.0.0/16",
+                "--allow-privileged=true",
+                "--enable-admission-plugins=NodeRestriction",
+                "--v=0",
+            ],
+        )
+        self._write_kubeconfig()
+        try:
+            self._wait_ready(timeout)
+        except ControlPlaneError:
+            self.stop()
+            raise
+        if self.with_scheduler:
+            self._spawn(
+                "kube-scheduler",
+                [
+                    f"--kubeconfig={self.kubeconfig}",
+                    f"--authentication-kubeconfig={self.kubeconfig}",
+                    f"--authorization-kubeconfig={self.kubeconfig}",
+                    "--bind-address=127.0.0.1",
+                    f"--secure-port={free_port()}",
+                    "--leader-elect=false",
+                ],
+            )
+
+    def _write_kubeconfig(self) -> None:
+        config = {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [
+                {
+                    "name": "kubeforge-test",
+                    "cluster": {"server": self.server, "certificate-authority": str(self.ca_file)},
+                }
+            ],
+            "users": [{"name": "kubeforge-admin", "user": {"token": self.admin_token}}],
+            "contexts": [
+                {
+                    "name": "kubeforge-test",
+                    "context": {"cluster": "kubeforge-test", "user": "kubeforge-admin"},
+                }
+            ],
+            "current-context": "kubeforge-test",
+        }
+        self.kubeconfig.write_text(yaml.safe_dump(config))
+
+    def _wait_ready(self, timeout: float) -> None:
+        ctx = ssl.create_default_context(cafile=str(self.ca_file))
+        request = urllib.request.Request(
+            f"{self.server}/readyz", headers={"Authorization": f"Bearer {self.admin_token}"}
+        )
+        deadline = time.monotonic() + timeout
+        last = "no answer yet"
+        while time.monotonic() < deadline:
+            for name, proc in self._procs:
+                if proc.poll() is not None:
+                    raise ControlPlaneError(
+                        f"{name} exited with code {proc.returncode}:\n{self.log_tail(name)}"
+                    )
+            try:
+                with urllib.request.urlopen(request, context=ctx, timeout=5) as resp:
+                    if resp.status == 200:
+                        return
+            except (urllib.error.URLError, OSError) as exc:
+                last = str(exc)
+            time.sleep(0.25)
+        raise ControlPlaneError(
+            f"kube-apiserver not ready after {timeout:.0f}s ({last}):\n"
+            f"{self.log_tail('kube-apiserver')}"
+        )
+
+    def stop(self) -> None:
+        """Stop every process (scheduler, apiserver, then etcd) and remove the work directory."""
+        for _name, proc in reversed(self._procs):
+            if proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGTERM)
+        for _name, proc in reversed(self._procs):
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=5)
+        self._procs.clear()
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def pids(self) -> list[int]:
+        """PIDs of the processes this control plane started and that still run."""
+        return [proc.pid for _name, proc in self._procs if proc.poll() is None]
+
+
+@contextlib.contextmanager
+def running_control_plane(with_scheduler: bool = False) -> Iterator[ControlPlane]:
+    """Build (or reuse) the binaries and run a control plane for the ``with`` block."""
+    with ControlPlane(bin_dir=build_binaries(), with_scheduler=with_scheduler) as plane:
+        yield plane

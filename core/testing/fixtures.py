@@ -1,0 +1,157 @@
+"""Pytest fixtures for tests that need Kubernetes.
+
+Loaded with ``-p kubeforge.core.testing.fixtures``.
+
+``KUBECONFIG`` set in the environment points the tests at that cluster; otherwise the session
+starts a real etcd + kube-apiserver from :mod:`kubeforge.core.testing.controlplane`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kubeforge.core.testing.controlplane import (
+    ControlPlane,
+    ControlPlaneError,
+    build_binaries,
+    repo_root,
+)
+
+PYTORCHJOB_CRD = "pytorchjobs.kubeflow.org"
+_TRAINING_OPERATOR = "github.com/kubeflow/training-operator"
+
+
+def training_operator_module_dir() -> Path:
+    """Download the pinned Kubeflow training-operator module into the Go module cache.
+
+    The version is the one ``hack/controlplane/crds/go.mod`` requires.
+    """
+    moddir = repo_root() / "hack" / "controlplane" / "crds"
+    env = {**os.environ, "GOFLAGS": "-mod=mod", "GOTOOLCHAIN": "local"}
+    proc = subprocess.run(
+        ["go", "mod", "download", "-json", _TRAINING_OPERATOR],
+        cwd=moddir,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if proc.returncode != 0:
+        raise ControlPlaneError(f"go mod download {_TRAINING_OPERATOR} failed: {proc.stderr}")
+    return Path(json.loads(proc.stdout)["Dir"])
+
+
+def pytorchjob_crd_path() -> Path:
+    """Path of the real PyTorchJob CRD manifest in the Go module cache."""
+    path = (
+        training_operator_module_dir()
+        / "manifests"
+        / "base"
+        / "crds"
+        / "kubeflow.org_pytorchjobs.yaml"
+    )
+    if not path.is_file():
+        raise ControlPlaneError(f"PyTorchJob CRD not found at {path}")
+    return path
+
+
+Kubectl = Callable[..., subprocess.CompletedProcess[str]]
+
+
+@pytest.fixture(scope="session")
+def kube_bin_dir() -> Path:
+    """Directory of the built kubectl, helm, kube-apiserver, kube-scheduler and etcd."""
+    return build_binaries()
+
+
+@pytest.fixture(scope="session")
+def control_plane(kube_bin_dir: Path) -> Iterator[ControlPlane | None]:
+    """The session's control plane, or None when ``KUBECONFIG`` names an existing cluster."""
+    if os.environ.get("KUBECONFIG"):
+        yield None
+        return
+    with ControlPlane(bin_dir=kube_bin_dir) as plane:
+        yield plane
+
+
+@pytest.fixture(scope="session")
+def kubeconfig(control_plane: ControlPlane | None) -> Path:
+    """Path of an admin kubeconfig for the test cluster."""
+    if control_plane is None:
+        return Path(os.environ["KUBECONFIG"])
+    return control_plane.kubeconfig
+
+
+@pytest.fixture(scope="session")
+def kubectl(kube_bin_dir: Path, kubeconfig: Path) -> Kubectl:
+    """Run the real kubectl against the test cluster; ``check=False`` to inspect failures."""
+
+    def run(
+        *args: str, check: bool = True, stdin: str | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run(
+            [str(kube_bin_dir / "kubectl"), f"--kubeconfig={kubeconfig}", *args],
+            input=stdin,
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=120,
+        )
+        if check and proc.returncode != 0:
+            raise AssertionError(f"kubectl {' '.join(args)} failed: {proc.stderr}")
+        return proc
+
+    return run
+
+
+@pytest.fixture(scope="session")
+def api_client(kubeconfig: Path) -> Iterator[Any]:
+    """A ``kubernetes.client.ApiClient`` for the admin user."""
+    from kubernetes import config
+
+    client = config.new_client_from_config(config_file=str(kubeconfig))
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def pytorchjob_crd(kubectl: Kubectl, api_client: Any) -> str:
+    """Install the real Kubeflow PyTorchJob CRD and wait until it is established."""
+    path = pytorchjob_crd_path()
+    kubectl("apply", "--server-side", "--force-conflicts", "-f", str(path))
+    kubectl("wait", "--for=condition=Established", f"crd/{PYTORCHJOB_CRD}", "--timeout=60s")
+    return PYTORCHJOB_CRD
+
+
+@pytest.fixture
+def namespace(api_client: Any) -> Iterator[str]:
+    """A fresh namespace for one test, with its ``default`` ServiceAccount, deleted afterwards."""
+    from kubernetes import client
+
+    core = client.CoreV1Api(api_client)
+    name = f"kf-test-{secrets.token_hex(4)}"
+    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
+    # No kube-controller-manager runs in the test control plane, so nothing else creates it.
+    core.create_namespaced_service_account(
+        name, client.V1ServiceAccount(metadata=client.V1ObjectMeta(name="default"))
+    )
+    yield name
+    core.delete_namespace(name)
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float = 30.0, interval: float = 0.2) -> None:
+    """Poll ``predicate`` until it is true; fail the test after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout}s")

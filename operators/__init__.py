@@ -1,0 +1,1 @@
+"""Kubernetes operators (kopf) for GPU node pools and pipeline resources."""

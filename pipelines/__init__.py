@@ -1,0 +1,1 @@
+"""Pipelines that wire the components into KFP DAGs."""
