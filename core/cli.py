@@ -1,22 +1,290 @@
-"""The ``kubeforge`` command line."""
+"""The ``kubeforge`` command line: run, compile, serve, demo."""
 
 from __future__ import annotations
 
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
 import typer
+from kubeforge.core.config import home
+from kubeforge.core.errors import KubeforgeError
 
 app = typer.Typer(no_args_is_help=True, help="Kubeforge: raw data to a served model.")
 
 
+def _fail(message: str) -> None:
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(code=1)
+
+
+def parse_params(pairs: list[str], declared: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """``["k=v", ...]`` -> typed values, checked against the pipeline's declared parameters."""
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep:
+            raise KubeforgeError(f"--param {pair!r} is not key=value", "param")
+        if key not in declared:
+            raise KubeforgeError(
+                f"the pipeline has no parameter {key!r}; "
+                f"it declares: {', '.join(sorted(declared))}",
+                key,
+            )
+        kind = declared[key]["type"]
+        try:
+            if kind == "NUMBER_INTEGER":
+                out[key] = int(raw)
+            elif kind == "NUMBER_DOUBLE":
+                out[key] = float(raw)
+            elif kind == "BOOLEAN":
+                if raw.lower() not in ("true", "false", "1", "0"):
+                    raise ValueError(raw)
+                out[key] = raw.lower() in ("true", "1")
+            else:
+                out[key] = raw
+        except ValueError as exc:
+            raise KubeforgeError(
+                f"parameter {key!r} expects {kind.lower()}, got {raw!r}", key
+            ) from exc
+    missing = [k for k, v in declared.items() if v["default"] is None and k not in out]
+    if missing:
+        raise KubeforgeError(f"missing required parameter(s) {missing}", missing[0])
+    return out
+
+
+def run_pipeline_locally(name: str, params: dict[str, Any]) -> dict[str, Any]:
+    """Run pipeline ``name`` through kfp.local with MLflow tracking; return the summary."""
+    import mlflow
+    from kfp import local
+    from kubeforge.core.tracking import connect
+    from kubeforge.pipelines.registry import get_pipeline
+
+    os.environ["KUBEFORGE_HOME"] = str(home())
+    uri = connect(params.get("mlflow_tracking_uri", ""))
+    params["mlflow_tracking_uri"] = uri
+    error_file = home() / "last_error.txt"
+    error_file.unlink(missing_ok=True)
+    local.init(
+        runner=local.SubprocessRunner(use_venv=False),
+        pipeline_root=str(home() / "kfp"),
+        raise_on_error=True,
+    )
+    pipeline = get_pipeline(name)
+    with mlflow.start_run(run_name=f"pipeline-{name}", tags={"kubeforge.pipeline": name}) as run:
+        params["mlflow_parent_run_id"] = run.info.run_id
+        mlflow.log_params({k: v for k, v in params.items() if not k.startswith("mlflow_")})
+        started = time.perf_counter()
+        try:
+            pipeline(**params)
+        except Exception as exc:  # noqa: BLE001 - report the stage's own message when it left one
+            mlflow.set_tag("kubeforge.status", "failed")
+            detail = error_file.read_text().strip() if error_file.exists() else str(exc)
+            raise KubeforgeError(f"pipeline {name!r} failed: {detail}") from exc
+        wall = time.perf_counter() - started
+        mlflow.log_metric("pipeline_seconds", wall)
+    return summarize(run.info.run_id, uri, wall)
+
+
+def summarize(parent_run_id: str, tracking_uri: str, wall_seconds: float) -> dict[str, Any]:
+    """Gather each stage's metrics from MLflow for the end-of-run summary."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri)
+    parent = client.get_run(parent_run_id)
+    runs = client.search_runs(
+        [parent.info.experiment_id], f"tags.mlflow.parentRunId = '{parent_run_id}'"
+    )
+    stages = {r.data.tags.get("kubeforge.stage"): r for r in runs}
+    summary: dict[str, Any] = {
+        "mlflow_run_id": parent_run_id,
+        "tracking_uri": tracking_uri,
+        "pipeline_seconds": round(wall_seconds, 1),
+    }
+    for stage, run in stages.items():
+        summary[str(stage)] = dict(run.data.metrics)
+        if stage == "deploy":
+            summary["deploy"]["model_name"] = run.data.params.get("model_name")
+            summary["deploy"]["alias"] = run.data.params.get("alias")
+    return summary
+
+
+def print_summary(summary: dict[str, Any], endpoint: str = "", answer: str = "") -> None:
+    """Human-readable end-of-run summary."""
+    label = summary.get("label", {})
+    distill = summary.get("distill", {})
+    deploy = summary.get("deploy", {})
+    lines = [
+        "",
+        "Kubeforge run summary",
+        "---------------------",
+        f"gold labels used          {int(label.get('gold_rows', 0))} rows "
+        f"({int(label.get('weak_rows', 0))} weakly labelled)",
+    ]
+    if "label_model_accuracy" in label:
+        lines.append(
+            f"label accuracy (hidden)   {label['label_model_accuracy']:.3f} label model, "
+            f"{label.get('majority_vote_accuracy', float('nan')):.3f} majority vote"
+        )
+    if distill:
+        lines += [
+            f"teacher test accuracy     {distill['teacher_accuracy']:.3f} "
+            f"({int(distill['teacher_parameters'])} params, "
+            f"{distill['teacher_latency_p50_ms']:.3f} ms p50)",
+            f"student test accuracy     {distill['student_accuracy']:.3f} "
+            f"({int(distill['student_parameters'])} params, "
+            f"{distill['student_latency_p50_ms']:.3f} ms p50)",
+            f"student vs teacher        {distill['retention']:.1%} accuracy, "
+            f"{distill['parameter_ratio']:.1f}x fewer params, "
+            f"{distill['latency_ratio']:.2f}x faster",
+        ]
+    if deploy:
+        lines.append(
+            f"registered model          models:/{deploy.get('model_name')}@{deploy.get('alias')} "
+            f"(smoke accuracy {deploy.get('smoke_accuracy', 0):.3f})"
+        )
+    if endpoint:
+        lines.append(f"endpoint                  {endpoint}")
+    if answer:
+        lines.append(f"served prediction         {answer}")
+    lines += [
+        f"pipeline wall time        {summary['pipeline_seconds']} s",
+        f"MLflow run                {summary['mlflow_run_id']}",
+        f"MLflow UI                 mlflow ui --backend-store-uri {summary['tracking_uri']}",
+    ]
+    typer.echo("\n".join(lines))
+
+
+@app.command()
+def run(
+    pipeline: Annotated[str, typer.Argument(help="Pipeline name, e.g. 'main'.")],
+    param: Annotated[
+        list[str] | None, typer.Option("--param", "-p", help="key=value pipeline parameter.")
+    ] = None,
+    local_run: Annotated[bool, typer.Option("--local", help="Run here through kfp.local.")] = True,
+) -> None:
+    """Run a pipeline locally (kfp.local), tracked in MLflow."""
+    from kubeforge.pipelines.registry import pipeline_parameters
+
+    if not local_run:
+        _fail("only --local runs are built so far; use 'kubeforge compile' for the Kubeflow UI")
+    try:
+        params = parse_params(param or [], pipeline_parameters(pipeline))
+        summary = run_pipeline_locally(pipeline, params)
+    except KubeforgeError as exc:
+        _fail(str(exc))
+    print_summary(summary)
+
+
+@app.command("compile")
+def compile_cmd(
+    pipeline: Annotated[str, typer.Argument(help="Pipeline name, e.g. 'main'.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="IR YAML file to write.")],
+) -> None:
+    """Compile a pipeline to KFP IR YAML (uploadable in the Kubeflow UI)."""
+    from kubeforge.pipelines.registry import compile_pipeline
+
+    try:
+        compile_pipeline(pipeline, str(output))
+    except KubeforgeError as exc:
+        _fail(str(exc))
+    typer.echo(f"wrote {output}")
+
+
+def load_served_model(model_uri: str) -> Any:
+    """Load a model from an MLflow URI (``models:/name@alias``) or a local ``model.pt``."""
+    if Path(model_uri).is_file():
+        from kubeforge.components.train.model import load
+
+        return load(model_uri)
+    import mlflow.pytorch
+    from kubeforge.core.tracking import connect
+
+    connect()
+    try:
+        return mlflow.pytorch.load_model(model_uri)
+    except Exception as exc:  # noqa: BLE001 - any failure means the URI does not resolve
+        raise KubeforgeError(f"cannot load model {model_uri!r}: {exc}", "model_uri") from exc
+
+
+@app.command()
+def serve(
+    model_uri: Annotated[str, typer.Argument(help="models:/name@alias, or a model.pt file.")],
+    host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to bind.")] = 8080,
+    name: Annotated[str, typer.Option(help="Model name in the predict route.")] = "model",
+) -> None:
+    """Serve a model over HTTP: /healthz, /v1/models/<name>:predict, /metrics."""
+    from kubeforge.components.deploy.server import ModelServer
+
+    try:
+        model = load_served_model(model_uri)
+    except KubeforgeError as exc:
+        _fail(str(exc))
+    server = ModelServer(model, list(model.spec.classes), name, host, port)
+    typer.echo(f"serving {model_uri} at {server.predict_url}")
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        server.stop()
+
+
+def write_demo_data(path: Path) -> Path:
+    """scikit-learn's digits (shipped with the package) as a CSV with a ``label`` column."""
+    from sklearn.datasets import load_digits
+
+    frame = load_digits(as_frame=True).frame.rename(columns={"target": "label"})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    frame.to_csv(path, index=False)
+    return path
+
+
 @app.command()
 def demo() -> None:
-    """Run the main job locally: ingest, label, train, distill, deploy on scikit-learn's digits."""
-    typer.echo(
-        "kubeforge demo will run the ingest -> label -> train -> distill -> deploy pipeline "
-        "locally through kfp.local on scikit-learn's digits data, tracked in MLflow under "
-        ".kubeforge/, and end with a served model answering a request.\n"
-        "Not built yet: the pipeline and its five components (see the README's status section)."
-    )
-    raise typer.Exit(code=2)
+    """Run the main job on digits: ingest, label (5% gold), train, distill, deploy, serve, ask."""
+    import urllib.request
+
+    from kubeforge.components.deploy.server import ModelServer
+    from kubeforge.components.ingest.ingest import load_split
+    from kubeforge.pipelines.registry import pipeline_parameters
+
+    data = write_demo_data(home() / "data" / "digits.csv")
+    typer.echo(f"demo data: {data} (scikit-learn digits, 1797 rows, 64 pixel features)")
+    typer.echo("running ingest -> label -> train -> distill -> deploy through kfp.local ...")
+    try:
+        params = parse_params([f"data_uri={data}"], pipeline_parameters("main"))
+        summary = run_pipeline_locally("main", params)
+        deploy = summary.get("deploy", {})
+        model_uri = f"models:/{deploy.get('model_name')}@{deploy.get('alias')}"
+        model = load_served_model(model_uri)
+    except KubeforgeError as exc:
+        _fail(str(exc))
+    server = ModelServer(model, list(model.spec.classes), str(deploy.get("model_name"))).start()
+    try:
+        test_rows = sorted((home() / "kfp").glob("**/ingest*/test_data"), key=os.path.getmtime)
+        split = load_split(test_rows[-1])
+        row = split.features()[0].tolist()
+        request = urllib.request.Request(
+            server.predict_url,
+            data=json.dumps({"instances": [row]}).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=30) as resp:
+            answer = json.loads(resp.read())
+        truth = split.frame[split.label_column].iloc[0]
+        print_summary(
+            summary,
+            endpoint=server.predict_url,
+            answer=f"{answer['predictions'][0]} (p={answer['probabilities'][0]:.2f}; true {truth})",
+        )
+        typer.echo(
+            f"serve it again with: kubeforge serve {model_uri} --name {deploy.get('model_name')}"
+        )
+    finally:
+        server.stop()
 
 
 @app.command()
@@ -25,3 +293,12 @@ def version() -> None:
     from importlib.metadata import version as dist_version
 
     typer.echo(dist_version("kubeforge"))
+
+
+def main() -> None:
+    """Entry point for ``python -m kubeforge.core.cli``."""
+    app(sys.argv[1:])
+
+
+if __name__ == "__main__":
+    main()

@@ -57,4 +57,10 @@ def stage_run(stage: str, tracking_uri: str, parent_run_id: str = "") -> Iterato
     if parent_run_id:
         tags["mlflow.parentRunId"] = parent_run_id
     with mlflow.start_run(run_name=stage, tags=tags) as run:
-        yield run
+        try:
+            yield run
+        except KubeforgeError as exc:
+            # The local runner only sees a failed subprocess; leave the message for the CLI.
+            (home() / "last_error.txt").write_text(f"{stage}: {exc}\n")
+            mlflow.set_tag("kubeforge.error", str(exc)[:5000])
+            raise

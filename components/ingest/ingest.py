@@ -311,15 +311,33 @@ def ingest(
 
 def write_split(frame: pd.DataFrame, path: Path, report: IngestReport) -> None:
     """Write one split atomically with the schema in the Parquet metadata."""
+    _write_parquet(
+        frame, path, report.label_column, report.feature_columns, report.classes, report.fingerprint
+    )
+
+
+def write_split_frame(frame: pd.DataFrame, path: Path, like: LoadedSplit) -> None:
+    """Write ``frame`` with the schema of an already loaded split (for later stages)."""
+    _write_parquet(frame, path, like.label_column, like.feature_columns, like.classes, "")
+
+
+def _write_parquet(
+    frame: pd.DataFrame,
+    path: Path,
+    label: str,
+    features: list[str],
+    classes: list[str],
+    content_hash: str,
+) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     table = pa.Table.from_pandas(frame, preserve_index=False)
     meta = {
-        b"kubeforge.label_column": report.label_column.encode(),
-        b"kubeforge.feature_columns": json.dumps(report.feature_columns).encode(),
-        b"kubeforge.classes": json.dumps(report.classes).encode(),
-        b"kubeforge.fingerprint": report.fingerprint.encode(),
+        b"kubeforge.label_column": label.encode(),
+        b"kubeforge.feature_columns": json.dumps(features).encode(),
+        b"kubeforge.classes": json.dumps(classes).encode(),
+        b"kubeforge.fingerprint": (content_hash or fingerprint(frame)).encode(),
     }
     table = table.replace_schema_metadata({**(table.schema.metadata or {}), **meta})
     tmp = path.with_suffix(".tmp")

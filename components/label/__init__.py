@@ -1,0 +1,1 @@
+"""Label component: weak supervision, model-assisted labels, label errors, Label Studio."""

@@ -1,0 +1,243 @@
+"""The label stage: gold rows, LFs, label model, label errors, Label Studio round trip."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from kubeforge.components.ingest.ingest import LoadedSplit, write_split_frame
+from kubeforge.components.label.weak import (
+    LabelModel,
+    lf_stats,
+    likely_label_errors,
+    load_factory,
+    majority_vote,
+    model_assisted_lf,
+)
+from kubeforge.core.errors import KubeforgeError
+
+
+@dataclass
+class LabelReport:
+    """What the label stage did and how good its labels are."""
+
+    rows: int
+    gold_rows: int
+    human_rows: int
+    weak_rows: int
+    dropped_low_confidence: int
+    gold_fraction: float
+    labeling_functions: list[dict[str, Any]]
+    estimated_accuracy: float
+    label_model_accuracy: float | None = None
+    majority_vote_accuracy: float | None = None
+    label_model_coverage: float = 0.0
+    likely_label_errors: int = 0
+    exported_for_review: int = 0
+    notes: list[str] = field(default_factory=list)
+
+    def to_json(self) -> str:
+        """The report as indented JSON (NaN written as null)."""
+        return json.dumps(asdict(self), indent=2, sort_keys=True, default=str).replace(
+            "NaN", "null"
+        )
+
+
+def row_ids(split: LoadedSplit) -> np.ndarray:
+    """A stable id per row: the hash of its feature values."""
+    hashes = pd.util.hash_pandas_object(split.frame[split.feature_columns], index=False)
+    return np.asarray([f"{h:016x}" for h in hashes.to_numpy()])
+
+
+def choose_gold(
+    known: np.ndarray, n_classes: int, budget: float, seed: int, min_per_class: int
+) -> np.ndarray:
+    """Pick the gold rows: at most ``budget`` of all rows, stratified over the known labels."""
+    if not 0.0 < budget <= 1.0:
+        raise KubeforgeError(f"gold_budget must be in (0, 1], got {budget}", "gold_budget")
+    rng = np.random.default_rng(seed)
+    labelled = np.where(known >= 0)[0]
+    cap = int(np.floor(budget * len(known)))
+    if len(labelled) <= cap:
+        gold = labelled
+    else:
+        per_class = max(min_per_class, cap // n_classes)
+        picks = []
+        for c in range(n_classes):
+            rows = labelled[known[labelled] == c]
+            picks.append(rng.choice(rows, size=min(per_class, len(rows)), replace=False))
+        gold = np.sort(np.concatenate(picks))[: max(cap, min_per_class * n_classes)]
+    counts = np.bincount(known[gold], minlength=n_classes)
+    short = [i for i, n in enumerate(counts) if n < min_per_class]
+    if short:
+        raise KubeforgeError(
+            f"too few gold labels for class(es) {short}: each class needs at least "
+            f"{min_per_class} (got {counts.tolist()})",
+            "gold_budget",
+        )
+    return np.asarray(gold)
+
+
+def read_label_studio_export(path: str) -> dict[str, str]:
+    """Human labels from a Label Studio JSON export: ``row_id -> label``."""
+    try:
+        tasks = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise KubeforgeError(
+            f"cannot read Label Studio export {path!r}: {exc}", "human_labels"
+        ) from exc
+    labels: dict[str, str] = {}
+    for task in tasks:
+        row_id = str(task.get("data", {}).get("row_id", ""))
+        for annotation in task.get("annotations", []):
+            if annotation.get("was_cancelled"):
+                continue
+            for result in annotation.get("result", []):
+                choices = result.get("value", {}).get("choices", [])
+                if row_id and choices:
+                    labels[row_id] = str(choices[0])
+    return labels
+
+
+def label_studio_tasks(
+    ids: np.ndarray,
+    features: np.ndarray,
+    posterior: np.ndarray,
+    classes: list[str],
+    rows: np.ndarray,
+) -> list[dict[str, Any]]:
+    """Label Studio import tasks with the label model's guess as a prediction."""
+    tasks = []
+    for row in rows:
+        guess = int(posterior[row].argmax())
+        tasks.append(
+            {
+                "data": {"row_id": str(ids[row]), "features": features[row].round(4).tolist()},
+                "predictions": [
+                    {
+                        "model_version": "kubeforge-label-model",
+                        "score": round(float(posterior[row, guess]), 4),
+                        "result": [
+                            {
+                                "from_name": "label",
+                                "to_name": "features",
+                                "type": "choices",
+                                "value": {"choices": [classes[guess]]},
+                            }
+                        ],
+                    }
+                ],
+            }
+        )
+    return tasks
+
+
+def label(
+    train: LoadedSplit,
+    out_dir: Path,
+    labeling_functions: str,
+    gold_budget: float = 0.05,
+    confidence_threshold: float = 0.9,
+    min_confidence: float = 0.5,
+    review_count: int = 50,
+    human_labels: str = "",
+    min_gold_per_class: int = 2,
+    seed: int = 0,
+) -> LabelReport:
+    """Label the training split; write ``train.parquet``, ``report.json``, ``review.json``.
+
+    Rows with a label beyond ``gold_budget`` are treated as unlabelled; their labels are only
+    used to score the produced labels (``label_model_accuracy``).
+    """
+    features = train.features()
+    known = train.label_indices()
+    classes = train.classes
+    k = len(classes)
+    ids = row_ids(train)
+    gold = choose_gold(known, k, gold_budget, seed, min_gold_per_class)
+    clamp = np.full(len(known), -1)
+    clamp[gold] = known[gold]
+    human_rows = 0
+    if human_labels:
+        index = {c: i for i, c in enumerate(classes)}
+        for row_id, value in read_label_studio_export(human_labels).items():
+            rows = np.where(ids == row_id)[0]
+            if value not in index:
+                raise KubeforgeError(
+                    f"human label {value!r} for row {row_id} is not a known class {classes}",
+                    "human_labels",
+                )
+            clamp[rows] = index[value]
+            human_rows += len(rows)
+
+    gold_mask = clamp >= 0
+    factory = load_factory(labeling_functions)
+    lfs = factory(features[gold_mask], clamp[gold_mask], features, k)
+    lfs.append(
+        model_assisted_lf(
+            features[gold_mask], clamp[gold_mask], features, confidence_threshold, seed
+        )
+    )
+    votes = np.stack([lf(features) for lf in lfs], axis=1)
+    model = LabelModel(n_classes=k)
+    posterior = model.fit_predict(votes, clamp=clamp)
+    baseline = majority_vote(votes, k)
+    covered = (votes >= 0).any(axis=1)
+
+    final = posterior.argmax(axis=1)
+    confidence = posterior.max(axis=1)
+    keep = gold_mask | (covered & (confidence >= min_confidence))
+    hidden = ~gold_mask & (known >= 0)
+    scored = hidden & keep
+    report = LabelReport(
+        rows=len(known),
+        gold_rows=int(len(gold)),
+        human_rows=human_rows,
+        weak_rows=int((keep & ~gold_mask).sum()),
+        dropped_low_confidence=int((~keep).sum()),
+        gold_fraction=round(len(gold) / len(known), 4),
+        labeling_functions=lf_stats([lf.name for lf in lfs], votes, clamp, model.lf_accuracies()),
+        estimated_accuracy=round(float(confidence[keep & ~gold_mask].mean()), 4)
+        if (keep & ~gold_mask).any()
+        else 1.0,
+        label_model_coverage=round(float(covered.mean()), 4),
+    )
+    if scored.any():
+        report.label_model_accuracy = round(float((final[scored] == known[scored]).mean()), 4)
+        mv = baseline.argmax(axis=1)
+        report.majority_vote_accuracy = round(float((mv[scored] == known[scored]).mean()), 4)
+        if report.majority_vote_accuracy > report.label_model_accuracy:
+            report.notes.append("majority vote beat the label model on this data")
+
+    labels = np.where(gold_mask, clamp, final)
+    errors = likely_label_errors(features[keep], labels[keep], k, seed)
+    report.likely_label_errors = int(errors.sum())
+
+    uncertain = np.argsort(confidence + gold_mask * 2.0)[
+        : min(review_count, int((~gold_mask).sum()))
+    ]
+    tasks = label_studio_tasks(ids, features, posterior, classes, uncertain)
+    report.exported_for_review = len(tasks)
+
+    out = train.frame.copy()
+    out[train.label_column] = [classes[i] for i in labels]
+    out["_row_id"] = ids
+    out["_label_source"] = np.where(clamp >= 0, "gold", "weak")
+    if human_rows:
+        out.loc[np.isin(ids, list(read_label_studio_export(human_labels))), "_label_source"] = (
+            "human"
+        )
+    out["_label_confidence"] = np.where(gold_mask, 1.0, confidence).astype(np.float32)
+    out["_likely_error"] = False
+    out.loc[np.where(keep)[0][errors], "_likely_error"] = True
+    out = out[keep].reset_index(drop=True)
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_split_frame(out, out_dir / "train.parquet", train)
+    (out_dir / "review.json").write_text(json.dumps(tasks, indent=1))
+    (out_dir / "report.json").write_text(report.to_json())
+    return report

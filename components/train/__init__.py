@@ -1,0 +1,1 @@
+"""Train component: PyTorch DDP locally (torchrun) or a Kubeflow PyTorchJob on a cluster."""

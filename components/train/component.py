@@ -1,0 +1,72 @@
+"""KFP interface of the train component."""
+
+from kfp import dsl
+from kfp.dsl import Dataset, Input, Metrics, Model, Output
+from kubeforge.core.config import IMAGE
+
+
+@dsl.component(base_image=IMAGE, install_kfp_package=False)
+def train(
+    train_data: Input[Dataset],
+    val_data: Input[Dataset],
+    model: Output[Model],
+    metrics: Output[Metrics],
+    hidden: str = "256,256,256",
+    epochs: int = 30,
+    batch_size: int = 64,
+    learning_rate: float = 0.001,
+    grad_accum_steps: int = 1,
+    nproc: int = 2,
+    backend: str = "local",
+    namespace: str = "default",
+    workers: int = 1,
+    gpus_per_replica: int = 1,
+    node_selector: str = "",
+    seed: int = 0,
+    mlflow_tracking_uri: str = "",
+    mlflow_parent_run_id: str = "",
+):
+    """Train the teacher classifier with DDP, locally (torchrun) or as a Kubeflow PyTorchJob.
+
+    Args:
+        train_data: Labelled training rows.
+        val_data: Validation split.
+        model: The trained model (torch.save of spec and weights).
+        metrics: Validation accuracy, loss, samples/s.
+        hidden: Comma-separated hidden layer widths.
+        epochs: Passes over the training data.
+        batch_size: Rows per step and process.
+        learning_rate: AdamW learning rate.
+        grad_accum_steps: Micro-batches per optimizer step.
+        nproc: Local DDP processes (gloo on CPU).
+        backend: ``local`` (torchrun here) or ``pytorchjob`` (a Kubeflow PyTorchJob).
+        namespace: Namespace of the PyTorchJob.
+        workers: PyTorchJob Worker replicas besides the Master.
+        gpus_per_replica: GPUs each PyTorchJob replica requests.
+        node_selector: ``key=value,...`` node selector of the GPU pool.
+        seed: Seed for initialisation and shuffling.
+        mlflow_tracking_uri: MLflow tracking URI; empty for the default.
+        mlflow_parent_run_id: MLflow run to nest this stage's run under.
+    """
+    from kubeforge.components.train.stage import run_train
+
+    run_train(
+        train_path=train_data.path,
+        val_path=val_data.path,
+        hidden=hidden,
+        epochs=epochs,
+        batch_size=batch_size,
+        learning_rate=learning_rate,
+        grad_accum_steps=grad_accum_steps,
+        nproc=nproc,
+        backend=backend,
+        namespace=namespace,
+        workers=workers,
+        gpus_per_replica=gpus_per_replica,
+        node_selector=node_selector,
+        seed=seed,
+        tracking_uri=mlflow_tracking_uri,
+        parent_run_id=mlflow_parent_run_id,
+        model_out=model,
+        metrics_out=metrics,
+    )

@@ -1,0 +1,121 @@
+"""The Kubeflow ``PyTorchJob`` the train stage runs on a cluster (kubeflow-training SDK models)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from kubeforge.core.errors import KubeforgeError
+
+GROUP, VERSION, PLURAL = "kubeflow.org", "v1", "pytorchjobs"
+
+
+def build_pytorchjob(
+    name: str,
+    namespace: str,
+    image: str,
+    command: list[str],
+    workers: int = 1,
+    gpus_per_replica: int = 1,
+    node_selector: dict[str, str] | None = None,
+    tolerations: list[dict[str, str]] | None = None,
+    env: dict[str, str] | None = None,
+    gpu_resource: str = "nvidia.com/gpu",
+) -> dict[str, Any]:
+    """A PyTorchJob with one Master and ``workers`` Workers, each asking ``gpus_per_replica``.
+
+    Returns the manifest as a plain dict (serialised from the kubeflow-training SDK models).
+    """
+    from kubeflow.training import models
+    from kubernetes import client
+
+    if workers < 0 or gpus_per_replica < 0:
+        raise KubeforgeError("workers and gpus_per_replica must not be negative", "workers")
+    resources = (
+        client.V1ResourceRequirements(
+            limits={gpu_resource: str(gpus_per_replica)},
+            requests={gpu_resource: str(gpus_per_replica)},
+        )
+        if gpus_per_replica
+        else None
+    )
+    container = client.V1Container(
+        name="pytorch",  # the training operator finds the container by this name
+        image=image,
+        command=command,
+        env=[client.V1EnvVar(name=k, value=v) for k, v in sorted((env or {}).items())],
+        resources=resources,
+    )
+    pod = client.V1PodSpec(
+        containers=[container],
+        node_selector=node_selector or None,
+        tolerations=[client.V1Toleration(**t) for t in tolerations or []] or None,
+    )
+
+    def replica(count: int) -> Any:
+        return models.KubeflowOrgV1ReplicaSpec(
+            replicas=count,
+            restart_policy="OnFailure",
+            template=client.V1PodTemplateSpec(spec=pod),
+        )
+
+    specs = {"Master": replica(1)}
+    if workers:
+        specs["Worker"] = replica(workers)
+    job = models.KubeflowOrgV1PyTorchJob(
+        api_version=f"{GROUP}/{VERSION}",
+        kind="PyTorchJob",
+        metadata=client.V1ObjectMeta(
+            name=name, namespace=namespace, labels={"app.kubernetes.io/managed-by": "kubeforge"}
+        ),
+        spec=models.KubeflowOrgV1PyTorchJobSpec(
+            run_policy=models.KubeflowOrgV1RunPolicy(clean_pod_policy="None", backoff_limit=3),
+            pytorch_replica_specs=specs,
+        ),
+    )
+    manifest: dict[str, Any] = client.ApiClient().sanitize_for_serialization(job)
+    return manifest
+
+
+def submit_pytorchjob(api_client: Any, manifest: dict[str, Any]) -> dict[str, Any]:
+    """Create the job, or return the existing one of the same name (get-or-create)."""
+    from kubernetes import client
+    from kubernetes.client.rest import ApiException
+
+    custom = client.CustomObjectsApi(api_client)
+    namespace = manifest["metadata"]["namespace"]
+    name = manifest["metadata"]["name"]
+    try:
+        created: dict[str, Any] = custom.create_namespaced_custom_object(
+            GROUP, VERSION, namespace, PLURAL, manifest
+        )
+        return created
+    except ApiException as exc:
+        if exc.status == 409:
+            existing: dict[str, Any] = custom.get_namespaced_custom_object(
+                GROUP, VERSION, namespace, PLURAL, name
+            )
+            return existing
+        if exc.status == 404:
+            raise KubeforgeError(
+                "the cluster has no PyTorchJob CRD: install Kubeflow's training operator",
+                "train_backend",
+            ) from exc
+        raise KubeforgeError(
+            f"creating PyTorchJob {namespace}/{name} failed: {exc.reason}"
+        ) from exc
+
+
+def wait_for_pytorchjob(api_client: Any, namespace: str, name: str, timeout: float) -> str:
+    """Wait until the job's Succeeded or Failed condition is true; return which."""
+    from kubernetes import client
+
+    custom = client.CustomObjectsApi(api_client)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
+        for cond in job.get("status", {}).get("conditions", []) or []:
+            if cond.get("status") == "True" and cond.get("type") in ("Succeeded", "Failed"):
+                return str(cond["type"])
+        time.sleep(5)
+    raise KubeforgeError(f"PyTorchJob {namespace}/{name} did not finish within {timeout:.0f}s")

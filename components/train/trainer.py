@@ -1,0 +1,243 @@
+"""Distributed training: one worker per process under torchrun (gloo on CPU, NCCL on GPU).
+
+Mixed precision on CUDA (bf16 autocast), gradient accumulation, a checkpoint every epoch and
+resume from the newest one. ``python -m kubeforge.components.train.trainer CONFIG.json`` is the
+worker entry point torchrun and the PyTorchJob pods run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from kubeforge.components.ingest.ingest import load_split
+from kubeforge.components.train.model import Classifier, ModelSpec, accuracy, save
+from kubeforge.core.errors import KubeforgeError
+from torch import nn
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training worker needs; written as JSON for torchrun workers."""
+
+    train_path: str
+    val_path: str
+    output_dir: str
+    hidden: list[int] = field(default_factory=lambda: [256, 256, 256])
+    epochs: int = 30
+    batch_size: int = 64
+    learning_rate: float = 1e-3
+    weight_decay: float = 1e-4
+    grad_accum_steps: int = 1
+    seed: int = 0
+    mixed_precision: bool = True
+    checkpoint_every: int = 1
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        """Where epoch checkpoints go."""
+        return Path(self.output_dir) / "checkpoints"
+
+
+@dataclass
+class TrainResult:
+    """What a finished training run reports."""
+
+    val_accuracy: float
+    train_loss: float
+    epochs_run: int
+    resumed_from_epoch: int
+    samples_per_second: float
+    world_size: int
+    device: str
+    parameters: int
+
+
+def _setup_distributed() -> tuple[int, int, torch.device]:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    if torch.cuda.is_available():
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        torch.cuda.set_device(local)
+        device = torch.device("cuda", local)
+    else:
+        device = torch.device("cpu")
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return rank, world, device
+
+
+def latest_checkpoint(directory: Path) -> Path | None:
+    """Newest ``epoch-N.pt`` in ``directory``, if any."""
+    found = sorted(directory.glob("epoch-*.pt"), key=lambda p: int(p.stem.split("-")[1]))
+    return found[-1] if found else None
+
+
+def train_worker(config: TrainConfig) -> TrainResult:
+    """Train on this process's shard; rank 0 checkpoints and writes the model."""
+    rank, world, device = _setup_distributed()
+    torch.manual_seed(config.seed)
+    train = load_split(config.train_path)
+    val = load_split(config.val_path)
+    x = train.features()
+    y = train.label_indices()
+    if (y < 0).any():
+        raise KubeforgeError("the training data has unlabelled rows; run the label stage first")
+    spec = ModelSpec(
+        n_features=x.shape[1],
+        hidden=tuple(config.hidden),
+        classes=tuple(train.classes),
+        feature_columns=tuple(train.feature_columns),
+    )
+    model = Classifier(spec, x.mean(axis=0), x.std(axis=0)).to(device)
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
+    )
+    start_epoch = 0
+    ckpt = latest_checkpoint(config.checkpoint_dir)
+    if ckpt is not None:
+        state = torch.load(ckpt, map_location=device, weights_only=False)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        start_epoch = int(state["epoch"])
+    wrapped: nn.Module = model
+    if world > 1:
+        wrapped = nn.parallel.DistributedDataParallel(model)
+
+    data = torch.utils.data.TensorDataset(torch.tensor(x), torch.tensor(y))
+    sampler: torch.utils.data.Sampler[int] | None = None
+    if world > 1:
+        sampler = torch.utils.data.distributed.DistributedSampler(
+            data, num_replicas=world, rank=rank, shuffle=True, seed=config.seed
+        )
+    generator = torch.Generator().manual_seed(config.seed)
+    loader = torch.utils.data.DataLoader(
+        data,
+        batch_size=config.batch_size,
+        shuffle=sampler is None,
+        sampler=sampler,
+        generator=generator if sampler is None else None,
+    )
+    amp = config.mixed_precision and device.type == "cuda"
+    loss_fn = nn.CrossEntropyLoss()
+    samples, loss_sum, steps = 0, 0.0, 0
+    started = time.perf_counter()
+    for epoch in range(start_epoch, config.epochs):
+        if sampler is not None and hasattr(sampler, "set_epoch"):
+            sampler.set_epoch(epoch)
+        generator.manual_seed(config.seed + epoch)
+        wrapped.train()
+        optimizer.zero_grad(set_to_none=True)
+        for step, (xb, yb) in enumerate(loader):
+            xb, yb = xb.to(device, non_blocking=True), yb.to(device, non_blocking=True)
+            boundary = (step + 1) % config.grad_accum_steps == 0 or step + 1 == len(loader)
+            sync = (
+                wrapped.no_sync()  # type: ignore[operator]
+                if world > 1 and not boundary
+                else _nullcontext()
+            )
+            with sync, torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+                loss = loss_fn(wrapped(xb), yb) / config.grad_accum_steps
+            loss.backward()
+            if boundary:
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+            samples += len(xb)
+            loss_sum += float(loss.detach()) * config.grad_accum_steps
+            steps += 1
+        if rank == 0 and (epoch + 1) % config.checkpoint_every == 0:
+            _checkpoint(config, model, optimizer, epoch + 1)
+    elapsed = time.perf_counter() - started
+    if world > 1:
+        dist.barrier()
+    model.eval()
+    result = TrainResult(
+        val_accuracy=accuracy(model.cpu(), val.features(), val.label_indices()),
+        train_loss=loss_sum / max(steps, 1),
+        epochs_run=config.epochs - start_epoch,
+        resumed_from_epoch=start_epoch,
+        samples_per_second=samples * world / elapsed if elapsed > 0 else 0.0,
+        world_size=world,
+        device=device.type,
+        parameters=sum(p.numel() for p in model.parameters()),
+    )
+    if rank == 0:
+        out = Path(config.output_dir)
+        save(model, out / "model.pt", extra={"train": asdict(result)})
+        (out / "result.json").write_text(json.dumps(asdict(result), indent=2))
+    if world > 1:
+        dist.destroy_process_group()
+    return result
+
+
+class _nullcontext:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+def _checkpoint(
+    config: TrainConfig, model: nn.Module, optimizer: torch.optim.Optimizer, epoch: int
+) -> None:
+    directory = config.checkpoint_dir
+    directory.mkdir(parents=True, exist_ok=True)
+    tmp = directory / f"epoch-{epoch}.tmp"
+    torch.save(
+        {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch}, tmp
+    )
+    tmp.replace(directory / f"epoch-{epoch}.pt")
+    for old in directory.glob("epoch-*.pt"):  # keep the newest two
+        if int(old.stem.split("-")[1]) < epoch - 1:
+            old.unlink(missing_ok=True)
+
+
+def run_local(config: TrainConfig, nproc: int = 2) -> TrainResult:
+    """Train on this machine: ``nproc`` DDP processes through torchrun, or in-process for 1."""
+    out = Path(config.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    if nproc <= 1:
+        return train_worker(config)
+    config_path = out / "config.json"
+    config_path.write_text(json.dumps(asdict(config)))
+    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            f"--nproc-per-node={nproc}",
+            "-m",
+            "kubeforge.components.train.trainer",
+            str(config_path),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if proc.returncode != 0:
+        tail = "\n".join(proc.stderr.strip().splitlines()[-15:])
+        raise KubeforgeError(f"torchrun training failed (exit {proc.returncode}):\n{tail}")
+    raw: dict[str, Any] = json.loads((out / "result.json").read_text())
+    return TrainResult(**raw)
+
+
+def main(argv: list[str]) -> None:
+    """Worker entry point: ``trainer CONFIG.json``."""
+    config = TrainConfig(**json.loads(Path(argv[0]).read_text()))
+    train_worker(config)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

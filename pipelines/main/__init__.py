@@ -1,0 +1,1 @@
+"""The main pipeline: ingest, label, train, distill, deploy."""

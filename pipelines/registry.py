@@ -1,0 +1,39 @@
+"""The project's pipelines by name."""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from kubeforge.core.errors import KubeforgeError
+
+PIPELINES = {"main": "kubeforge.pipelines.main.pipeline:main_pipeline"}
+
+
+def get_pipeline(name: str) -> Any:
+    """The KFP pipeline function registered as ``name``."""
+    if name not in PIPELINES:
+        raise KubeforgeError(
+            f"unknown pipeline {name!r}; known: {', '.join(sorted(PIPELINES))}", "pipeline"
+        )
+    module, _, attr = PIPELINES[name].partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+def compile_pipeline(name: str, path: str) -> None:
+    """Compile a pipeline to KFP IR YAML at ``path``."""
+    from kfp import compiler
+
+    compiler.Compiler().compile(get_pipeline(name), package_path=path)
+
+
+def pipeline_parameters(name: str) -> dict[str, dict[str, Any]]:
+    """Declared input parameters: ``name -> {"type": ..., "default": ...}``."""
+    spec = get_pipeline(name).pipeline_spec.root.input_definitions.parameters
+    out: dict[str, dict[str, Any]] = {}
+    from google.protobuf.json_format import MessageToDict
+
+    for key, value in spec.items():
+        d = MessageToDict(value)
+        out[key] = {"type": d.get("parameterType", ""), "default": d.get("defaultValue")}
+    return out
