@@ -57,7 +57,7 @@ class DistillReport:
 def latency_ms(model: nn.Module, features: np.ndarray, runs: int = 300) -> tuple[float, float]:
     """p50 and p95 latency of single-row predictions on the CPU, in milliseconds."""
     model.eval()
-    rows = torch.as_tensor(features[: max(1, min(len(features), 64))], dtype=torch.float32)
+    rows = torch.tensor(features[: max(1, min(len(features), 64))], dtype=torch.float32)
     times = []
     with torch.inference_mode():
         for i in range(runs + 20):

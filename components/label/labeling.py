@@ -65,18 +65,19 @@ def choose_gold(
     if len(labelled) <= cap:
         gold = labelled
     else:
-        per_class = max(min_per_class, cap // n_classes)
-        picks = []
-        for c in range(n_classes):
-            rows = labelled[known[labelled] == c]
-            picks.append(rng.choice(rows, size=min(per_class, len(rows)), replace=False))
-        gold = np.sort(np.concatenate(picks))[: max(cap, min_per_class * n_classes)]
+        # Stratified: an equal share of the budget per class, never more than the budget.
+        per_class = cap // n_classes
+        picks = [
+            rng.choice(rows, size=min(per_class, len(rows)), replace=False)
+            for rows in (labelled[known[labelled] == c] for c in range(n_classes))
+        ]
+        gold = np.sort(np.concatenate(picks))
     counts = np.bincount(known[gold], minlength=n_classes)
     short = [i for i, n in enumerate(counts) if n < min_per_class]
     if short:
         raise KubeforgeError(
             f"too few gold labels for class(es) {short}: each class needs at least "
-            f"{min_per_class} (got {counts.tolist()})",
+            f"{min_per_class} (got {counts.tolist()} within a budget of {cap} rows)",
             "gold_budget",
         )
     return np.asarray(gold)

@@ -155,3 +155,48 @@ def wait_for(predicate: Callable[[], bool], timeout: float = 30.0, interval: flo
             return
         time.sleep(interval)
     raise AssertionError(f"condition not met within {timeout}s")
+
+
+@pytest.fixture(scope="session")
+def digits_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """scikit-learn's digits as a CSV with a ``label`` column."""
+    from sklearn.datasets import load_digits
+
+    path = tmp_path_factory.mktemp("digits") / "digits.csv"
+    load_digits(as_frame=True).frame.rename(columns={"target": "label"}).to_csv(path, index=False)
+    return path
+
+
+@pytest.fixture(scope="session")
+def digits_splits(digits_csv: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Digits ingested into ``train.parquet`` / ``val.parquet`` / ``test.parquet``."""
+    from kubeforge.components.ingest.ingest import Schema, ingest
+
+    out = tmp_path_factory.mktemp("digits-splits")
+    ingest(str(digits_csv), out, Schema("label"))
+    return out
+
+
+@pytest.fixture(scope="session")
+def digits_labelled(digits_splits: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The digits training split labelled by the label stage (5% gold)."""
+    from kubeforge.components.ingest.ingest import load_split
+    from kubeforge.components.label.labeling import label
+
+    out = tmp_path_factory.mktemp("digits-labelled")
+    label(
+        load_split(digits_splits / "train.parquet"),
+        out,
+        "kubeforge.components.label.examples.digits",
+    )
+    return out
+
+
+@pytest.fixture
+def mlflow_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A private Kubeforge home with MLflow on SQLite; returns the tracking URI."""
+    monkeypatch.setenv("KUBEFORGE_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    from kubeforge.core.tracking import connect
+
+    return connect(f"sqlite:///{tmp_path / 'home' / 'mlflow.db'}")

@@ -1,0 +1,98 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from kubeforge.components.distill.distill import distill
+from kubeforge.components.ingest.ingest import load_split
+from kubeforge.components.train.model import load
+from kubeforge.components.train.trainer import TrainConfig, run_local
+from kubeforge.core.errors import KubeforgeError
+
+
+@pytest.fixture(scope="module")
+def teacher(digits_labelled: Path, digits_splits: Path, tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    out = tmp_path_factory.mktemp("teacher")
+    run_local(
+        TrainConfig(
+            str(digits_labelled / "train.parquet"),
+            str(digits_splits / "val.parquet"),
+            str(out),
+            hidden=[256, 256, 256],
+            epochs=15,
+        ),
+        nproc=1,
+    )
+    return load(out / "model.pt")
+
+
+def test_student_is_smaller_faster_and_keeps_accuracy(
+    teacher,
+    digits_labelled: Path,
+    digits_splits: Path,
+    tmp_path: Path,  # type: ignore[no-untyped-def]
+) -> None:
+    report = distill(
+        teacher,
+        load_split(digits_labelled / "train.parquet"),
+        load_split(digits_splits / "test.parquet"),
+        tmp_path,
+        hidden=(32,),
+        epochs=40,
+    )
+    assert report.passed
+    assert report.student.accuracy >= 0.9
+    assert report.parameter_ratio >= 4
+    assert report.student.bytes < report.teacher.bytes
+    assert (tmp_path / "model.pt").exists()
+    assert json.loads((tmp_path / "report.json").read_text())["passed"] is True
+
+
+def test_int8_student_is_smaller_on_disk(
+    teacher,
+    digits_labelled: Path,
+    digits_splits: Path,
+    tmp_path: Path,  # type: ignore[no-untyped-def]
+) -> None:
+    plain = distill(
+        teacher,
+        load_split(digits_labelled / "train.parquet"),
+        load_split(digits_splits / "test.parquet"),
+        tmp_path / "p",
+        epochs=20,
+    )
+    q = distill(
+        teacher,
+        load_split(digits_labelled / "train.parquet"),
+        load_split(digits_splits / "test.parquet"),
+        tmp_path / "q",
+        epochs=20,
+        quantize_int8=True,
+        min_retention=0.9,
+    )
+    assert q.quantized
+    assert q.student.bytes < plain.student.bytes
+    assert q.student.parameters == plain.student.parameters
+
+
+def test_gate_fails_the_step_and_writes_no_model(
+    teacher,
+    digits_labelled: Path,
+    digits_splits: Path,
+    tmp_path: Path,  # type: ignore[no-untyped-def]
+) -> None:
+    with pytest.raises(KubeforgeError) as excinfo:
+        distill(
+            teacher,
+            load_split(digits_labelled / "train.parquet"),
+            load_split(digits_splits / "test.parquet"),
+            tmp_path,
+            hidden=(1,),
+            epochs=2,
+        )
+    assert excinfo.value.parameter == "min_retention"
+    assert "below the gate" in str(excinfo.value)
+    assert not (tmp_path / "model.pt").exists()
+    assert json.loads((tmp_path / "report.json").read_text())["passed"] is False

@@ -1,0 +1,70 @@
+"""The CLI end to end: the demo, and bad input that must fail clearly without moving an alias."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+
+def _kubeforge(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "KUBEFORGE_HOME": str(tmp_path / "home")}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    return subprocess.run(
+        [sys.executable, "-m", "kubeforge.core.cli", *args],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+
+
+def _champion(tmp_path: Path) -> str | None:
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{tmp_path / 'home' / 'mlflow.db'}")
+    try:
+        return str(client.get_model_version_by_alias("kubeforge-digits", "champion").version)
+    except MlflowException:
+        return None
+
+
+def test_demo_ends_with_a_summary_and_a_served_prediction(tmp_path: Path) -> None:
+    proc = _kubeforge(tmp_path, "demo")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = proc.stdout
+    assert "label accuracy (hidden)" in out
+    assert "served prediction" in out
+    assert "endpoint                  http://127.0.0.1:" in out
+    assert _champion(tmp_path) == "1"
+
+
+@pytest.mark.parametrize(
+    ("params", "words"),
+    [
+        (["mlflow_tracking_uri=http://127.0.0.1:9"], "parameter 'mlflow_tracking_uri'"),
+        (["no_such=1"], "has no parameter 'no_such'"),
+        (["epochs=many"], "parameter 'epochs' expects number_integer"),
+        (["label_column=digit"], "label column 'digit' is not in the data"),
+        (["gold_budget=0.001"], "too few gold labels"),
+    ],
+    ids=["unreachable-mlflow", "unknown-param", "wrong-type", "missing-label", "too-few-gold"],
+)
+def test_bad_input_fails_with_one_clear_message(
+    tmp_path: Path, digits_csv: Path, params: list[str], words: str
+) -> None:
+    args = ["run", "main", "--local", "--param", f"data_uri={digits_csv}"]
+    for p in params:
+        args += ["--param", p]
+    proc = _kubeforge(tmp_path, *args)
+    assert proc.returncode == 1
+    assert words in proc.stderr
+    assert proc.stderr.count("error:") == 1
+    if (tmp_path / "home" / "mlflow.db").exists():
+        assert _champion(tmp_path) is None
