@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+
 from kubeforge.core.config import home
 from kubeforge.core.errors import KubeforgeError
 
@@ -60,6 +61,7 @@ def run_pipeline_locally(name: str, params: dict[str, Any]) -> dict[str, Any]:
     """Run pipeline ``name`` through kfp.local with MLflow tracking; return the summary."""
     import mlflow
     from kfp import local
+
     from kubeforge.core.tracking import connect
     from kubeforge.pipelines.registry import get_pipeline
 
@@ -201,6 +203,7 @@ def load_served_model(model_uri: str) -> Any:
 
         return load(model_uri)
     import mlflow.pytorch
+
     from kubeforge.core.tracking import connect
 
     connect()

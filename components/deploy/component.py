@@ -2,6 +2,7 @@
 
 from kfp import dsl
 from kfp.dsl import Artifact, Dataset, Input, Model, Output
+
 from kubeforge.core.config import IMAGE
 
 

@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
+
 from kubeforge.components.deploy.server import ModelServer
 from kubeforge.components.ingest.ingest import LoadedSplit
 from kubeforge.components.train.model import Classifier

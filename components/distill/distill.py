@@ -11,6 +11,8 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
+
 from kubeforge.components.ingest.ingest import LoadedSplit
 from kubeforge.components.train.model import (
     Classifier,
@@ -22,7 +24,6 @@ from kubeforge.components.train.model import (
     serialized_bytes,
 )
 from kubeforge.core.errors import KubeforgeError
-from torch import nn
 
 
 @dataclass

@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+
 from kubeforge.core.errors import KubeforgeError
 
 FORMATS = ("auto", "csv", "parquet", "jsonl", "images")

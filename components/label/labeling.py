@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+
 from kubeforge.components.ingest.ingest import LoadedSplit, write_split_frame
 from kubeforge.components.label.weak import (
     LabelModel,

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+
 from kubeforge.core.errors import KubeforgeError
 
 ABSTAIN = -1

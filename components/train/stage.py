@@ -125,12 +125,13 @@ def _run_pytorchjob(
     config: TrainConfig, namespace: str, workers: int, gpus: int, node_selector: str
 ) -> TrainResult:
     """Run training as a PyTorchJob; the pods must share ``output_dir`` (a volume) with us."""
+    from kubernetes import config as kube_config
+
     from kubeforge.components.train.pytorchjob import (
         build_pytorchjob,
         submit_pytorchjob,
         wait_for_pytorchjob,
     )
-    from kubernetes import config as kube_config
 
     out = Path(config.output_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -18,10 +18,11 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
+from torch import nn
+
 from kubeforge.components.ingest.ingest import load_split
 from kubeforge.components.train.model import Classifier, ModelSpec, accuracy, save
 from kubeforge.core.errors import KubeforgeError
-from torch import nn
 
 
 @dataclass

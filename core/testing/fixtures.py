@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from kubeforge.core.testing.controlplane import (
     ControlPlane,
     ControlPlaneError,

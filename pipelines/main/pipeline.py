@@ -1,6 +1,7 @@
 """The main pipeline: ingest -> label -> train -> distill -> deploy."""
 
 from kfp import dsl
+
 from kubeforge.components.deploy.component import deploy
 from kubeforge.components.distill.component import distill
 from kubeforge.components.ingest.component import ingest

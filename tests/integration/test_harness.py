@@ -12,9 +12,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from kubeforge.core.testing.fixtures import Kubectl
 from kubernetes import client
 from kubernetes.client.rest import ApiException
+
+from kubeforge.core.testing.fixtures import Kubectl
 
 pytestmark = pytest.mark.cluster
 

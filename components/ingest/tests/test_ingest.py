@@ -85,7 +85,7 @@ def test_split_is_deterministic_and_ignores_row_order(tmp_path: Path) -> None:
         a = load_split(tmp_path / "oa" / f"{name}.parquet").frame
         b = load_split(tmp_path / "ob" / f"{name}.parquet").frame
         pd.testing.assert_frame_equal(a, b)
-    other = ingest(str(tmp_path / "a.csv"), tmp_path / "oc", Schema("label"), seed=8)
+    ingest(str(tmp_path / "a.csv"), tmp_path / "oc", Schema("label"), seed=8)
     test_a = load_split(tmp_path / "oa" / "test.parquet").frame
     test_c = load_split(tmp_path / "oc" / "test.parquet").frame
     assert not test_a.equals(test_c)

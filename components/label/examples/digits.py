@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
+
 from kubeforge.components.label.weak import ABSTAIN, LabelingFunction, confidence_lf
 
 
