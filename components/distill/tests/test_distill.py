@@ -7,13 +7,15 @@ import pytest
 
 from kubeforge.components.distill.distill import distill
 from kubeforge.components.ingest.ingest import load_split
-from kubeforge.components.train.model import load
+from kubeforge.components.train.model import Classifier, load
 from kubeforge.components.train.trainer import TrainConfig, run_local
 from kubeforge.core.errors import KubeforgeError
 
 
 @pytest.fixture(scope="module")
-def teacher(digits_labelled: Path, digits_splits: Path, tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+def teacher(
+    digits_labelled: Path, digits_splits: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Classifier:
     out = tmp_path_factory.mktemp("teacher")
     run_local(
         TrainConfig(
@@ -29,10 +31,10 @@ def teacher(digits_labelled: Path, digits_splits: Path, tmp_path_factory: pytest
 
 
 def test_student_is_smaller_faster_and_keeps_accuracy(
-    teacher,
+    teacher: Classifier,
     digits_labelled: Path,
     digits_splits: Path,
-    tmp_path: Path,  # type: ignore[no-untyped-def]
+    tmp_path: Path,
 ) -> None:
     report = distill(
         teacher,
@@ -51,10 +53,10 @@ def test_student_is_smaller_faster_and_keeps_accuracy(
 
 
 def test_int8_student_is_smaller_on_disk(
-    teacher,
+    teacher: Classifier,
     digits_labelled: Path,
     digits_splits: Path,
-    tmp_path: Path,  # type: ignore[no-untyped-def]
+    tmp_path: Path,
 ) -> None:
     plain = distill(
         teacher,
@@ -78,10 +80,10 @@ def test_int8_student_is_smaller_on_disk(
 
 
 def test_gate_fails_the_step_and_writes_no_model(
-    teacher,
+    teacher: Classifier,
     digits_labelled: Path,
     digits_splits: Path,
-    tmp_path: Path,  # type: ignore[no-untyped-def]
+    tmp_path: Path,
 ) -> None:
     with pytest.raises(KubeforgeError) as excinfo:
         distill(

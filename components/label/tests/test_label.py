@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from kubeforge.components.ingest.ingest import load_split
+from kubeforge.components.ingest.ingest import LoadedSplit, load_split
 from kubeforge.components.label.labeling import choose_gold, label, read_label_studio_export
 from kubeforge.components.label.weak import ABSTAIN, LabelModel, majority_vote
 from kubeforge.core.errors import KubeforgeError
@@ -14,7 +14,9 @@ from kubeforge.core.errors import KubeforgeError
 LFS = "kubeforge.components.label.examples.digits"
 
 
-def _noisy_votes(truth: np.ndarray, accuracies: list[float], coverage: float, k: int, seed: int):
+def _noisy_votes(
+    truth: np.ndarray, accuracies: list[float], coverage: float, k: int, seed: int
+) -> np.ndarray:
     rng = np.random.default_rng(seed)
     cols = []
     for acc in accuracies:
@@ -92,7 +94,7 @@ def test_human_labels_from_label_studio_are_merged_as_gold(
     assert first.human_rows == 0
 
 
-def first_ids(train) -> list[str]:  # type: ignore[no-untyped-def]
+def first_ids(train: LoadedSplit) -> list[str]:
     from kubeforge.components.label.labeling import row_ids
 
     return list(row_ids(train))

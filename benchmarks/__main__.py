@@ -1,0 +1,178 @@
+"""Run every benchmark in one process and print ratios against baselines measured in this run.
+
+Nothing is compared with numbers from another day: each ratio's baseline is measured here, now.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+
+def _digits_csv(work: Path) -> Path:
+    from sklearn.datasets import load_digits
+
+    path = work / "digits.csv"
+    load_digits(as_frame=True).frame.rename(columns={"target": "label"}).to_csv(path, index=False)
+    return path
+
+
+def bare_loop_samples_per_second(train: Path, hidden: list[int], epochs: int, batch: int) -> float:
+    """The same model and data trained by the plainest PyTorch loop."""
+    import torch
+    from torch import nn
+
+    from kubeforge.components.ingest.ingest import load_split
+    from kubeforge.components.train.model import Classifier, ModelSpec
+
+    split = load_split(train)
+    x, y = split.features(), split.label_indices()
+    torch.manual_seed(0)
+    spec = ModelSpec(x.shape[1], tuple(hidden), tuple(split.classes), tuple(split.feature_columns))
+    model = Classifier(spec, x.mean(axis=0), x.std(axis=0))
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=1e-4)
+    loader = torch.utils.data.DataLoader(
+        torch.utils.data.TensorDataset(torch.tensor(x), torch.tensor(y)),
+        batch_size=batch,
+        shuffle=True,
+    )
+    loss_fn = nn.CrossEntropyLoss()
+    samples = 0
+    start = time.perf_counter()
+    for _ in range(epochs):
+        model.train()
+        for xb, yb in loader:
+            loss = loss_fn(model(xb), yb)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            samples += len(xb)
+    return samples / (time.perf_counter() - start)
+
+
+def run(work: Path) -> dict[str, Any]:
+    """All measurements; returns a dict of results."""
+    from kubeforge.components.distill.distill import distill
+    from kubeforge.components.ingest.ingest import Schema, ingest, load_split
+    from kubeforge.components.label.labeling import label
+    from kubeforge.components.train.model import load
+    from kubeforge.components.train.trainer import TrainConfig, run_local
+    from kubeforge.core.cli import parse_params, run_pipeline_locally
+    from kubeforge.pipelines.registry import pipeline_parameters
+
+    os.environ["KUBEFORGE_HOME"] = str(work / "home")
+    os.environ.pop("MLFLOW_TRACKING_URI", None)
+    csv = _digits_csv(work)
+    results: dict[str, Any] = {}
+
+    # 1. The five stages called directly (the baseline of the pipeline overhead).
+    t0 = time.perf_counter()
+    ingest(str(csv), work / "ing", Schema("label"))
+    train_split = load_split(work / "ing" / "train.parquet")
+    lab = label(train_split, work / "lab", "kubeforge.components.label.examples.digits")
+    cfg = TrainConfig(
+        str(work / "lab" / "train.parquet"), str(work / "ing" / "val.parquet"), str(work / "tr")
+    )
+    run_local(cfg, nproc=2)
+    rep = distill(
+        load(work / "tr" / "model.pt"),
+        load_split(work / "lab" / "train.parquet"),
+        load_split(work / "ing" / "test.parquet"),
+        work / "dis",
+    )
+    from kubeforge.components.deploy.deploy import smoke_test
+
+    smoke_test(load(work / "dis" / "model.pt"), load_split(work / "ing" / "test.parquet"), "d", 0.5)
+    direct = time.perf_counter() - t0
+    results["label"] = {
+        "gold_fraction": lab.gold_fraction,
+        "label_model_accuracy": lab.label_model_accuracy,
+        "majority_vote_accuracy": lab.majority_vote_accuracy,
+    }
+    results["distill"] = {
+        "teacher_accuracy": rep.teacher.accuracy,
+        "student_accuracy": rep.student.accuracy,
+        "retention": rep.retention,
+        "parameter_ratio": rep.parameter_ratio,
+        "latency_p50_ratio": rep.latency_ratio,
+        "teacher_p50_ms": rep.teacher.latency_p50_ms,
+        "student_p50_ms": rep.student.latency_p50_ms,
+    }
+
+    # 2. Training overhead: the platform's worker vs a bare loop, same model/data/batch, 1 process.
+    hidden, epochs, batch = [256, 256, 256], 10, 64
+    bare = bare_loop_samples_per_second(work / "lab" / "train.parquet", hidden, epochs, batch)
+    shutil.rmtree(work / "tr1", ignore_errors=True)
+    ours = run_local(
+        TrainConfig(
+            str(work / "lab" / "train.parquet"),
+            str(work / "ing" / "val.parquet"),
+            str(work / "tr1"),
+            hidden=hidden,
+            epochs=epochs,
+            batch_size=batch,
+        ),
+        nproc=1,
+    ).samples_per_second
+    bare_again = bare_loop_samples_per_second(work / "lab" / "train.parquet", hidden, epochs, batch)
+    baseline = (bare + bare_again) / 2  # bracket ours between two baseline runs: noisy machine
+    results["train"] = {
+        "kubeforge_samples_per_s": round(ours, 1),
+        "bare_loop_samples_per_s": round(baseline, 1),
+        "ratio": round(ours / baseline, 3),
+    }
+
+    # 3. The whole pipeline through kfp.local vs the direct calls above.
+    t0 = time.perf_counter()
+    run_pipeline_locally("main", parse_params([f"data_uri={csv}"], pipeline_parameters("main")))
+    pipeline = time.perf_counter() - t0
+    results["pipeline"] = {
+        "kfp_local_seconds": round(pipeline, 1),
+        "direct_seconds": round(direct, 1),
+        "ratio": round(pipeline / direct, 2),
+    }
+    return results
+
+
+TARGETS = [
+    ("label accuracy, <=5% gold", lambda r: r["label"]["label_model_accuracy"], ">=", 0.90),
+    ("gold fraction", lambda r: r["label"]["gold_fraction"], "<=", 0.05),
+    ("student test accuracy", lambda r: r["distill"]["student_accuracy"], ">=", 0.90),
+    ("student/teacher accuracy", lambda r: r["distill"]["retention"], ">=", 0.97),
+    ("teacher/student parameters", lambda r: r["distill"]["parameter_ratio"], ">=", 4.0),
+    ("teacher/student p50 latency", lambda r: r["distill"]["latency_p50_ratio"], ">=", 2.0),
+    ("train samples/s vs bare loop", lambda r: r["train"]["ratio"], ">=", 0.95),
+    ("pipeline wall vs direct calls", lambda r: r["pipeline"]["ratio"], "<=", 1.5),
+]
+
+
+def main() -> int:
+    """Run, print the table, write JSON next to it; exit 1 when a target is missed."""
+    work = Path(tempfile.mkdtemp(prefix="kubeforge-bench-"))
+    try:
+        results = run(work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    print("\n| target | measured | goal | met |\n|---|---|---|---|")
+    missed = 0
+    for name, get, op, goal in TARGETS:
+        value = float(get(results))
+        ok = value >= goal if op == ">=" else value <= goal
+        missed += not ok
+        print(f"| {name} | {value:.3f} | {op} {goal} | {'yes' if ok else 'NO'} |")
+    print("\n" + json.dumps(results, indent=2))
+    out = Path(__file__).parent / "results" / "latest.json"
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(json.dumps({"results": results, "python": sys.version.split()[0]}, indent=2))
+    print(f"\nwrote {out}")
+    return 1 if missed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
