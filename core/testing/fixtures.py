@@ -128,7 +128,15 @@ def pytorchjob_crd(kubectl: Kubectl, api_client: Any) -> str:
     """Install the real Kubeflow PyTorchJob CRD and wait until it is established."""
     path = pytorchjob_crd_path()
     kubectl("apply", "--server-side", "--force-conflicts", "-f", str(path))
-    kubectl("wait", "--for=condition=Established", f"crd/{PYTORCHJOB_CRD}", "--timeout=60s")
+    from kubernetes import client
+
+    ext = client.ApiextensionsV1Api(api_client)
+
+    def established() -> bool:
+        conditions = ext.read_custom_resource_definition(PYTORCHJOB_CRD).status.conditions or []
+        return any(c.type == "Established" and c.status == "True" for c in conditions)
+
+    wait_for(established, timeout=60)
     return PYTORCHJOB_CRD
 
 
