@@ -40,7 +40,7 @@ class TrainConfig:
     grad_accum_steps: int = 1
     seed: int = 0
     mixed_precision: bool = True
-    checkpoint_every: int = 1
+    checkpoint_interval_s: float = 60.0
 
     @property
     def checkpoint_dir(self) -> Path:
@@ -131,6 +131,7 @@ def train_worker(config: TrainConfig) -> TrainResult:
     loss_fn = nn.CrossEntropyLoss()
     samples, loss_sum, steps = 0, 0.0, 0
     started = time.perf_counter()
+    last_checkpoint = time.monotonic()
     for epoch in range(start_epoch, config.epochs):
         if sampler is not None and hasattr(sampler, "set_epoch"):
             sampler.set_epoch(epoch)
@@ -154,8 +155,14 @@ def train_worker(config: TrainConfig) -> TrainResult:
             samples += len(xb)
             loss_sum += float(loss.detach()) * config.grad_accum_steps
             steps += 1
-        if rank == 0 and (epoch + 1) % config.checkpoint_every == 0:
+        # Checkpoint on a wall-clock interval (and after the last epoch): an epoch of a small
+        # model takes milliseconds, and saving every epoch would cost more than the training.
+        last = epoch + 1 == config.epochs
+        if rank == 0 and (
+            last or time.monotonic() - last_checkpoint >= config.checkpoint_interval_s
+        ):
             _checkpoint(config, model, optimizer, epoch + 1)
+            last_checkpoint = time.monotonic()
     elapsed = time.perf_counter() - started
     if world > 1:
         dist.barrier()
