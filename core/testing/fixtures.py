@@ -209,3 +209,23 @@ def mlflow_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     from kubeforge.core.tracking import connect
 
     return connect(f"sqlite:///{tmp_path / 'home' / 'mlflow.db'}")
+
+
+@pytest.fixture(scope="session")
+def digits_teacher(
+    digits_labelled: Path, digits_splits: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Any:
+    """A classifier trained on the labelled digits (in-process, 15 epochs)."""
+    from kubeforge.components.train.model import load
+    from kubeforge.components.train.trainer import TrainConfig, run_local
+
+    out = tmp_path_factory.mktemp("digits-teacher")
+    config = TrainConfig(
+        str(digits_labelled / "train.parquet"),
+        str(digits_splits / "val.parquet"),
+        str(out),
+        hidden=[256, 256],
+        epochs=15,
+    )
+    run_local(config, nproc=1)
+    return load(out / "model.pt")

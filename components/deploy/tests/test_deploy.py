@@ -18,28 +18,12 @@ from kubeforge.components.deploy.deploy import (
 from kubeforge.components.deploy.server import ModelServer
 from kubeforge.components.ingest.ingest import load_split
 from kubeforge.components.train.model import Classifier, ModelSpec
-from kubeforge.components.train.trainer import TrainConfig, run_local
 from kubeforge.core.errors import KubeforgeError
 
 
-@pytest.fixture(scope="module")
-def model(
-    digits_labelled: Path, digits_splits: Path, tmp_path_factory: pytest.TempPathFactory
-) -> Classifier:
-    from kubeforge.components.train.model import load
-
-    out = tmp_path_factory.mktemp("model")
-    run_local(
-        TrainConfig(
-            str(digits_labelled / "train.parquet"),
-            str(digits_splits / "val.parquet"),
-            str(out),
-            hidden=[32],
-            epochs=15,
-        ),
-        nproc=1,
-    )
-    return load(out / "model.pt")
+@pytest.fixture
+def model(digits_teacher: Classifier) -> Classifier:
+    return digits_teacher
 
 
 def _post(url: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:

@@ -7,27 +7,13 @@ import pytest
 
 from kubeforge.components.distill.distill import distill
 from kubeforge.components.ingest.ingest import load_split
-from kubeforge.components.train.model import Classifier, load
-from kubeforge.components.train.trainer import TrainConfig, run_local
+from kubeforge.components.train.model import Classifier
 from kubeforge.core.errors import KubeforgeError
 
 
-@pytest.fixture(scope="module")
-def teacher(
-    digits_labelled: Path, digits_splits: Path, tmp_path_factory: pytest.TempPathFactory
-) -> Classifier:
-    out = tmp_path_factory.mktemp("teacher")
-    run_local(
-        TrainConfig(
-            str(digits_labelled / "train.parquet"),
-            str(digits_splits / "val.parquet"),
-            str(out),
-            hidden=[256, 256, 256],
-            epochs=15,
-        ),
-        nproc=1,
-    )
-    return load(out / "model.pt")
+@pytest.fixture
+def teacher(digits_teacher: Classifier) -> Classifier:
+    return digits_teacher
 
 
 def test_student_is_smaller_faster_and_keeps_accuracy(
