@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 PIP_VERSION := 26.3
 
-.PHONY: demo test venv install lint typecheck pytest controlplane compile bench clean lock
+.PHONY: demo test venv install lint typecheck pytest controlplane compile crds bench clean lock
 
 # The virtualenv is rebuilt when pyproject.toml changes; the project itself is reinstalled
 # (editable, strict link tree) on every run so new files are always picked up.
@@ -46,6 +46,9 @@ demo: install
 
 compile: install
 	$(VENV)/bin/kubeforge compile main -o pipelines/main/main.yaml
+
+crds: install
+	$(PY) -m kubeforge.operators.gpupool.api.crd > manifests/crds/kubeforge.io_gpunodepools.yaml
 
 bench: install
 	$(PY) -m benchmarks

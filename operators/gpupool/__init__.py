@@ -1,0 +1,1 @@
+"""GPUNodePool: scale GPU node pools for whole PyTorchJobs (gang demand)."""

@@ -1,0 +1,1 @@
+"""Typed spec and status of the GPUNodePool resource."""

@@ -1,0 +1,196 @@
+"""Typed spec of ``GPUNodePool`` (kubeforge.io/v1alpha1): the one source of truth for its CRD.
+
+Every field carries its description (shown by ``kubectl explain``) and its validation in the
+field metadata; :mod:`kubeforge.operators.gpupool.api.crd` turns these classes into the CRD.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+def spec_field(description: str, default: Any = None, **schema: Any) -> Any:
+    """A dataclass field with its OpenAPI description and extra schema keywords."""
+    meta = {"description": description, "schema": schema}
+    if isinstance(default, list | dict):
+        value = default
+        return field(default_factory=lambda: type(value)(value), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+@dataclass
+class Taint:
+    """A Kubernetes taint."""
+
+    key: str = spec_field("Taint key.", "")
+    value: str = spec_field("Taint value.", "")
+    effect: str = spec_field(
+        "Taint effect.", "NoSchedule", enum=["NoSchedule", "PreferNoSchedule", "NoExecute"]
+    )
+
+
+@dataclass
+class GpuSpec:
+    """Which GPUs the pool's nodes carry."""
+
+    resourceName: str = spec_field(  # noqa: N815 - Kubernetes field names are camelCase
+        "Extended resource name of the GPU.", "nvidia.com/gpu", minLength=1
+    )
+    perNode: int = spec_field("GPUs each node of the pool advertises.", 8, minimum=1)  # noqa: N815
+    product: str = spec_field(
+        "GPU product label value (nvidia.com/gpu.product), e.g. NVIDIA-H100-80GB-HBM3.", ""
+    )
+
+
+@dataclass
+class NodeTemplate:
+    """Labels and taints the operator puts on the pool's nodes."""
+
+    labels: dict[str, str] = spec_field("Labels every node of the pool carries.", {})
+    taints: list[Taint] = spec_field(
+        "Taints every node of the pool carries; the pool's jobs must tolerate them.", []
+    )
+
+
+@dataclass
+class Scaling:
+    """Bounds and pace of scaling up."""
+
+    minNodes: int = spec_field("Fewest nodes the pool keeps.", 0, minimum=0)  # noqa: N815
+    maxNodes: int = spec_field("Most nodes the pool may have.", 10, minimum=0)  # noqa: N815
+    provisionTimeout: str = spec_field(  # noqa: N815
+        "How long a requested node may take to show its GPUs before it counts as failed "
+        "(a duration, e.g. 15m).",
+        "15m",
+        pattern=r"^([0-9]+(\.[0-9]+)?(s|m|h))+$",
+    )
+    maxInFlight: int = spec_field(  # noqa: N815
+        "Most nodes requested but not yet GPU-ready at once.", 10, minimum=1
+    )
+
+
+@dataclass
+class ScaleDown:
+    """When idle nodes are given back. Nodes running training pods are never evicted."""
+
+    idleAfter: str = spec_field(  # noqa: N815
+        "How long a node must run no pod of a running job before it is cordoned.",
+        "10m",
+        pattern=r"^([0-9]+(\.[0-9]+)?(s|m|h))+$",
+    )
+    minNodeAge: str = spec_field(  # noqa: N815
+        "Nodes younger than this are never removed.",
+        "10m",
+        pattern=r"^([0-9]+(\.[0-9]+)?(s|m|h))+$",
+    )
+
+
+@dataclass
+class JobSelector:
+    """Which PyTorchJobs the pool serves."""
+
+    namespaces: list[str] = spec_field("Namespaces to watch; empty for all.", [])
+    matchLabels: dict[str, str] = spec_field(  # noqa: N815
+        "Labels a PyTorchJob must carry.", {}
+    )
+    nodeSelector: dict[str, str] = spec_field(  # noqa: N815
+        "A job is served when its pods' nodeSelector contains these pairs.", {}
+    )
+
+
+@dataclass
+class ClusterApiProvider:
+    """Scale a Cluster API MachineDeployment."""
+
+    namespace: str = spec_field("Namespace of the MachineDeployment.", "default", minLength=1)
+    machineDeployment: str = spec_field(  # noqa: N815
+        "Name of the MachineDeployment whose scale subresource is patched.", "", minLength=1
+    )
+
+
+@dataclass
+class KwokProvider:
+    """Create and delete simulated Node objects (tests and simulation)."""
+
+    gpuDelay: str = spec_field(  # noqa: N815
+        "Delay before a created node advertises its GPUs.",
+        "0s",
+        pattern=r"^([0-9]+(\.[0-9]+)?(s|m|h))+$",
+    )
+
+
+@dataclass
+class Provider:
+    """Who really adds and removes nodes: exactly one of the members."""
+
+    clusterAPI: ClusterApiProvider | None = spec_field(  # noqa: N815
+        "Cluster API: patch a MachineDeployment's scale, marking the exact Machine to delete.",
+        None,
+    )
+    kwok: KwokProvider | None = spec_field("Simulated nodes created by the operator.", None)
+
+
+@dataclass
+class GPUNodePoolSpec:
+    """Desired state of a GPU node pool."""
+
+    gpu: GpuSpec = spec_field("The GPUs of the pool's nodes.", None)
+    provider: Provider = spec_field("Who adds and removes the pool's nodes.", None)
+    nodeTemplate: NodeTemplate = spec_field(  # noqa: N815
+        "Labels and taints of the pool's nodes.", None
+    )
+    scaling: Scaling = spec_field("Node count bounds and scale-up pace.", None)
+    scaleDown: ScaleDown = spec_field("When idle nodes are removed.", None)  # noqa: N815
+    jobSelector: JobSelector = spec_field("Which PyTorchJobs the pool serves.", None)  # noqa: N815
+    mode: str = spec_field(
+        "Enforce acts on the plan; Observe only plans and reports.",
+        "Enforce",
+        enum=["Enforce", "Observe"],
+    )
+
+
+REQUIRED: dict[type, list[str]] = {
+    GPUNodePoolSpec: ["gpu", "provider"],
+    ClusterApiProvider: ["machineDeployment"],
+}
+
+VALIDATIONS: dict[type, list[dict[str, str]]] = {
+    Scaling: [
+        {"rule": "self.minNodes <= self.maxNodes", "message": "minNodes must not exceed maxNodes"}
+    ],
+    Provider: [
+        {
+            "rule": "has(self.clusterAPI) != has(self.kwok)",
+            "message": "set exactly one provider: clusterAPI or kwok",
+        }
+    ],
+}
+
+
+@dataclass
+class Condition:
+    """A status condition (Ready, ScalingUp, ScalingDown, CapacityUnavailable)."""
+
+    type: str = spec_field("Condition type.", "")
+    status: str = spec_field(
+        "True, False or Unknown.", "Unknown", enum=["True", "False", "Unknown"]
+    )
+    reason: str = spec_field("One-word reason in CamelCase.", "")
+    message: str = spec_field("What happened, for a person.", "")
+    lastTransitionTime: str = spec_field(  # noqa: N815
+        "When the status last changed.", "", format="date-time"
+    )
+
+
+@dataclass
+class GPUNodePoolStatus:
+    """Observed state of a GPU node pool, written by the operator."""
+
+    observedGeneration: int = spec_field("Spec generation the status describes.", 0)  # noqa: N815
+    desiredNodes: int = spec_field("Node count the last plan asked for.", 0)  # noqa: N815
+    readyNodes: int = spec_field("Nodes whose GPUs are allocatable.", 0)  # noqa: N815
+    gpusAllocatable: int = spec_field("GPUs allocatable on ready nodes.", 0)  # noqa: N815
+    gpusAllocated: int = spec_field("GPUs requested by bound pods.", 0)  # noqa: N815
+    pendingJobs: int = spec_field("Jobs with GPUs still waiting for nodes.", 0)  # noqa: N815
+    conditions: list[Condition] = spec_field("Current conditions of the pool.", [])

@@ -1,0 +1,1 @@
+"""Pure decisions: no Kubernetes calls, no clock, no randomness."""

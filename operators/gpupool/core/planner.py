@@ -1,0 +1,251 @@
+"""The pure GPU pool planner: whole-job (gang) demand in, one node-count decision out.
+
+No Kubernetes calls, no clock, no randomness: the caller passes a :class:`Snapshot` of the
+cluster and ``now``; :func:`plan` returns a :class:`PoolPlan` an executor applies.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+
+class Decision(enum.StrEnum):
+    """What the executor should do to the pool."""
+
+    NOOP = "noop"
+    SCALE_UP = "scale_up"
+    DRAIN = "drain"
+    SCALE_DOWN = "scale_down"
+
+
+@dataclass(frozen=True)
+class PoolPolicy:
+    """The parts of a GPUNodePool spec the planner reads."""
+
+    gpus_per_node: int
+    min_nodes: int = 0
+    max_nodes: int = 10
+    max_in_flight: int = 10
+    idle_after_s: float = 600.0
+    min_node_age_s: float = 600.0
+
+
+@dataclass(frozen=True)
+class NodeState:
+    """One node of the pool as the planner sees it.
+
+    Attributes:
+        name: Node (or machine) name.
+        created_at: When the node was requested, in seconds on the caller's clock.
+        gpu_ready: Its allocatable GPUs have appeared (only then can pods bind).
+        allocatable_gpus: GPUs the node advertises (0 while registering).
+        allocated_gpus: GPUs requested by pods bound to it.
+        busy: A pod of a non-terminal job runs on it.
+        idle_since: Since when no such pod runs on it (None when busy).
+        cordoned: Unschedulable (draining).
+    """
+
+    name: str
+    created_at: float
+    gpu_ready: bool
+    allocatable_gpus: int = 0
+    allocated_gpus: int = 0
+    busy: bool = False
+    idle_since: float | None = None
+    cordoned: bool = False
+
+
+@dataclass(frozen=True)
+class JobDemand:
+    """A training job's GPU demand: the GPUs of each replica pod not yet bound to a node."""
+
+    namespace: str
+    name: str
+    created_at: float
+    unbound_pod_gpus: tuple[int, ...]
+    priority: int = 0
+
+    @property
+    def key(self) -> str:
+        """``namespace/name``."""
+        return f"{self.namespace}/{self.name}"
+
+    @property
+    def gpus(self) -> int:
+        """Pending GPUs of the whole job."""
+        return sum(self.unbound_pod_gpus)
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """The pool's nodes and the pending jobs it serves."""
+
+    nodes: tuple[NodeState, ...]
+    jobs: tuple[JobDemand, ...]
+
+
+@dataclass(frozen=True)
+class JobVerdict:
+    """What the plan means for one job, with the reason a user reads."""
+
+    job: str
+    gpus: int
+    placement: str  # "fits", "needs_nodes", "waiting", "unschedulable", "capacity_unavailable"
+    reason: str
+
+
+@dataclass(frozen=True)
+class PoolPlan:
+    """The planner's decision: plain data, applied by an executor."""
+
+    decision: Decision
+    desired_nodes: int
+    reasons: tuple[str, ...]
+    jobs: tuple[JobVerdict, ...] = ()
+    nodes_to_drain: tuple[str, ...] = ()
+    nodes_to_remove: tuple[str, ...] = ()
+    add_nodes: int = 0
+
+
+@dataclass
+class _Bins:
+    free: list[int] = field(default_factory=list)
+
+    def place(self, pods: tuple[int, ...]) -> list[int] | None:
+        """First-fit decreasing of whole pods into free GPUs; None when the gang does not fit."""
+        free = list(self.free)
+        for gpus in sorted(pods, reverse=True):
+            for i, room in enumerate(free):
+                if room >= gpus:
+                    free[i] -= gpus
+                    break
+            else:
+                return None
+        return free
+
+
+def plan(snapshot: Snapshot, policy: PoolPolicy, now: float) -> PoolPlan:
+    """Decide the pool's node count for the pending gangs, or which idle node to remove.
+
+    1. Jobs are packed whole, by priority then age, onto the free GPUs of GPU-ready nodes and of
+       nodes still coming (counted as full), so nodes in flight are never requested twice.
+    2. A job that does not fit gets fresh nodes, unless that would pass ``max_nodes``: then it
+       is ``capacity_unavailable`` and causes no scale-up at all.
+    3. With nothing to add, idle nodes (no pod of a running job, older than ``min_node_age_s``,
+       idle longer than ``idle_after_s``, above ``min_nodes``) are cordoned, then removed.
+    """
+    per_node = policy.gpus_per_node
+    active = [n for n in snapshot.nodes if not n.cordoned]
+    in_flight = [n for n in active if not n.gpu_ready]
+    bins = _Bins(
+        [n.allocatable_gpus - n.allocated_gpus for n in active if n.gpu_ready]
+        + [per_node] * len(in_flight)
+    )
+    total = len(snapshot.nodes)
+    verdicts: list[JobVerdict] = []
+    reasons: list[str] = []
+    add = 0
+    order = sorted(snapshot.jobs, key=lambda j: (-j.priority, j.created_at, j.key))
+    for job in order:
+        if not job.unbound_pod_gpus:
+            continue
+        too_big = [g for g in job.unbound_pod_gpus if g > per_node]
+        if too_big:
+            verdicts.append(
+                JobVerdict(
+                    job.key,
+                    job.gpus,
+                    "unschedulable",
+                    f"a pod asks for {max(too_big)} GPUs but the pool's nodes have {per_node}",
+                )
+            )
+            continue
+        placed = bins.place(job.unbound_pod_gpus)
+        if placed is not None:
+            bins.free = placed
+            state = "fits" if not in_flight and add == 0 else "waiting"
+            verdicts.append(
+                JobVerdict(job.key, job.gpus, state, "fits on ready or in-flight nodes")
+            )
+            continue
+        # How many fresh nodes make the whole gang fit, given what is free already?
+        extra = 0
+        trial = _Bins(list(bins.free))
+        while (placed := trial.place(job.unbound_pod_gpus)) is None:
+            extra += 1
+            trial.free.append(per_node)
+        if total + add + extra > policy.max_nodes:
+            verdicts.append(
+                JobVerdict(
+                    job.key,
+                    job.gpus,
+                    "capacity_unavailable",
+                    f"needs {extra} more node(s) of {per_node} GPUs; the pool would have "
+                    f"{total + add + extra} nodes, above maxNodes {policy.max_nodes}",
+                )
+            )
+            continue
+        bins.free = placed
+        add += extra
+        verdicts.append(
+            JobVerdict(job.key, job.gpus, "needs_nodes", f"whole job needs {extra} new node(s)")
+        )
+    if total + add < policy.min_nodes:
+        reasons.append(f"pool below minNodes {policy.min_nodes}")
+        add = policy.min_nodes - total
+    if add:
+        allowed = max(0, policy.max_in_flight - len(in_flight))
+        if allowed < add:
+            reasons.append(
+                f"{add} node(s) needed but maxInFlight {policy.max_in_flight} allows {allowed} now"
+            )
+            add = allowed
+    if add:
+        reasons.append(
+            f"scale up by {add}: "
+            + "; ".join(
+                f"{v.job} ({v.gpus} GPUs)" for v in verdicts if v.placement == "needs_nodes"
+            )
+        )
+        return PoolPlan(
+            Decision.SCALE_UP, total + add, tuple(reasons), tuple(verdicts), add_nodes=add
+        )
+
+    # Nothing to add: look for idle nodes to give back, never below minNodes.
+    reserved = bool(in_flight) or any(v.placement in ("waiting",) for v in verdicts)
+    removable = [
+        n
+        for n in snapshot.nodes
+        if n.gpu_ready
+        and not n.busy
+        and n.allocated_gpus == 0
+        and now - n.created_at >= policy.min_node_age_s
+        and n.idle_since is not None
+        and now - n.idle_since >= policy.idle_after_s
+    ]
+    room = total - policy.min_nodes
+    cordoned = sorted((n for n in removable if n.cordoned), key=lambda n: n.name)[: max(room, 0)]
+    if cordoned:
+        names = tuple(n.name for n in cordoned)
+        reasons.append(f"remove cordoned idle node(s) {', '.join(names)}")
+        return PoolPlan(
+            Decision.SCALE_DOWN,
+            total - len(names),
+            tuple(reasons),
+            tuple(verdicts),
+            nodes_to_remove=names,
+        )
+    pending_gpus = sum(v.gpus for v in verdicts if v.placement in ("fits", "waiting"))
+    if not reserved and pending_gpus == 0 and room > 0:
+        idle = sorted((n for n in removable if not n.cordoned), key=lambda n: n.idle_since or 0)
+        drain = tuple(n.name for n in idle[:room])
+        if drain:
+            reasons.append(
+                f"cordon node(s) {', '.join(drain)}: idle longer than {policy.idle_after_s:.0f}s"
+            )
+            return PoolPlan(
+                Decision.DRAIN, total, tuple(reasons), tuple(verdicts), nodes_to_drain=drain
+            )
+    reasons.append("no change: demand fits the pool")
+    return PoolPlan(Decision.NOOP, total, tuple(reasons), tuple(verdicts))

@@ -1,0 +1,1 @@
+"""Thin kopf glue of the GPU pool operator."""

@@ -1,0 +1,143 @@
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from kubeforge.operators.gpupool.core.planner import (
+    Decision,
+    JobDemand,
+    NodeState,
+    PoolPolicy,
+    Snapshot,
+    plan,
+)
+
+NOW = 10_000.0
+POLICY = PoolPolicy(
+    gpus_per_node=8, min_nodes=0, max_nodes=4, max_in_flight=4, idle_after_s=300, min_node_age_s=600
+)
+
+
+def job(name: str, *pods: int, created: float = 0.0, priority: int = 0) -> JobDemand:
+    return JobDemand("ml", name, created, tuple(pods), priority)
+
+
+def ready(
+    name: str,
+    allocated: int = 0,
+    busy: bool = False,
+    idle_for: float | None = 1_000,
+    age: float = 5_000,
+    cordoned: bool = False,
+) -> NodeState:
+    return NodeState(
+        name,
+        NOW - age,
+        True,
+        8,
+        allocated,
+        busy,
+        None if busy or idle_for is None else NOW - idle_for,
+        cordoned,
+    )
+
+
+def coming(name: str) -> NodeState:
+    return NodeState(name, NOW - 30, gpu_ready=False)
+
+
+def verdict(p, key: str):  # type: ignore[no-untyped-def]
+    return next(v for v in p.jobs if v.job == f"ml/{key}")
+
+
+def test_a_whole_gang_gets_all_its_nodes_at_once() -> None:
+    p = plan(Snapshot((), (job("a", 8, 8, 8),)), POLICY, NOW)
+    assert p.decision is Decision.SCALE_UP
+    assert p.add_nodes == 3 and p.desired_nodes == 3
+    assert verdict(p, "a").placement == "needs_nodes"
+
+
+def test_nodes_in_flight_are_not_requested_twice() -> None:
+    # The GPUs have not been advertised yet: the classic "scale again" bug must not happen.
+    p = plan(Snapshot((coming("n1"), coming("n2")), (job("a", 8, 8),)), POLICY, NOW)
+    assert p.decision is Decision.NOOP
+    assert verdict(p, "a").placement == "waiting"
+
+
+def test_a_job_too_big_for_max_nodes_causes_no_scale_up_but_smaller_jobs_still_do() -> None:
+    p = plan(
+        Snapshot((), (job("huge", 8, 8, 8, 8, 8, created=1), job("small", 8, created=2))),
+        POLICY,
+        NOW,
+    )
+    assert verdict(p, "huge").placement == "capacity_unavailable"
+    assert "above maxNodes 4" in verdict(p, "huge").reason
+    assert p.decision is Decision.SCALE_UP and p.add_nodes == 1
+
+
+def test_pod_larger_than_a_node_is_unschedulable() -> None:
+    p = plan(Snapshot((), (job("x", 16),)), POLICY, NOW)
+    assert p.decision is Decision.NOOP
+    assert verdict(p, "x").placement == "unschedulable"
+    assert "asks for 16 GPUs" in verdict(p, "x").reason
+
+
+def test_free_gpus_on_ready_nodes_are_used_before_new_nodes() -> None:
+    p = plan(Snapshot((ready("n1", allocated=4, busy=True),), (job("a", 4, 4),)), POLICY, NOW)
+    assert p.add_nodes == 1
+
+
+def test_priority_then_age_decides_who_gets_the_last_nodes() -> None:
+    jobs = (job("old", 8, 8, 8, created=1), job("urgent", 8, 8, created=5, priority=10))
+    policy = replace(POLICY, max_nodes=3)
+    p = plan(Snapshot((), jobs), policy, NOW)
+    assert verdict(p, "urgent").placement == "needs_nodes"
+    assert verdict(p, "old").placement == "capacity_unavailable"
+    assert p.add_nodes == 2
+
+
+def test_max_in_flight_limits_a_burst() -> None:
+    p = plan(
+        Snapshot((coming("n1"),), (job("a", 8, 8, 8, 8),)), replace(POLICY, max_in_flight=2), NOW
+    )
+    assert p.add_nodes == 1
+    assert any("maxInFlight 2" in r for r in p.reasons)
+
+
+def test_min_nodes_is_kept() -> None:
+    p = plan(Snapshot((), ()), replace(POLICY, min_nodes=2), NOW)
+    assert p.decision is Decision.SCALE_UP and p.add_nodes == 2
+
+
+@pytest.mark.parametrize(
+    ("node", "decision"),
+    [
+        (ready("idle"), Decision.DRAIN),
+        (ready("busy", allocated=8, busy=True), Decision.NOOP),
+        (ready("young", age=100), Decision.NOOP),
+        (ready("recent", idle_for=10), Decision.NOOP),
+        (ready("drained", cordoned=True), Decision.SCALE_DOWN),
+    ],
+    ids=["idle-drained", "busy-kept", "young-kept", "recently-busy-kept", "cordoned-removed"],
+)
+def test_scale_down_only_removes_idle_old_nodes(node: NodeState, decision: Decision) -> None:
+    p = plan(Snapshot((node,), ()), POLICY, NOW)
+    assert p.decision is decision
+    if decision is Decision.DRAIN:
+        assert p.nodes_to_drain == (node.name,)
+    if decision is Decision.SCALE_DOWN:
+        assert p.nodes_to_remove == (node.name,) and p.desired_nodes == 0
+
+
+def test_no_drain_below_min_nodes_or_while_jobs_wait() -> None:
+    idle = ready("idle")
+    assert plan(Snapshot((idle,), ()), replace(POLICY, min_nodes=1), NOW).decision is Decision.NOOP
+    waiting = plan(Snapshot((idle,), (job("a", 8),)), POLICY, NOW)
+    assert waiting.decision is Decision.NOOP
+    assert verdict(waiting, "a").placement == "fits"
+
+
+def test_the_plan_is_deterministic() -> None:
+    snap = Snapshot((ready("n1"), coming("n2")), (job("a", 8, 8), job("b", 2, created=3)))
+    assert plan(snap, POLICY, NOW) == plan(snap, POLICY, NOW)
