@@ -47,7 +47,7 @@ def test_finished_jobs_demand_nothing() -> None:
 
 
 def test_node_is_gpu_ready_only_when_gpus_are_advertised() -> None:
-    node = {
+    node: dict[str, Any] = {
         "metadata": {"name": "n1", "creationTimestamp": "2026-11-23T10:00:00Z"},
         "status": {"allocatable": {"cpu": "16"}},
     }
