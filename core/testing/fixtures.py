@@ -128,15 +128,7 @@ def pytorchjob_crd(kubectl: Kubectl, api_client: Any) -> str:
     """Install the real Kubeflow PyTorchJob CRD and wait until it is established."""
     path = pytorchjob_crd_path()
     kubectl("apply", "--server-side", "--force-conflicts", "-f", str(path))
-    from kubernetes import client
-
-    ext = client.ApiextensionsV1Api(api_client)
-
-    def established() -> bool:
-        conditions = ext.read_custom_resource_definition(PYTORCHJOB_CRD).status.conditions or []
-        return any(c.type == "Established" and c.status == "True" for c in conditions)
-
-    wait_for(established, timeout=60)
+    wait_for_crd(api_client, PYTORCHJOB_CRD)
     return PYTORCHJOB_CRD
 
 
@@ -229,3 +221,16 @@ def digits_teacher(
     )
     run_local(config, nproc=1)
     return load(out / "model.pt")
+
+
+def wait_for_crd(api_client: Any, name: str, timeout: float = 60.0) -> None:
+    """Wait until the CRD ``name`` is Established (its conditions start empty)."""
+    from kubernetes import client
+
+    ext = client.ApiextensionsV1Api(api_client)
+
+    def established() -> bool:
+        conditions = ext.read_custom_resource_definition(name).status.conditions or []
+        return any(c.type == "Established" and c.status == "True" for c in conditions)
+
+    wait_for(established, timeout=timeout)

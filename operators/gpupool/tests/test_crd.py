@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from kubeforge.core.testing.fixtures import Kubectl, wait_for
+from kubeforge.core.testing.fixtures import Kubectl, wait_for_crd
 from kubeforge.operators.gpupool.api.crd import build_crd, render
 
 MANIFEST = Path(__file__).parents[3] / "manifests" / "crds" / "kubeforge.io_gpunodepools.yaml"
@@ -45,18 +45,8 @@ def _pool(name: str, **spec: Any) -> str:
 
 @pytest.fixture(scope="module")
 def gpupool_crd(kubectl: Kubectl, api_client: Any) -> str:
-    from kubernetes import client
-
     kubectl("apply", "--server-side", "-f", str(MANIFEST))
-    ext = client.ApiextensionsV1Api(api_client)
-
-    def established() -> bool:
-        crd = ext.read_custom_resource_definition("gpunodepools.kubeforge.io")
-        return any(
-            c.type == "Established" and c.status == "True" for c in crd.status.conditions or []
-        )
-
-    wait_for(established, timeout=60)
+    wait_for_crd(api_client, "gpunodepools.kubeforge.io")
     return "gpunodepools.kubeforge.io"
 
 
