@@ -1,0 +1,106 @@
+"""The kwok provider: creates and deletes simulated Node objects itself (tests, simulation)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from kubeforge.operators.gpupool.core.nodes import (
+    MANAGED_LABEL,
+    MANAGER,
+    POOL_LABEL,
+    build_node,
+    gpu_status_patch,
+    node_name,
+)
+
+
+class ProviderError(RuntimeError):
+    """The provider refused or failed; the message says what to check."""
+
+
+@dataclass
+class KwokProvider:
+    """Adds and removes Node objects of one pool; GPUs appear ``gpu_delay_s`` after creation.
+
+    The clock is the caller's (``now`` arguments), so tests never sleep.
+    """
+
+    api_client: Any
+    pool: str
+    gpu_resource: str = "nvidia.com/gpu"
+    gpus_per_node: int = 8
+    gpu_delay_s: float = 0.0
+    labels: dict[str, str] | None = None
+    taints: list[dict[str, str]] | None = None
+    product: str = ""
+
+    def _core(self) -> Any:
+        from kubernetes import client
+
+        return client.CoreV1Api(self.api_client)
+
+    def nodes(self) -> list[Any]:
+        """Nodes this provider manages for the pool."""
+        selector = f"{POOL_LABEL}={self.pool},{MANAGED_LABEL}={MANAGER}"
+        return list(self._core().list_node(label_selector=selector).items)
+
+    def add_nodes(self, count: int, now: float) -> list[str]:
+        """Get-or-create ``count`` more nodes at the lowest free indexes; returns their names."""
+        from kubernetes.client.rest import ApiException
+
+        taken = {n.metadata.name for n in self.nodes()}
+        created: list[str] = []
+        index = 0
+        while len(created) < count:
+            name = node_name(self.pool, index)
+            index += 1
+            if name in taken:
+                continue
+            body = build_node(
+                self.pool, index - 1, self.labels or {}, self.taints or [], self.product
+            )
+            body["metadata"]["annotations"]["kubeforge.io/requested-at"] = f"{now:.3f}"
+            try:
+                self._core().create_node(body)
+            except ApiException as exc:
+                if exc.status != 409:  # already there: a repeated reconcile, not an error
+                    raise ProviderError(f"creating node {name} failed: {exc.reason}") from exc
+            created.append(name)
+        return created
+
+    def advertise_gpus(self, now: float) -> list[str]:
+        """Make nodes older than the delay advertise their GPUs; returns the nodes changed."""
+        changed = []
+        for node in self.nodes():
+            requested = float(node.metadata.annotations.get("kubeforge.io/requested-at", "0"))
+            allocatable = (node.status.allocatable or {}) if node.status else {}
+            if self.gpu_resource in allocatable or now - requested < self.gpu_delay_s:
+                continue
+            self._core().patch_node_status(
+                node.metadata.name, gpu_status_patch(self.gpu_resource, self.gpus_per_node)
+            )
+            changed.append(node.metadata.name)
+        return changed
+
+    def cordon(self, name: str) -> None:
+        """Mark the node unschedulable."""
+        self._owned(name)
+        self._core().patch_node(name, {"spec": {"unschedulable": True}})
+
+    def remove(self, name: str) -> None:
+        """Delete exactly this node, only if this provider created it for this pool."""
+        self._owned(name)
+        self._core().delete_node(name)
+
+    def _owned(self, name: str) -> None:
+        from kubernetes.client.rest import ApiException
+
+        try:
+            labels = self._core().read_node(name).metadata.labels or {}
+        except ApiException as exc:
+            raise ProviderError(f"node {name} cannot be read: {exc.reason}") from exc
+        if labels.get(POOL_LABEL) != self.pool or labels.get(MANAGED_LABEL) != MANAGER:
+            raise ProviderError(
+                f"node {name} was not created by kubeforge for pool {self.pool}; not touching it"
+            )
