@@ -91,13 +91,16 @@ def node_state(
     training pod. A node counts as GPU-ready only once its allocatable GPUs have appeared.
     """
     meta = node.get("metadata", {})
+    # The provider records when it asked for the node on the operator's clock; prefer that.
+    requested = (meta.get("annotations") or {}).get("kubeforge.io/requested-at")
+    created = float(requested) if requested else _timestamp(meta.get("creationTimestamp"))
     allocatable = _quantity((node.get("status", {}).get("allocatable") or {}).get(resource))
     live = [p for p in pods_on_node if p.get("status", {}).get("phase") not in TERMINAL]
     allocated = sum(pod_gpus(p.get("spec", {}), resource) for p in live)
     busy = any(JOB_NAME_LABEL in (p.get("metadata", {}).get("labels") or {}) for p in live)
     return NodeState(
         name=str(meta.get("name", "")),
-        created_at=_timestamp(meta.get("creationTimestamp")),
+        created_at=created,
         gpu_ready=allocatable > 0,
         allocatable_gpus=allocatable,
         allocated_gpus=allocated,
