@@ -25,6 +25,7 @@ class Reconciler:
 
     api_client: Any
     idle_since: dict[str, float] = field(default_factory=dict)
+    last_snapshot: Snapshot | None = None
 
     def provider(self, pool: PoolConfig) -> KwokProvider:
         """The pool's node provider."""
@@ -82,6 +83,7 @@ class Reconciler:
         provider = self.provider(pool)
         provider.advertise_gpus(now)
         snap = self.snapshot(pool, provider, now)
+        self.last_snapshot = snap
         decision = plan(snap, pool.policy, now)
         if pool.mode == "Enforce":
             if decision.decision is Decision.SCALE_UP:
