@@ -17,6 +17,7 @@ from kubeforge.components.ingest.ingest import load_split
 from kubeforge.components.train.model import load
 from kubeforge.core.config import IMAGE
 from kubeforge.core.errors import KubeforgeError
+from kubeforge.core.kube import api_client
 from kubeforge.core.tracking import stage_run
 
 TARGETS = ("local", "kserve", "deployment")
@@ -72,16 +73,9 @@ def run_deploy(
 
 def _apply(manifests: list[dict[str, Any]]) -> None:
     """Server-side apply each object with the in-cluster (or local) kubeconfig."""
-    from kubernetes import config, dynamic
+    from kubernetes import dynamic
 
-    try:
-        config.load_incluster_config()
-        api_client = None
-    except config.ConfigException:
-        api_client = config.new_client_from_config()
-    from kubernetes.client import ApiClient
-
-    client = dynamic.DynamicClient(api_client or ApiClient())
+    client = dynamic.DynamicClient(api_client())
     for obj in manifests:
         resource = client.resources.get(api_version=obj["apiVersion"], kind=obj["kind"])
         resource.server_side_apply(

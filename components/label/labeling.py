@@ -164,9 +164,10 @@ def label(
     clamp = np.full(len(known), -1)
     clamp[gold] = known[gold]
     human_rows = 0
-    if human_labels:
+    human = read_label_studio_export(human_labels) if human_labels else {}
+    if human:
         index = {c: i for i, c in enumerate(classes)}
-        for row_id, value in read_label_studio_export(human_labels).items():
+        for row_id, value in human.items():
             rows = np.where(ids == row_id)[0]
             if value not in index:
                 raise KubeforgeError(
@@ -229,10 +230,7 @@ def label(
     out[train.label_column] = [classes[i] for i in labels]
     out["_row_id"] = ids
     out["_label_source"] = np.where(clamp >= 0, "gold", "weak")
-    if human_rows:
-        out.loc[np.isin(ids, list(read_label_studio_export(human_labels))), "_label_source"] = (
-            "human"
-        )
+    out.loc[np.isin(ids, list(human)), "_label_source"] = "human"
     out["_label_confidence"] = np.where(gold_mask, 1.0, confidence).astype(np.float32)
     out["_likely_error"] = False
     out.loc[np.where(keep)[0][errors], "_likely_error"] = True

@@ -12,6 +12,7 @@ from typing import Any
 from kubeforge.components.train.trainer import TrainConfig, TrainResult, run_local
 from kubeforge.core.config import IMAGE, home
 from kubeforge.core.errors import KubeforgeError
+from kubeforge.core.kube import api_client
 from kubeforge.core.tracking import stage_run
 
 BACKENDS = ("local", "pytorchjob")
@@ -125,8 +126,6 @@ def _run_pytorchjob(
     config: TrainConfig, namespace: str, workers: int, gpus: int, node_selector: str
 ) -> TrainResult:
     """Run training as a PyTorchJob; the pods must share ``output_dir`` (a volume) with us."""
-    from kubernetes import config as kube_config
-
     from kubeforge.components.train.pytorchjob import (
         build_pytorchjob,
         submit_pytorchjob,
@@ -136,11 +135,7 @@ def _run_pytorchjob(
     out = Path(config.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.json").write_text(json.dumps(asdict(config)))
-    try:
-        kube_config.load_incluster_config()
-        api_client = None
-    except kube_config.ConfigException:
-        api_client = kube_config.new_client_from_config()
+    client = api_client()
     name = f"kubeforge-train-{out.name}"
     manifest = build_pytorchjob(
         name,
@@ -151,8 +146,8 @@ def _run_pytorchjob(
         gpus_per_replica=gpus,
         node_selector=parse_selector(node_selector),
     )
-    submit_pytorchjob(api_client, manifest)
-    outcome = wait_for_pytorchjob(api_client, namespace, name, timeout=6 * 3600)
+    submit_pytorchjob(client, manifest)
+    outcome = wait_for_pytorchjob(client, namespace, name, timeout=6 * 3600)
     if outcome != "Succeeded":
         raise KubeforgeError(f"PyTorchJob {namespace}/{name} {outcome}")
     return TrainResult(**json.loads((out / "result.json").read_text()))

@@ -7,6 +7,7 @@ worker entry point torchrun and the PyTorchJob pods run.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -144,7 +145,7 @@ def train_worker(config: TrainConfig) -> TrainResult:
             sync = (
                 wrapped.no_sync()  # type: ignore[operator]
                 if world > 1 and not boundary
-                else _nullcontext()
+                else contextlib.nullcontext()
             )
             with sync, torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
                 loss = loss_fn(wrapped(xb), yb) / config.grad_accum_steps
@@ -184,14 +185,6 @@ def train_worker(config: TrainConfig) -> TrainResult:
     if world > 1:
         dist.destroy_process_group()
     return result
-
-
-class _nullcontext:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
 
 
 def _checkpoint(

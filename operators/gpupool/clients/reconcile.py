@@ -8,7 +8,7 @@ the kopf layer (not built yet) is meant to feed the same snapshot from watches.
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from kubeforge.operators.gpupool.api.crd import GROUP, PLURAL, VERSION
@@ -71,9 +71,9 @@ class Reconciler:
             state = node_state(raw, on_node, self.idle_since.get(name), pool.gpu_resource)
             if state.busy:
                 self.idle_since.pop(name, None)
-            elif name not in self.idle_since:
+            elif state.idle_since is None:  # idle from now on
                 self.idle_since[name] = now
-                state = node_state(raw, on_node, now, pool.gpu_resource)
+                state = replace(state, idle_since=now)
             nodes.append(state)
         return Snapshot(tuple(nodes), tuple(demands))
 

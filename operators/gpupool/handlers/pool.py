@@ -12,6 +12,7 @@ from typing import Any
 import kopf
 from prometheus_client import start_http_server
 
+from kubeforge.core.kube import api_client
 from kubeforge.operators.gpupool.api.crd import GROUP, PLURAL, VERSION
 from kubeforge.operators.gpupool.clients.reconcile import Reconciler
 from kubeforge.operators.gpupool.handlers import metrics
@@ -23,16 +24,7 @@ _state: dict[str, Reconciler] = {}
 
 def _reconciler() -> Reconciler:
     if "r" not in _state:
-        from kubernetes import config
-
-        try:
-            config.load_incluster_config()
-            from kubernetes.client import ApiClient
-
-            api_client = ApiClient()
-        except config.ConfigException:
-            api_client = config.new_client_from_config(config_file=os.environ.get("KUBECONFIG"))
-        _state["r"] = Reconciler(api_client)
+        _state["r"] = Reconciler(api_client())
     return _state["r"]
 
 
