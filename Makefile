@@ -22,7 +22,7 @@ $(VENV)/.deps: pyproject.toml hack/constraints.txt
 venv: $(VENV)/.deps
 
 install: venv
-	@$(PIP) install -q --no-deps --no-build-isolation -e . --config-settings editable_mode=strict
+	@flock $(VENV)/.install.lock $(PIP) install -q --no-deps --no-build-isolation -e . --config-settings editable_mode=strict
 
 controlplane:
 	@command -v go >/dev/null || { echo "error: Go is required to build the test control plane" >&2; exit 1; }

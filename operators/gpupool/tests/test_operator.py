@@ -70,7 +70,7 @@ def test_operator_scales_a_pool_and_exports_metrics(
         out = kubectl("get", "nodes", "-l", f"kubeforge.io/pool={pool}", "-o", "name").stdout
         return out.split()
 
-    args = ["run", "--standalone", "-A", "-m", "kubeforge.operators.gpupool.handlers.pool"]
+    args = ["run", "--standalone", "-A", "-m", "kubeforge.operators.main"]
     try:
         with KopfRunner(args, timeout=120) as runner:
             wait_for(lambda: len(pool_nodes()) == 2, timeout=60)

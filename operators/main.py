@@ -1,0 +1,36 @@
+"""The operator process: every controller's kopf handlers, one login, one peering group.
+
+Run with ``kopf run --all-namespaces -m kubeforge.operators.main`` (the chart's container command).
+Each controller keeps its handlers in its own ``handlers/`` package; importing them here registers
+them with kopf, so one process (and one active replica, through peering) runs them all.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import kopf
+from prometheus_client import start_http_server
+
+from kubeforge.operators.gpupool.handlers import pool as _gpupool  # noqa: F401 - registers handlers
+
+PEERING = os.environ.get("KUBEFORGE_PEERING", "kubeforge")
+METRICS_PORT = int(os.environ.get("KUBEFORGE_METRICS_PORT", "8080"))
+
+
+@kopf.on.login()
+def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+    """In-cluster service account first, else the kubeconfig named by KUBECONFIG (read now)."""
+    info: kopf.ConnectionInfo | None = kopf.login_with_service_account(**kwargs)
+    return info or kopf.login_with_kubeconfig(**kwargs)
+
+
+@kopf.on.startup()
+def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+    """One active replica per cluster through kopf peering; metrics on KUBEFORGE_METRICS_PORT."""
+    settings.peering.name = PEERING
+    settings.peering.clusterwide = True
+    settings.posting.level = 20  # INFO and above become Kubernetes Events
+    if METRICS_PORT:
+        start_http_server(METRICS_PORT, addr=os.environ.get("KUBEFORGE_METRICS_ADDR", "0.0.0.0"))
