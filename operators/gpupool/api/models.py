@@ -6,17 +6,9 @@ field metadata; :mod:`kubeforge.operators.gpupool.api.crd` turns these classes i
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
-
-def spec_field(description: str, default: Any = None, **schema: Any) -> Any:
-    """A dataclass field with its OpenAPI description and extra schema keywords."""
-    meta = {"description": description, "schema": schema}
-    if isinstance(default, list | dict):
-        value = default
-        return field(default_factory=lambda: type(value)(value), metadata=meta)
-    return field(default=default, metadata=meta)
+from kubeforge.operators.schema import spec_field
 
 
 @dataclass
