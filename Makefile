@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 PIP_VERSION := 26.3
 
-.PHONY: demo test venv install lint typecheck pytest controlplane compile crds bench clean lock
+.PHONY: demo test venv install lint typecheck pytest controlplane prometheus compile crds bench clean lock
 
 # The virtualenv is rebuilt when pyproject.toml changes; the project itself is reinstalled
 # (editable, strict link tree) on every run so new files are always picked up.
@@ -28,6 +28,10 @@ controlplane:
 	@command -v go >/dev/null || { echo "error: Go is required to build the test control plane" >&2; exit 1; }
 	bash hack/controlplane/build.sh >/dev/null
 
+# The real Prometheus + promtool from Debian's package, unpacked under ~/.cache/kubeforge.
+prometheus:
+	bash hack/prometheus.sh >/dev/null
+
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
@@ -36,7 +40,7 @@ lint: install
 typecheck: install
 	$(VENV)/bin/mypy
 
-pytest: install controlplane
+pytest: install controlplane prometheus
 	$(VENV)/bin/pytest
 
 test: lint typecheck pytest
@@ -47,11 +51,29 @@ demo: install
 compile: install
 	$(VENV)/bin/kubeforge compile main -o pipelines/main/main.yaml
 
+# Every CRD is generated from its typed models; the chart carries identical copies.
 crds: install
 	$(PY) -m kubeforge.operators.gpupool.api.crd > manifests/crds/kubeforge.io_gpunodepools.yaml
+	for kind in pipelines pipelineruns; do \
+	  $(PY) -m kubeforge.operators.pipelines.api.crd $$kind > manifests/crds/kubeforge.io_$$kind.yaml; \
+	done
+	mkdir -p charts/kubeforge/crds && cp manifests/crds/*.yaml charts/kubeforge/crds/
 
 bench: install
 	$(PY) -m benchmarks
+
+# The project image (operator, MLflow server, components); needs docker or podman.
+IMAGE ?= ghcr.io/kubeforge/kubeforge:0.1.0
+CONTAINER_ENGINE ?= $(shell command -v docker || command -v podman)
+.PHONY: image chart-docs
+image:
+	@test -n "$(CONTAINER_ENGINE)" || { echo "error: make image needs docker or podman" >&2; exit 1; }
+	$(CONTAINER_ENGINE) build -t $(IMAGE) .
+
+# The chart README (from values.yaml) and the kustomize base (rendered from the chart).
+chart-docs: venv controlplane
+	$(PY) hack/chart_readme.py
+	HELM="$$(bash hack/controlplane/build.sh 2>/dev/null | tail -1)/helm" $(PY) hack/render_base.py
 
 clean:
 	rm -rf $(VENV) build .kubeforge .mypy_cache .ruff_cache .pytest_cache

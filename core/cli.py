@@ -57,16 +57,38 @@ def parse_params(pairs: list[str], declared: dict[str, dict[str, Any]]) -> dict[
     return out
 
 
-def run_pipeline_locally(name: str, params: dict[str, Any]) -> dict[str, Any]:
-    """Run pipeline ``name`` through kfp.local with MLflow tracking; return the summary."""
+def resolve_pipeline(name: str) -> tuple[Any, dict[str, dict[str, Any]]]:
+    """A project pipeline by name, or an IR YAML file by path: (callable, declared params)."""
+    from kubeforge.pipelines.registry import get_pipeline, pipeline_parameters
+
+    path = Path(name)
+    if path.suffix in (".yaml", ".yml"):
+        from kfp import components
+
+        from kubeforge.pipelines.ir import load_ir
+
+        if not path.is_file():
+            raise KubeforgeError(f"pipeline file {name} does not exist", "pipeline")
+        ir = load_ir(path.read_text(), str(path))
+        declared = {
+            k: {"type": p.type, "default": p.default if p.optional else None}
+            for k, p in ir.parameters.items()
+        }
+        return components.load_component_from_file(str(path)), declared
+    return get_pipeline(name), pipeline_parameters(name)
+
+
+def run_pipeline_locally(
+    name: str, params: dict[str, Any], experiment: str = "kubeforge"
+) -> dict[str, Any]:
+    """Run pipeline ``name`` (or an IR file) through kfp.local, tracked in MLflow; summarize."""
     import mlflow
     from kfp import local
 
     from kubeforge.core.tracking import connect
-    from kubeforge.pipelines.registry import get_pipeline
 
     os.environ["KUBEFORGE_HOME"] = str(home())
-    uri = connect(params.get("mlflow_tracking_uri", ""))
+    uri = connect(params.get("mlflow_tracking_uri", ""), experiment)
     params["mlflow_tracking_uri"] = uri
     error_file = home() / "last_error.txt"
     error_file.unlink(missing_ok=True)
@@ -75,7 +97,7 @@ def run_pipeline_locally(name: str, params: dict[str, Any]) -> dict[str, Any]:
         pipeline_root=str(home() / "kfp"),
         raise_on_error=True,
     )
-    pipeline = get_pipeline(name)
+    pipeline, _ = resolve_pipeline(name)
     with mlflow.start_run(run_name=f"pipeline-{name}", tags={"kubeforge.pipeline": name}) as run:
         params["mlflow_parent_run_id"] = run.info.run_id
         mlflow.log_params({k: v for k, v in params.items() if not k.startswith("mlflow_")})
@@ -162,22 +184,34 @@ def print_summary(summary: dict[str, Any], endpoint: str = "", answer: str = "")
 
 @app.command()
 def run(
-    pipeline: Annotated[str, typer.Argument(help="Pipeline name, e.g. 'main'.")],
+    pipeline: Annotated[
+        str, typer.Argument(help="Pipeline name, e.g. 'main', or a compiled IR YAML file.")
+    ],
     param: Annotated[
         list[str] | None, typer.Option("--param", "-p", help="key=value pipeline parameter.")
     ] = None,
     local_run: Annotated[bool, typer.Option("--local", help="Run here through kfp.local.")] = True,
+    experiment: Annotated[
+        str, typer.Option("--experiment", help="MLflow experiment of the run.")
+    ] = "kubeforge",
+    summary_file: Annotated[
+        Path | None,
+        typer.Option("--summary-file", help="Also write the run's summary here as JSON."),
+    ] = None,
 ) -> None:
     """Run a pipeline locally (kfp.local), tracked in MLflow."""
-    from kubeforge.pipelines.registry import pipeline_parameters
-
     if not local_run:
         _fail("only --local runs are built so far; use 'kubeforge compile' for the Kubeflow UI")
     try:
-        params = parse_params(param or [], pipeline_parameters(pipeline))
-        summary = run_pipeline_locally(pipeline, params)
+        _, declared = resolve_pipeline(pipeline)
+        params = parse_params(param or [], declared)
+        summary = run_pipeline_locally(pipeline, params, experiment)
     except KubeforgeError as exc:
+        if summary_file is not None:  # e.g. a pod's termination message: the operator reads it
+            summary_file.write_text(json.dumps({"error": str(exc)}))
         _fail(str(exc))
+    if summary_file is not None:
+        summary_file.write_text(json.dumps(summary))
     print_summary(summary)
 
 

@@ -13,8 +13,8 @@ from kubeforge.core.errors import KubeforgeError
 EXPERIMENT = "kubeforge"
 
 
-def connect(tracking_uri: str = "") -> str:
-    """Point MLflow at ``tracking_uri`` (or the default) and prove it answers.
+def connect(tracking_uri: str = "", experiment: str = EXPERIMENT) -> str:
+    """Point MLflow at ``tracking_uri`` (or the default) and ``experiment``; prove it answers.
 
     Returns:
         The tracking URI in use.
@@ -41,9 +41,9 @@ def connect(tracking_uri: str = "") -> str:
     if uri.startswith("sqlite:"):
         artifacts = home() / "mlartifacts"
         artifacts.mkdir(parents=True, exist_ok=True)
-        if mlflow.get_experiment_by_name(EXPERIMENT) is None:
-            mlflow.create_experiment(EXPERIMENT, artifact_location=artifacts.as_uri())
-    mlflow.set_experiment(EXPERIMENT)
+        if mlflow.get_experiment_by_name(experiment) is None:
+            mlflow.create_experiment(experiment, artifact_location=artifacts.as_uri())
+    mlflow.set_experiment(experiment)
     return uri
 
 
@@ -54,9 +54,12 @@ def stage_run(stage: str, tracking_uri: str, parent_run_id: str = "") -> Iterato
 
     connect(tracking_uri)
     tags = {"kubeforge.stage": stage}
+    experiment_id = None
     if parent_run_id:
         tags["mlflow.parentRunId"] = parent_run_id
-    with mlflow.start_run(run_name=stage, tags=tags) as run:
+        # A stage lands in its pipeline run's experiment, whichever the run was started in.
+        experiment_id = mlflow.get_run(parent_run_id).info.experiment_id
+    with mlflow.start_run(run_name=stage, tags=tags, experiment_id=experiment_id) as run:
         try:
             yield run
         except KubeforgeError as exc:

@@ -14,6 +14,7 @@ import kopf
 from prometheus_client import start_http_server
 
 from kubeforge.operators.gpupool.handlers import pool as _gpupool  # noqa: F401 - registers handlers
+from kubeforge.operators.pipelines.handlers import runs as _runs  # noqa: F401 - registers handlers
 
 PEERING = os.environ.get("KUBEFORGE_PEERING", "kubeforge")
 METRICS_PORT = int(os.environ.get("KUBEFORGE_METRICS_PORT", "8080"))

@@ -27,6 +27,21 @@ def spec_field(description: str, default: Any = None, **schema: Any) -> Any:
     return field(default=default, metadata=meta)
 
 
+@dataclass
+class Condition:
+    """A status condition."""
+
+    type: str = spec_field("Condition type.", "")
+    status: str = spec_field(
+        "True, False or Unknown.", "Unknown", enum=["True", "False", "Unknown"]
+    )
+    reason: str = spec_field("One-word reason in CamelCase.", "")
+    message: str = spec_field("What happened, for a person.", "")
+    lastTransitionTime: str = spec_field(  # noqa: N815 - Kubernetes field names are camelCase
+        "When the status last changed.", "", format="date-time"
+    )
+
+
 @dataclass(frozen=True)
 class SchemaRules:
     """Per-model ``required`` lists and CEL ``x-kubernetes-validations``."""
@@ -95,8 +110,27 @@ def build_crd(
     status: type,
     rules: SchemaRules,
     columns: Sequence[tuple[str, str, str]],
+    object_rules: Sequence[dict[str, str]] = (),
 ) -> dict[str, Any]:
-    """The CustomResourceDefinition manifest: status subresource, printer columns, schema."""
+    """The CustomResourceDefinition manifest: status subresource, printer columns, schema.
+
+    ``object_rules`` are CEL rules on the whole object (e.g. transition rules comparing the
+    spec with ``oldSelf`` once the status says a run started).
+    """
+    root: dict[str, Any] = {
+        "type": "object",
+        "description": description,
+        "properties": {
+            "apiVersion": {"type": "string", "description": "API version."},
+            "kind": {"type": "string", "description": "Kind."},
+            "metadata": {"type": "object"},
+            "spec": object_schema(spec, rules),
+            "status": object_schema(status, rules),
+        },
+        "required": ["spec"],
+    }
+    if object_rules:
+        root["x-kubernetes-validations"] = list(object_rules)
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
@@ -120,20 +154,7 @@ def build_crd(
                     "additionalPrinterColumns": [
                         {"name": n, "type": t, "jsonPath": p} for n, t, p in columns
                     ],
-                    "schema": {
-                        "openAPIV3Schema": {
-                            "type": "object",
-                            "description": description,
-                            "properties": {
-                                "apiVersion": {"type": "string", "description": "API version."},
-                                "kind": {"type": "string", "description": "Kind."},
-                                "metadata": {"type": "object"},
-                                "spec": object_schema(spec, rules),
-                                "status": object_schema(status, rules),
-                            },
-                            "required": ["spec"],
-                        }
-                    },
+                    "schema": {"openAPIV3Schema": root},
                 }
             ],
         },

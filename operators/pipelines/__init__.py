@@ -1,0 +1,1 @@
+"""Pipeline and PipelineRun: `kubectl apply` a pipeline run; the operator runs it."""

@@ -1,0 +1,1 @@
+"""Typed models of Pipeline and PipelineRun, and their CRDs."""

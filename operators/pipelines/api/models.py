@@ -1,0 +1,161 @@
+"""Typed spec and status of ``Pipeline`` and ``PipelineRun`` (kubeforge.io/v1alpha1).
+
+The single source of truth of both CRDs (:mod:`kubeforge.operators.pipelines.api.crd`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from kubeforge.operators.schema import Condition, spec_field
+from kubeforge.pipelines.registry import PIPELINES
+
+PHASES = ["Pending", "Running", "Succeeded", "Failed", "Terminating"]
+
+
+@dataclass
+class ConfigMapSource:
+    """Compiled KFP IR YAML kept in a ConfigMap of the same namespace."""
+
+    name: str = spec_field("Name of the ConfigMap.", "", minLength=1)
+    key: str = spec_field("Key whose value is the IR YAML.", "pipeline.yaml", minLength=1)
+
+
+@dataclass
+class PipelineSource:
+    """What runs: exactly one of a Kubeforge pipeline by name, inline IR, or IR in a ConfigMap."""
+
+    name: str = spec_field(
+        "One of Kubeforge's own pipelines, by name (compiled by the operator).",
+        "",
+        enum=sorted(PIPELINES),
+    )
+    version: str = spec_field(
+        "Kubeforge version the named pipeline must come from; empty for the operator's own.", ""
+    )
+    ir: str = spec_field(
+        "Compiled KFP IR YAML, inline (the output of `kubeforge compile`).", "", minLength=1
+    )
+    configMap: ConfigMapSource | None = spec_field(  # noqa: N815 - Kubernetes field names
+        "Compiled KFP IR YAML read from a ConfigMap.", None
+    )
+
+
+@dataclass
+class PipelineSpec:
+    """A pipeline that PipelineRuns reference by name."""
+
+    source: PipelineSource = spec_field("The pipeline.", None)
+    parameters: dict[str, Any] = spec_field(
+        "Default parameter values; a run's own values override them.", {}
+    )
+    description: str = spec_field("What the pipeline is for.", "")
+
+
+@dataclass
+class DeclaredParameter:
+    """An input parameter the pipeline declares."""
+
+    name: str = spec_field("Parameter name.", "")
+    type: str = spec_field("KFP parameter type, e.g. STRING or NUMBER_INTEGER.", "")
+    required: bool = spec_field("True when the pipeline has no default for it.", False)
+
+
+@dataclass
+class PipelineStatus:
+    """What the operator found when it read the pipeline."""
+
+    observedGeneration: int = spec_field("Spec generation this status describes.", 0)  # noqa: N815
+    phase: str = spec_field("Ready or Failed.", "", enum=["Ready", "Failed"])
+    pipelineName: str = spec_field("Name inside the compiled IR.", "")  # noqa: N815
+    digest: str = spec_field("sha256 of the compiled IR.", "")
+    parameters: list[DeclaredParameter] = spec_field("Parameters the pipeline declares.", [])
+    message: str = spec_field("Why the pipeline cannot be used, when it cannot.", "")
+    conditions: list[Condition] = spec_field("Current conditions (Ready).", [])
+
+
+@dataclass
+class PipelineRef:
+    """A Pipeline in the run's namespace."""
+
+    name: str = spec_field("Name of the Pipeline.", "", minLength=1)
+
+
+@dataclass
+class PipelineRunSpec:
+    """One run of a pipeline; immutable once started (create a new PipelineRun instead)."""
+
+    pipelineRef: PipelineRef | None = spec_field(  # noqa: N815
+        "The Pipeline to run (one of pipelineRef or pipeline).", None
+    )
+    pipeline: PipelineSource | None = spec_field(
+        "The pipeline to run, given inline (one of pipelineRef or pipeline).", None
+    )
+    parameters: dict[str, Any] = spec_field(
+        "Parameter values, checked against what the pipeline declares.", {}
+    )
+    experiment: str = spec_field(
+        "Experiment of the run (MLflow, and the Kubeflow Pipelines UI).", "kubeforge", minLength=1
+    )
+    serviceAccountName: str = spec_field(  # noqa: N815
+        "Service account the run's pods use.", "default", minLength=1
+    )
+    ttlSecondsAfterFinished: int | None = spec_field(  # noqa: N815
+        "Delete the PipelineRun (and its Job or KFP run record) this long after it finished.",
+        None,
+        minimum=0,
+    )
+
+
+@dataclass
+class PipelineRunStatus:
+    """Where the run is, mirrored from its backend."""
+
+    observedGeneration: int = spec_field("Spec generation this status describes.", 0)  # noqa: N815
+    phase: str = spec_field("Pending, Running, Succeeded, Failed or Terminating.", "", enum=PHASES)
+    backend: str = spec_field(
+        "Where the run executes: kfp (Kubeflow Pipelines) or job (a Kubernetes Job); set once "
+        "the run started, after which the spec cannot change.",
+        "",
+        enum=["kfp", "job"],
+    )
+    pipelineName: str = spec_field("Name inside the compiled IR.", "")  # noqa: N815
+    digest: str = spec_field("sha256 of the compiled IR the run uses.", "")
+    jobName: str = spec_field("The Kubernetes Job of the run (job backend).", "")  # noqa: N815
+    kfpRunId: str = spec_field("The Kubeflow Pipelines run id (kfp backend).", "")  # noqa: N815
+    url: str = spec_field("Where to watch the run (the Kubeflow UI).", "")
+    mlflowRunId: str = spec_field("The run's MLflow run.", "")  # noqa: N815
+    startedAt: str = spec_field("When the run started.", "", format="date-time")  # noqa: N815
+    finishedAt: str = spec_field("When the run finished.", "", format="date-time")  # noqa: N815
+    duration: str = spec_field("How long the run took (or has taken), e.g. 3m12s.", "")
+    message: str = spec_field("The last thing that happened, for a person.", "")
+    conditions: list[Condition] = spec_field("Current conditions (Started, Failed).", [])
+
+
+REQUIRED: dict[type, list[str]] = {
+    PipelineSpec: ["source"],
+    PipelineRef: ["name"],
+    ConfigMapSource: ["name"],
+}
+
+VALIDATIONS: dict[type, list[dict[str, str]]] = {
+    PipelineSource: [
+        {
+            "rule": "[has(self.name), has(self.ir), has(self.configMap)].filter(x, x).size() == 1",
+            "message": "set exactly one of name, ir, configMap",
+        },
+        {"rule": "!has(self.version) || has(self.name)", "message": "version needs name"},
+    ],
+    PipelineRunSpec: [
+        {
+            "rule": "has(self.pipelineRef) != has(self.pipeline)",
+            "message": "set exactly one of pipelineRef or pipeline",
+        }
+    ],
+}
+
+RUN_IMMUTABLE = {
+    "rule": "!has(oldSelf.status) || !has(oldSelf.status.backend) || self.spec == oldSelf.spec",
+    "message": "the spec of a started PipelineRun cannot change: create a new PipelineRun",
+}

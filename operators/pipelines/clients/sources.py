@@ -1,0 +1,81 @@
+"""Read a pipeline source (a Kubeforge pipeline by name, inline IR, or a ConfigMap) as IR."""
+
+from __future__ import annotations
+
+import functools
+import importlib.metadata
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from kubeforge.core.errors import KubeforgeError
+from kubeforge.pipelines.ir import PipelineIR, load_ir
+
+
+@functools.cache
+def compiled(name: str) -> str:
+    """IR YAML of one of the project's pipelines (compiled once per process)."""
+    from kubeforge.pipelines.registry import compile_pipeline
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "pipeline.yaml"
+        compile_pipeline(name, str(path))
+        return path.read_text()
+
+
+def operator_version() -> str:
+    """The Kubeforge version this operator runs."""
+    return importlib.metadata.version("kubeforge")
+
+
+def resolve_source(
+    api_client: Any, namespace: str, source: dict[str, Any], field: str
+) -> PipelineIR:
+    """The compiled pipeline a source names.
+
+    Args:
+        api_client: Kubernetes client (ConfigMaps are read in ``namespace``).
+        namespace: The namespace of the Pipeline or PipelineRun.
+        source: ``spec.source`` of a Pipeline or ``spec.pipeline`` of a PipelineRun.
+        field: Where the source sits, named in errors (``spec.source``).
+
+    Raises:
+        KubeforgeError: A version this operator does not have, a missing ConfigMap or key, or
+            text that is not a compiled pipeline; ``parameter`` names the field.
+    """
+    if source.get("name"):
+        wanted = source.get("version", "")
+        if wanted and wanted != operator_version():
+            raise KubeforgeError(
+                f"{field}.version: pipeline {source['name']!r} version {wanted} is not available;"
+                f" this operator runs Kubeforge {operator_version()}",
+                f"{field}.version",
+            )
+        return load_ir(compiled(source["name"]), f"{field}.name")
+    if source.get("ir"):
+        return load_ir(source["ir"], f"{field}.ir")
+    ref = source.get("configMap") or {}
+    return load_ir(_configmap_text(api_client, namespace, ref, field), f"{field}.configMap")
+
+
+def _configmap_text(api_client: Any, namespace: str, ref: dict[str, Any], field: str) -> str:
+    from kubernetes import client
+    from kubernetes.client.rest import ApiException
+
+    name, key = ref.get("name", ""), ref.get("key", "pipeline.yaml")
+    try:
+        cm = client.CoreV1Api(api_client).read_namespaced_config_map(name, namespace)
+    except ApiException as exc:
+        if exc.status == 404:
+            raise KubeforgeError(
+                f"{field}.configMap.name: ConfigMap {namespace}/{name} does not exist",
+                f"{field}.configMap.name",
+            ) from exc
+        raise
+    text = (cm.data or {}).get(key)
+    if not text:
+        raise KubeforgeError(
+            f"{field}.configMap.key: ConfigMap {namespace}/{name} has no key {key!r}",
+            f"{field}.configMap.key",
+        )
+    return str(text)

@@ -1,0 +1,1 @@
+"""Pure decisions of the pipeline-run controller: no Kubernetes calls, no clock."""

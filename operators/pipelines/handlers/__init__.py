@@ -1,0 +1,1 @@
+"""Thin kopf glue of the pipeline-run controller."""

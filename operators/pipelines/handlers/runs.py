@@ -1,0 +1,50 @@
+"""kopf glue of Pipeline and PipelineRun; loaded by :mod:`kubeforge.operators.main`."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from typing import Any
+
+import kopf
+
+from kubeforge.core.errors import KubeforgeError
+from kubeforge.core.kube import api_client
+from kubeforge.operators.pipelines.api.crd import GROUP, PIPELINE, RUN, VERSION
+from kubeforge.operators.pipelines.clients.runs import RunReconciler
+
+INTERVAL_S = float(os.environ.get("KUBEFORGE_RUN_INTERVAL", "10"))
+_state: dict[str, RunReconciler] = {}
+
+
+def _reconciler() -> RunReconciler:
+    if "r" not in _state:
+        _state["r"] = RunReconciler(api_client())
+    return _state["r"]
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+@kopf.on.resume(GROUP, VERSION, PIPELINE.plural)
+@kopf.on.create(GROUP, VERSION, PIPELINE.plural)
+@kopf.on.update(GROUP, VERSION, PIPELINE.plural, field="spec")
+def reconcile_pipeline(body: kopf.Body, **_: Any) -> None:
+    """Resolve the pipeline and write whether runs can use it."""
+    _reconciler().reconcile_pipeline(dict(body), _now())
+
+
+@kopf.timer(GROUP, VERSION, RUN.plural, interval=INTERVAL_S, initial_delay=0.2)
+def reconcile_run(body: kopf.Body, **_: Any) -> None:
+    """Start the run once; then mirror its Job or KFP run into status."""
+    _reconciler().reconcile_run(dict(body), _now())
+
+
+@kopf.on.delete(GROUP, VERSION, RUN.plural)
+def delete_run(body: kopf.Body, **_: Any) -> None:
+    """Terminate the KFP run or delete the Job before the PipelineRun goes (finalizer)."""
+    try:
+        _reconciler().delete_run(dict(body))
+    except KubeforgeError as exc:  # e.g. KFP unreachable: keep the finalizer and retry
+        raise kopf.TemporaryError(f"cannot clean up yet: {exc}", delay=30) from exc
