@@ -210,8 +210,9 @@ def run(
         if summary_file is not None:  # e.g. a pod's termination message: the operator reads it
             summary_file.write_text(json.dumps({"error": str(exc)}))
         _fail(str(exc))
-    if summary_file is not None:
-        summary_file.write_text(json.dumps(summary))
+    if summary_file is not None:  # small: a termination message keeps at most 4 KiB
+        keys = ("mlflow_run_id", "tracking_uri", "pipeline_seconds")
+        summary_file.write_text(json.dumps({k: summary[k] for k in keys if k in summary}))
     print_summary(summary)
 
 

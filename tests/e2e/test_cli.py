@@ -68,3 +68,37 @@ def test_bad_input_fails_with_one_clear_message(
     assert proc.stderr.count("error:") == 1
     if (tmp_path / "home" / "mlflow.db").exists():
         assert _champion(tmp_path) is None
+
+
+def test_a_compiled_ir_file_runs_as_a_pipeline_runs_job_does(
+    tmp_path: Path, digits_csv: Path
+) -> None:
+    """Exactly the command a PipelineRun's Job runs: IR file, typed -p values, experiment."""
+    import json
+
+    from mlflow.tracking import MlflowClient
+
+    ir = tmp_path / "pipeline.yaml"
+    assert _kubeforge(tmp_path, "compile", "main", "-o", str(ir)).returncode == 0
+    summary = tmp_path / "summary.json"
+    proc = _kubeforge(
+        tmp_path, "run", str(ir), "-p", f"data_uri={digits_csv}", "-p", "epochs=3",
+        "--experiment", "team-a", "--summary-file", str(summary),
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    written = json.loads(summary.read_text())
+    assert len(summary.read_bytes()) < 4096  # fits a pod's termination message
+    client = MlflowClient(f"sqlite:///{tmp_path / 'home' / 'mlflow.db'}")
+    parent = client.get_run(written["mlflow_run_id"])
+    experiment = client.get_experiment(parent.info.experiment_id)
+    assert experiment.name == "team-a"
+    stages = client.search_runs(
+        [experiment.experiment_id], f"tags.mlflow.parentRunId = '{parent.info.run_id}'"
+    )
+    assert sorted(r.data.tags["kubeforge.stage"] for r in stages) == [
+        "deploy", "distill", "ingest", "label", "train",
+    ]  # fmt: skip
+
+    bad = _kubeforge(tmp_path, "run", str(ir), "-p", "epochs=3", "--summary-file", str(summary))
+    assert bad.returncode == 1 and "missing required parameter(s) ['data_uri']" in bad.stderr
+    assert "data_uri" in json.loads(summary.read_text())["error"]

@@ -1,0 +1,58 @@
+"""The operator process runs PipelineRuns: kubectl apply → one Job → status → delete cleans up."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from kubeforge.core.testing.fixtures import Kubectl, wait_for
+
+pytestmark = pytest.mark.cluster
+EXAMPLES = Path(__file__).parents[3] / "manifests" / "examples"
+
+
+def test_operator_runs_an_applied_pipelinerun_and_its_finalizer_cleans_up(
+    pipeline_crds: None,
+    kubectl: Kubectl,
+    kubeconfig: Path,
+    api_client: Any,
+    namespace: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from kopf.testing import KopfRunner
+    from kubernetes import client
+
+    monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
+    monkeypatch.setenv("KUBEFORGE_RUN_INTERVAL", "1")
+    monkeypatch.setenv("KUBEFORGE_RECONCILE_INTERVAL", "1")
+    monkeypatch.setenv("KUBEFORGE_METRICS_PORT", "0")
+    monkeypatch.setenv("KUBEFORGE_IMAGE", "registry.example/kubeforge:e2e")
+    monkeypatch.delenv("KUBEFORGE_KFP_HOST", raising=False)
+    batch = client.BatchV1Api(api_client)
+
+    def status(kind: str, name: str) -> dict[str, Any]:
+        out = kubectl("get", kind, name, "-n", namespace, "-o", "json").stdout
+        return dict(json.loads(out).get("status", {}))
+
+    def jobs() -> list[str]:
+        return [j.metadata.name for j in batch.list_namespaced_job(namespace).items]
+
+    args = ["run", "--standalone", "-A", "-m", "kubeforge.operators.main"]
+    with KopfRunner(args, timeout=120) as runner:
+        kubectl("apply", "-n", namespace, "-f", str(EXAMPLES))
+        wait_for(lambda: status("pipeline", "digits").get("phase") == "Ready", timeout=60)
+        wait_for(lambda: jobs() == ["digits-1"], timeout=60)
+        image = batch.read_namespaced_job("digits-1", namespace).spec.template.spec.containers[0]
+        assert image.image == "registry.example/kubeforge:e2e"
+        batch.patch_namespaced_job_status(
+            "digits-1", namespace, {"status": {"active": 1, "startTime": "2026-01-01T00:00:00Z"}}
+        )
+        wait_for(lambda: status("pipelinerun", "digits-1").get("phase") == "Running", timeout=30)
+        kubectl("apply", "-n", namespace, "-f", str(EXAMPLES))
+        assert jobs() == ["digits-1"]  # re-applied: still one run
+        kubectl("delete", "pipelinerun", "digits-1", "-n", namespace, "--timeout=60s")
+        assert jobs() == []  # the finalizer deleted the Job before the run went
+    assert runner.exception is None
