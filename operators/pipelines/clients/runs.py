@@ -130,6 +130,21 @@ class RunReconciler:
         return status
 
     # -- PipelineRun -----------------------------------------------------------------------
+    def get_run(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """The PipelineRun ``namespace/name``, or None when it is gone."""
+        from kubernetes.client.rest import ApiException
+
+        try:
+            return dict(
+                self._custom().get_namespaced_custom_object(
+                    GROUP, VERSION, namespace, RUN.plural, name
+                )
+            )
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+
     def resolve_run(self, obj: dict[str, Any]) -> tuple[PipelineIR, dict[str, Any]]:
         """The run's compiled pipeline and its checked parameter values."""
         from kubernetes.client.rest import ApiException

@@ -12,6 +12,7 @@ from kubeforge.core.errors import KubeforgeError
 from kubeforge.core.kube import api_client
 from kubeforge.operators.pipelines.api.crd import GROUP, PIPELINE, RUN, VERSION
 from kubeforge.operators.pipelines.clients.runs import RunReconciler
+from kubeforge.operators.pipelines.core.runs import RUN_LABEL
 
 INTERVAL_S = float(os.environ.get("KUBEFORGE_RUN_INTERVAL", "10"))
 _state: dict[str, RunReconciler] = {}
@@ -39,6 +40,14 @@ def reconcile_pipeline(body: kopf.Body, **_: Any) -> None:
 def reconcile_run(body: kopf.Body, **_: Any) -> None:
     """Start the run once; then mirror its Job or KFP run into status."""
     _reconciler().reconcile_run(dict(body), _now())
+
+
+@kopf.on.event("batch", "v1", "jobs", labels={RUN_LABEL: kopf.PRESENT})
+def job_changed(body: kopf.Body, namespace: str, labels: kopf.Labels, **_: Any) -> None:
+    """A run's Job changed: mirror it now instead of at the next timer tick."""
+    run = _reconciler().get_run(namespace, labels[RUN_LABEL])
+    if run is not None and (run.get("status") or {}).get("backend") == "job":
+        _reconciler().reconcile_run(run, _now())
 
 
 @kopf.on.delete(GROUP, VERSION, RUN.plural)
