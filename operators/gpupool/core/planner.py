@@ -7,7 +7,7 @@ cluster and ``now``; :func:`plan` returns a :class:`PoolPlan` an executor applie
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 
 class Decision(enum.StrEnum):
@@ -108,28 +108,59 @@ class PoolPlan:
     add_nodes: int = 0
 
 
-@dataclass
-class _Bins:
-    free: list[int] = field(default_factory=list)
+class _FreeGpus:
+    """Free GPUs of a set of nodes, kept as a count of nodes per free amount.
 
-    def place(self, pods: tuple[int, ...]) -> list[int] | None:
-        """First-fit decreasing of whole pods into free GPUs; None when the gang does not fit."""
-        free = list(self.free)
+    Placement is best-fit decreasing: each pod (largest first) goes to a node with the fewest
+    free GPUs that still hold it. Counting nodes by free amount instead of listing them keeps one
+    placement at O(pods x GPUs per node), whatever the number of nodes.
+    """
+
+    def __init__(self, free: list[int], fresh: int) -> None:
+        self.fresh = fresh  # GPUs of a node that does not exist yet
+        self.counts = [0] * (max([fresh, *free]) + 1)
+        for room in free:
+            if room > 0:
+                self.counts[room] += 1
+
+    def _take(self, counts: list[int], gpus: int) -> bool:
+        for room in range(gpus, len(counts)):
+            if counts[room]:
+                counts[room] -= 1
+                counts[room - gpus] += 1
+                return True
+        return False
+
+    def place(self, pods: tuple[int, ...]) -> bool:
+        """Place the whole gang and keep it placed; False (nothing placed) when it does not fit."""
+        counts = list(self.counts)
         for gpus in sorted(pods, reverse=True):
-            for i, room in enumerate(free):
-                if room >= gpus:
-                    free[i] -= gpus
-                    break
-            else:
-                return None
-        return free
+            if not self._take(counts, gpus):
+                return False
+        self.counts = counts
+        return True
+
+    def nodes_to_add(self, pods: tuple[int, ...]) -> tuple[int, list[int]]:
+        """Fresh nodes the gang needs on top of the free GPUs, and the counts once it is placed.
+
+        A fresh node is opened only for a pod no existing node holds; when no node has more
+        GPUs than a fresh one, that is the fewest fresh nodes best-fit decreasing needs.
+        """
+        counts = list(self.counts)
+        extra = 0
+        for gpus in sorted(pods, reverse=True):
+            if not self._take(counts, gpus):
+                extra += 1
+                counts[self.fresh - gpus] += 1
+        return extra, counts
 
 
 def plan(snapshot: Snapshot, policy: PoolPolicy, now: float) -> PoolPlan:
     """Decide the pool's node count for the pending gangs, or which idle node to remove.
 
-    1. Jobs are packed whole, by priority then age, onto the free GPUs of GPU-ready nodes and of
-       nodes still coming (counted as full), so nodes in flight are never requested twice.
+    1. Jobs are packed whole (best-fit decreasing), by priority then age, onto the free GPUs of
+       GPU-ready nodes and of nodes still coming (counted as full), so nodes in flight are never
+       requested twice.
     2. A job that does not fit gets fresh nodes, unless that would pass ``max_nodes``: then it
        is ``capacity_unavailable`` and causes no scale-up at all.
     3. With nothing to add, idle nodes (no pod of a running job, older than ``min_node_age_s``,
@@ -138,9 +169,10 @@ def plan(snapshot: Snapshot, policy: PoolPolicy, now: float) -> PoolPlan:
     per_node = policy.gpus_per_node
     active = [n for n in snapshot.nodes if not n.cordoned]
     in_flight = [n for n in active if not n.gpu_ready]
-    bins = _Bins(
+    bins = _FreeGpus(
         [n.allocatable_gpus - n.allocated_gpus for n in active if n.gpu_ready]
-        + [per_node] * len(in_flight)
+        + [per_node] * len(in_flight),
+        per_node,
     )
     total = len(snapshot.nodes)
     verdicts: list[JobVerdict] = []
@@ -161,20 +193,14 @@ def plan(snapshot: Snapshot, policy: PoolPolicy, now: float) -> PoolPlan:
                 )
             )
             continue
-        placed = bins.place(job.unbound_pod_gpus)
-        if placed is not None:
-            bins.free = placed
+        if bins.place(job.unbound_pod_gpus):
             state = "fits" if not in_flight and add == 0 else "waiting"
             verdicts.append(
                 JobVerdict(job.key, job.gpus, state, "fits on ready or in-flight nodes")
             )
             continue
         # How many fresh nodes make the whole gang fit, given what is free already?
-        extra = 0
-        trial = _Bins(list(bins.free))
-        while (placed := trial.place(job.unbound_pod_gpus)) is None:
-            extra += 1
-            trial.free.append(per_node)
+        extra, placed = bins.nodes_to_add(job.unbound_pod_gpus)
         if total + add + extra > policy.max_nodes:
             verdicts.append(
                 JobVerdict(
@@ -186,7 +212,7 @@ def plan(snapshot: Snapshot, policy: PoolPolicy, now: float) -> PoolPlan:
                 )
             )
             continue
-        bins.free = placed
+        bins.counts = placed
         add += extra
         verdicts.append(
             JobVerdict(job.key, job.gpus, "needs_nodes", f"whole job needs {extra} new node(s)")

@@ -141,3 +141,12 @@ def test_no_drain_below_min_nodes_or_while_jobs_wait() -> None:
 def test_the_plan_is_deterministic() -> None:
     snap = Snapshot((ready("n1"), coming("n2")), (job("a", 8, 8), job("b", 2, created=3)))
     assert plan(snap, POLICY, NOW) == plan(snap, POLICY, NOW)
+
+
+def test_small_gangs_fill_the_tightest_node_so_a_whole_node_stays_free() -> None:
+    # Best fit: the 2-GPU job goes to the node with 2 free GPUs, so the 8-GPU job still fits
+    # on the empty node and nothing is added (first fit in node order would add a node).
+    nodes = (ready("empty"), ready("tight", allocated=6, busy=True))
+    p = plan(Snapshot(nodes, (job("small", 2, created=1), job("big", 8, created=2))), POLICY, NOW)
+    assert p.decision is Decision.NOOP
+    assert verdict(p, "small").placement == "fits" and verdict(p, "big").placement == "fits"

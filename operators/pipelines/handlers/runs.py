@@ -43,9 +43,9 @@ def reconcile_run(body: kopf.Body, **_: Any) -> None:
 
 
 @kopf.on.event("batch", "v1", "jobs", labels={RUN_LABEL: kopf.PRESENT})
-def job_changed(body: kopf.Body, namespace: str, labels: kopf.Labels, **_: Any) -> None:
+def job_changed(namespace: str | None, labels: kopf.Labels, **_: Any) -> None:
     """A run's Job changed: mirror it now instead of at the next timer tick."""
-    run = _reconciler().get_run(namespace, labels[RUN_LABEL])
+    run = _reconciler().get_run(namespace or "", labels[RUN_LABEL])
     if run is not None and (run.get("status") or {}).get("backend") == "job":
         _reconciler().reconcile_run(run, _now())
 

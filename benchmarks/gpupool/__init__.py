@@ -1,0 +1,1 @@
+"""GPU pool simulator benchmark: `python -m benchmarks.gpupool` (see README.md)."""

@@ -1,0 +1,608 @@
+"""A discrete-event simulation of a GPU node pool: a trace of jobs, a scheduler, an autoscaler.
+
+The Kubeforge policy calls the operator's own :func:`~kubeforge.operators.gpupool.core.planner.plan`
+on a :class:`~kubeforge.operators.gpupool.core.planner.Snapshot` of the simulated pool at every
+reconcile, and applies its decision (add nodes, cordon, remove) exactly as the reconciler does.
+The baselines are a per-pending-pod autoscaler (Cluster-Autoscaler-like) and a static pool.
+
+Model:
+- A node asked for at ``t`` advertises its GPUs at ``t + delay`` (boot + device plugin), the
+  delay drawn per node from ``provision_delay_s`` (the same node number gets the same delay under
+  every policy). From then on pods can bind to it.
+- The scheduler runs after every batch of events. It binds pods to GPU-ready, uncordoned nodes
+  by best fit (the node with the fewest free GPUs that holds the pod, as kube-scheduler's
+  ``MostAllocated`` scoring does), oldest job first, and lets a younger job pass one that does
+  not fit. With ``gang`` binding a job's pods bind all at once or not at all (a gang scheduler or
+  admission, such as the coscheduling plugin or Kueue, in front of kube-scheduler); with
+  ``per_pod`` binding each pod binds on its own, so a job can hold GPUs while it waits for the
+  rest of its pods. ``gang_reserve`` is ``gang`` where a waiting gang also keeps, within each
+  scheduling pass, the free GPUs it would use from younger jobs (a scheduler with reservations).
+- A job starts when all its pods are bound and runs for its known duration.
+- Idle GPU time is GPU time of GPU-ready nodes not used by a running job: GPUs of a node nobody
+  uses, of a cordoned node, and GPUs held by pods of a job that has not started.
+"""
+
+from __future__ import annotations
+
+import enum
+import heapq
+import math
+import random
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from kubeforge.operators.gpupool.core.planner import (
+    Decision,
+    JobDemand,
+    NodeState,
+    PoolPolicy,
+    Snapshot,
+    plan,
+)
+from kubeforge.operators.gpupool.sim.trace import TraceJob
+
+
+class SimulationError(RuntimeError):
+    """The simulated cluster reached a state a correct autoscaler never causes."""
+
+
+class Autoscaler(enum.StrEnum):
+    """Who decides the node count."""
+
+    KUBEFORGE = "kubeforge"  # the operator's planner on gang demand
+    PER_POD = "per_pod"  # Cluster-Autoscaler-like: nodes for pending pods that do not fit
+    STATIC = "static"  # a fixed pool, ready from the start
+
+
+class Binding(enum.StrEnum):
+    """How the scheduler binds a job's pods."""
+
+    GANG = "gang"  # all pods of a job or none; a younger job may use GPUs an older one waits for
+    GANG_RESERVE = "gang_reserve"  # gang, and a waiting gang keeps the free GPUs it would use
+    PER_POD = "per_pod"  # each pod on its own, as plain kube-scheduler does
+
+
+@dataclass(frozen=True)
+class PolicySpec:
+    """One policy of a run: an autoscaler, a binding mode, and for a static pool its size."""
+
+    name: str
+    autoscaler: Autoscaler
+    binding: Binding
+    static_nodes: int = 0
+
+
+@dataclass(frozen=True)
+class ClusterSettings:
+    """The simulated pool; the scale-down settings are shared by both autoscalers.
+
+    Attributes:
+        gpus_per_node: GPUs of every node.
+        min_nodes: Nodes the autoscalers keep.
+        max_nodes: Nodes the autoscalers never go above.
+        max_in_flight: Nodes being provisioned at once, at most (both autoscalers).
+        idle_after_s: A node idle this long may be removed (both autoscalers).
+        min_node_age_s: A node younger than this is never removed (both autoscalers).
+        reconcile_interval_s: How often each autoscaler decides.
+        provision_delay_s: From asking for a node to its GPUs being advertised, drawn uniformly.
+        horizon_s: The run stops this long after the last arrival even if jobs still wait.
+        seed: Seed of the provisioning delays.
+    """
+
+    gpus_per_node: int = 8
+    min_nodes: int = 0
+    max_nodes: int = 1000
+    max_in_flight: int = 1000
+    idle_after_s: float = 600.0
+    min_node_age_s: float = 600.0
+    reconcile_interval_s: float = 15.0
+    provision_delay_s: tuple[float, float] = (180.0, 300.0)
+    horizon_s: float = 2 * 86_400.0
+    seed: int = 0
+
+    def pool_policy(self) -> PoolPolicy:
+        """The GPUNodePool policy the planner gets."""
+        return PoolPolicy(
+            gpus_per_node=self.gpus_per_node,
+            min_nodes=self.min_nodes,
+            max_nodes=self.max_nodes,
+            max_in_flight=self.max_in_flight,
+            idle_after_s=self.idle_after_s,
+            min_node_age_s=self.min_node_age_s,
+        )
+
+    def provision_delay(self, index: int) -> float:
+        """The delay of node number ``index``: the same under every policy of a run."""
+        low, high = self.provision_delay_s
+        return low + (high - low) * random.Random(self.seed * 1_000_003 + index).random()
+
+
+@dataclass(frozen=True)
+class PolicyResult:
+    """What one policy did with the trace.
+
+    GPU-hours are integrated from time 0 to ``end_s``: for an autoscaler, until the last job has
+    finished and the pool is back at ``min_nodes`` (its scale-down tail counts); for a static
+    pool, until the last job has finished. A run cut at the horizon ends there instead.
+
+    Attributes:
+        waits_s: Per started job, from its creation to all its pods bound.
+        jobs_ever_partially_placed: Jobs that had some, not all, pods bound at some moment.
+        idle_gpu_hours: GPU-ready GPU-hours not used by a running job.
+        partial_held_gpu_hours: The part of them held by pods of jobs not started yet.
+        empty_gpu_hours: The part of them on nodes with no pod bound (cordoned included).
+        node_hours: Node-hours from asking for each node to removing it.
+        decision_seconds: Wall-clock time of every ``plan`` call (Kubeforge policy only).
+        decisions: How many decisions of each kind the autoscaler made.
+    """
+
+    policy: str
+    autoscaler: str
+    binding: str
+    jobs: int
+    jobs_started: int
+    jobs_finished: int
+    jobs_ever_partially_placed: int
+    waits_s: tuple[float, ...]
+    idle_gpu_hours: float
+    partial_held_gpu_hours: float
+    busy_gpu_hours: float
+    ready_gpu_hours: float
+    node_hours: float
+    ready_node_hours: float
+    empty_gpu_hours: float
+    peak_nodes: int
+    nodes_added: int
+    nodes_removed: int
+    end_s: float
+    decision_seconds: tuple[float, ...] = ()
+    decision_cpu_seconds: tuple[float, ...] = ()
+    decisions: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def provisioning_node_hours(self) -> float:
+        """Node-hours paid while nodes booted and had not advertised their GPUs yet."""
+        return self.node_hours - self.ready_node_hours
+
+    @property
+    def utilization(self) -> float:
+        """Share of the GPU-ready GPU-hours that running jobs used."""
+        return self.busy_gpu_hours / self.ready_gpu_hours if self.ready_gpu_hours else 0.0
+
+
+_FINISH, _READY, _ARRIVE, _TICK = range(4)  # order of events at the same instant
+
+
+@dataclass(eq=False)
+class _Node:
+    index: int
+    name: str
+    requested_at: float
+    gpus: int
+    ready: bool = False
+    cordoned: bool = False
+    free: int = 0
+    pods: int = 0
+    idle_since: float | None = None
+    view: NodeState | None = None  # the planner's view, rebuilt only after a change
+
+
+@dataclass(eq=False)
+class _Job:
+    trace: TraceJob
+    bound: list[_Node | None]
+    started_at: float | None = None
+    finished_at: float | None = None
+    ever_partial: bool = False
+    demand: JobDemand | None = None  # the planner's view, rebuilt only after a change
+
+
+class _Simulation:
+    def __init__(
+        self, trace: Sequence[TraceJob], policy: PolicySpec, settings: ClusterSettings
+    ) -> None:
+        self.policy = policy
+        self.settings = settings
+        self.pool_policy = settings.pool_policy()
+        self.gpus = settings.gpus_per_node
+        self.jobs = [_Job(j, [None] * len(j.pods)) for j in trace]
+        self.nodes: dict[int, _Node] = {}
+        self.by_name: dict[str, _Node] = {}
+        # GPU-ready, uncordoned nodes by free GPUs; dicts keep insertion order: deterministic.
+        self.by_free: list[dict[int, _Node]] = [{} for _ in range(self.gpus + 1)]
+        self.empty: dict[int, _Node] = {}  # GPU-ready nodes with no pod
+        self.free_total = 0
+        self.next_index = 0
+        self.pending: dict[int, _Job] = {}  # created, not started; in arrival order
+        self.new_pending: list[_Job] = []
+        self.capacity_grew = False
+        self.events: list[tuple[float, int, int, int]] = []
+        self.seq = 0
+        # Integrals over time and the levels they integrate.
+        self.clock = 0.0
+        self.node_s = self.ready_node_s = 0.0
+        self.ready_gpu_s = self.running_gpu_s = self.held_gpu_s = self.empty_gpu_s = 0.0
+        self.node_count = self.ready_nodes = 0
+        self.ready_gpus = self.running_gpus = self.held_gpus = 0
+        self.peak_nodes = self.nodes_added = self.nodes_removed = 0
+        self.decision_seconds: list[float] = []
+        self.decision_cpu_seconds: list[float] = []
+        self.decisions: dict[str, int] = {}
+
+    # -- events and accounting ---------------------------------------------------------------
+
+    def push(self, at: float, kind: int, ref: int) -> None:
+        self.seq += 1
+        heapq.heappush(self.events, (at, kind, self.seq, ref))
+
+    def advance(self, now: float) -> None:
+        span = now - self.clock
+        if span > 0:
+            self.node_s += self.node_count * span
+            self.ready_node_s += self.ready_nodes * span
+            self.ready_gpu_s += self.ready_gpus * span
+            self.running_gpu_s += self.running_gpus * span
+            self.held_gpu_s += self.held_gpus * span
+            self.empty_gpu_s += len(self.empty) * self.gpus * span
+            self.clock = now
+
+    # -- nodes -------------------------------------------------------------------------------
+
+    def add_node(self, now: float, ready: bool = False) -> _Node:
+        index = self.next_index
+        self.next_index += 1
+        node = _Node(index, f"gpu-{index:05d}", now, self.gpus)
+        self.nodes[index] = node
+        self.by_name[node.name] = node
+        self.node_count += 1
+        self.nodes_added += 1
+        self.peak_nodes = max(self.peak_nodes, self.node_count)
+        if ready:
+            self.node_ready(node, now)
+        else:
+            self.push(now + self.settings.provision_delay(index), _READY, index)
+        return node
+
+    def node_ready(self, node: _Node, now: float) -> None:
+        node.ready = True
+        node.free = node.gpus
+        node.idle_since = now
+        node.view = None
+        self.ready_gpus += node.gpus
+        self.ready_nodes += 1
+        self.empty[node.index] = node
+        self.index_free(node)
+        self.capacity_grew = True
+
+    def index_free(self, node: _Node) -> None:
+        self.by_free[node.free][node.index] = node
+        self.free_total += node.free
+
+    def unindex_free(self, node: _Node) -> None:
+        del self.by_free[node.free][node.index]
+        self.free_total -= node.free
+
+    def cordon(self, node: _Node) -> None:
+        if not node.ready or node.cordoned:
+            raise SimulationError(f"cordon of {node.name}: not GPU-ready or cordoned already")
+        self.unindex_free(node)
+        node.cordoned = True
+        node.view = None
+
+    def remove(self, node: _Node) -> None:
+        if node.pods:
+            raise SimulationError(f"removal of {node.name}, which has {node.pods} pod(s) bound")
+        if node.ready:
+            if not node.cordoned:
+                self.unindex_free(node)
+            self.ready_gpus -= node.gpus
+            self.ready_nodes -= 1
+            self.empty.pop(node.index, None)
+        del self.nodes[node.index]
+        del self.by_name[node.name]
+        self.node_count -= 1
+        self.nodes_removed += 1
+
+    # -- binding -----------------------------------------------------------------------------
+
+    def best_fit(self, gpus: int) -> _Node | None:
+        for room in range(gpus, self.gpus + 1):
+            bucket = self.by_free[room]
+            if bucket:
+                return next(iter(bucket.values()))
+        return None
+
+    def take(self, node: _Node, gpus: int) -> None:
+        self.unindex_free(node)
+        node.free -= gpus
+        self.index_free(node)
+
+    def bind(self, job: _Job, pod: int, node: _Node) -> None:
+        job.bound[pod] = node
+        job.demand = None
+        node.pods += 1
+        node.idle_since = None
+        node.view = None
+        self.empty.pop(node.index, None)
+
+    def try_gang(self, job: _Job) -> bool:
+        pods = job.trace.pods
+        if sum(pods) > self.free_total:
+            return False
+        chosen: list[tuple[int, _Node]] = []
+        for pod in sorted(range(len(pods)), key=lambda i: -pods[i]):
+            node = self.best_fit(pods[pod])
+            if node is None:
+                for earlier, used in chosen:  # give back what this gang took
+                    self.unindex_free(used)
+                    used.free += pods[earlier]
+                    self.index_free(used)
+                return False
+            self.take(node, pods[pod])
+            chosen.append((pod, node))
+        for pod, node in chosen:
+            self.bind(job, pod, node)
+        return True
+
+    def try_pods(self, job: _Job) -> bool:
+        pods = job.trace.pods
+        for pod, gpus in enumerate(pods):
+            if job.bound[pod] is not None:
+                continue
+            node = self.best_fit(gpus)
+            if node is None:
+                continue
+            self.take(node, gpus)
+            self.bind(job, pod, node)
+            self.held_gpus += gpus
+        if all(n is not None for n in job.bound):
+            self.held_gpus -= job.trace.gpus
+            return True
+        if any(n is not None for n in job.bound):
+            job.ever_partial = True
+        return False
+
+    def start(self, job: _Job, now: float) -> None:
+        job.started_at = now
+        del self.pending[job.trace.index]
+        self.running_gpus += job.trace.gpus
+        self.push(now + job.trace.duration_s, _FINISH, job.trace.index)
+
+    def finish(self, job: _Job, now: float) -> None:
+        job.finished_at = now
+        self.running_gpus -= job.trace.gpus
+        for pod, node in enumerate(job.bound):
+            if node is None:
+                raise SimulationError(f"{job.trace.name} ran without all its pods bound")
+            if not node.cordoned:
+                self.unindex_free(node)
+            node.free += job.trace.pods[pod]
+            node.pods -= 1
+            node.view = None
+            if not node.cordoned:
+                self.index_free(node)
+            if node.pods == 0:
+                node.idle_since = now
+                self.empty[node.index] = node
+        self.capacity_grew = True
+
+    def hold(self, job: _Job) -> list[tuple[_Node, int]]:
+        """Keep the free GPUs a waiting gang would use from younger jobs in this pass."""
+        held: list[tuple[_Node, int]] = []
+        for gpus in sorted(job.trace.pods, reverse=True):
+            node = self.best_fit(gpus)
+            if node is None:
+                break
+            self.take(node, gpus)
+            held.append((node, gpus))
+        return held
+
+    def schedule(self, now: float) -> None:
+        reserve = self.policy.binding is Binding.GANG_RESERVE
+        if reserve:
+            candidates = list(self.pending.values())
+        else:
+            candidates = list(self.pending.values()) if self.capacity_grew else self.new_pending
+        self.capacity_grew = False
+        self.new_pending = []
+        gang = self.policy.binding is not Binding.PER_POD
+        held: list[tuple[_Node, int]] = []
+        for job in candidates:
+            if self.free_total == 0:
+                break
+            if job.started_at is None and (self.try_gang(job) if gang else self.try_pods(job)):
+                self.start(job, now)
+            elif reserve:
+                held += self.hold(job)
+        for node, gpus in held:
+            self.unindex_free(node)
+            node.free += gpus
+            self.index_free(node)
+
+    # -- autoscalers -------------------------------------------------------------------------
+
+    def node_view(self, node: _Node) -> NodeState:
+        if node.view is None:
+            node.view = NodeState(
+                name=node.name,
+                created_at=node.requested_at,
+                gpu_ready=node.ready,
+                allocatable_gpus=node.gpus if node.ready else 0,
+                allocated_gpus=node.gpus - node.free if node.ready else 0,
+                busy=node.pods > 0,
+                idle_since=node.idle_since if node.pods == 0 else None,
+                cordoned=node.cordoned,
+            )
+        return node.view
+
+    def job_view(self, job: _Job) -> JobDemand:
+        if job.demand is None:
+            job.demand = JobDemand(
+                "sim",
+                job.trace.name,
+                job.trace.created_at,
+                tuple(g for g, n in zip(job.trace.pods, job.bound, strict=True) if n is None),
+            )
+        return job.demand
+
+    def kubeforge_tick(self, now: float) -> None:
+        snapshot = Snapshot(
+            tuple(self.node_view(n) for n in self.nodes.values()),
+            tuple(self.job_view(j) for j in self.pending.values()),
+        )
+        started, cpu = time.perf_counter(), time.thread_time()
+        decision = plan(snapshot, self.pool_policy, now)
+        self.decision_seconds.append(time.perf_counter() - started)
+        self.decision_cpu_seconds.append(time.thread_time() - cpu)
+        self.decisions[decision.decision.value] = self.decisions.get(decision.decision.value, 0) + 1
+        if decision.decision is Decision.SCALE_UP:
+            for _ in range(decision.add_nodes):
+                self.add_node(now)
+        for name in decision.nodes_to_drain:
+            self.cordon(self.by_name[name])
+        for name in decision.nodes_to_remove:
+            self.remove(self.by_name[name])
+
+    def per_pod_tick(self, now: float) -> None:
+        """Add nodes for pending pods that fit nowhere, else remove old, long-idle empty nodes.
+
+        Pending pods are packed (best-fit decreasing, oldest job first) onto free GPUs of ready
+        nodes and onto nodes still booting (counted as empty), as Cluster Autoscaler's
+        estimator does; a pod that fits nowhere opens a new node.
+        """
+        settings = self.settings
+        in_flight = sum(1 for n in self.nodes.values() if not n.ready)
+        counts = [len(bucket) for bucket in self.by_free]
+        counts[self.gpus] += in_flight
+        needed = 0
+        for job in self.pending.values():
+            unbound = [g for g, n in zip(job.trace.pods, job.bound, strict=True) if n is None]
+            for gpus in sorted(unbound, reverse=True):
+                if gpus > self.gpus:
+                    continue
+                room = next((r for r in range(gpus, self.gpus + 1) if counts[r]), None)
+                if room is None:
+                    needed += 1
+                    counts[self.gpus - gpus] += 1
+                else:
+                    counts[room] -= 1
+                    counts[room - gpus] += 1
+        add = min(
+            needed,
+            settings.max_nodes - self.node_count,
+            settings.max_in_flight - in_flight,
+        )
+        if self.node_count + max(add, 0) < settings.min_nodes:
+            add = settings.min_nodes - self.node_count
+        if add > 0:
+            self.decisions["scale_up"] = self.decisions.get("scale_up", 0) + 1
+            for _ in range(add):
+                self.add_node(now)
+            return
+        room_to_remove = self.node_count - settings.min_nodes
+        removable = [
+            n
+            for n in self.empty.values()
+            if now - n.requested_at >= settings.min_node_age_s
+            and n.idle_since is not None
+            and now - n.idle_since >= settings.idle_after_s
+        ][: max(room_to_remove, 0)]
+        if removable:
+            self.decisions["scale_down"] = self.decisions.get("scale_down", 0) + 1
+        for node in removable:
+            self.remove(node)
+
+    # -- the run -----------------------------------------------------------------------------
+
+    def done(self) -> bool:
+        if any(j.finished_at is None for j in self.jobs):
+            return False
+        if self.policy.autoscaler is Autoscaler.STATIC:
+            return True
+        return self.node_count <= self.settings.min_nodes and all(
+            n.ready for n in self.nodes.values()
+        )
+
+    def run(self) -> PolicyResult:
+        if self.policy.autoscaler is Autoscaler.STATIC:
+            for _ in range(self.policy.static_nodes):
+                self.add_node(0.0, ready=True)
+        else:
+            self.push(0.0, _TICK, 0)
+        for job in self.jobs:
+            self.push(job.trace.created_at, _ARRIVE, job.trace.index)
+        last_arrival = max((j.trace.created_at for j in self.jobs), default=0.0)
+        stop = last_arrival + self.settings.horizon_s
+        finished = 0
+        while self.events and self.events[0][0] <= stop:
+            now = self.events[0][0]
+            self.advance(now)
+            tick = False
+            while self.events and self.events[0][0] == now:
+                _, kind, _, ref = heapq.heappop(self.events)
+                if kind == _TICK:
+                    tick = True
+                elif kind == _ARRIVE:
+                    job = self.jobs[ref]
+                    self.pending[ref] = job
+                    self.new_pending.append(job)
+                elif kind == _READY:
+                    if ref in self.nodes:
+                        self.node_ready(self.nodes[ref], now)
+                else:
+                    self.finish(self.jobs[ref], now)
+                    finished += 1
+            self.schedule(now)
+            if tick:
+                if self.policy.autoscaler is Autoscaler.KUBEFORGE:
+                    self.kubeforge_tick(now)
+                else:
+                    self.per_pod_tick(now)
+            if finished == len(self.jobs) and self.done():
+                break
+            if tick:
+                self.push(now + self.settings.reconcile_interval_s, _TICK, 0)
+        return self.result()
+
+    def result(self) -> PolicyResult:
+        started = [j for j in self.jobs if j.started_at is not None]
+        return PolicyResult(
+            policy=self.policy.name,
+            autoscaler=self.policy.autoscaler.value,
+            binding=self.policy.binding.value,
+            jobs=len(self.jobs),
+            jobs_started=len(started),
+            jobs_finished=sum(1 for j in self.jobs if j.finished_at is not None),
+            jobs_ever_partially_placed=sum(1 for j in self.jobs if j.ever_partial),
+            waits_s=tuple((j.started_at or 0.0) - j.trace.created_at for j in started),
+            idle_gpu_hours=(self.ready_gpu_s - self.running_gpu_s) / 3600.0,
+            partial_held_gpu_hours=self.held_gpu_s / 3600.0,
+            busy_gpu_hours=self.running_gpu_s / 3600.0,
+            ready_gpu_hours=self.ready_gpu_s / 3600.0,
+            node_hours=self.node_s / 3600.0,
+            ready_node_hours=self.ready_node_s / 3600.0,
+            empty_gpu_hours=self.empty_gpu_s / 3600.0,
+            peak_nodes=self.peak_nodes,
+            nodes_added=self.nodes_added,
+            nodes_removed=self.nodes_removed,
+            end_s=self.clock,
+            decision_seconds=tuple(self.decision_seconds),
+            decision_cpu_seconds=tuple(self.decision_cpu_seconds),
+            decisions=dict(self.decisions),
+        )
+
+
+def simulate(
+    trace: Sequence[TraceJob], policy: PolicySpec, settings: ClusterSettings
+) -> PolicyResult:
+    """Replay ``trace`` under ``policy`` on the pool ``settings`` describes."""
+    return _Simulation(trace, policy, settings).run()
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """Nearest-rank percentile (``q`` in 0..100) of ``values``; NaN when there are none."""
+    if not values:
+        return math.nan
+    ranked = sorted(values)
+    return ranked[max(0, math.ceil(q / 100.0 * len(ranked)) - 1)]

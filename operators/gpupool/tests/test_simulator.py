@@ -1,0 +1,163 @@
+"""The GPU pool simulator: the operator's planner against the per-pod and static baselines."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from kubeforge.operators.gpupool.sim.engine import (
+    Autoscaler,
+    Binding,
+    ClusterSettings,
+    PolicyResult,
+    PolicySpec,
+    simulate,
+)
+from kubeforge.operators.gpupool.sim.trace import (
+    TraceJob,
+    TraceSpec,
+    generate_trace,
+    peak_demand_gpus,
+)
+
+KUBEFORGE = PolicySpec("kubeforge", Autoscaler.KUBEFORGE, Binding.GANG)
+PER_POD = PolicySpec("per_pod", Autoscaler.PER_POD, Binding.PER_POD)
+# Fixed 300 s provisioning, reconcile every 15 s, idle 600 s and age 600 s before scale-down.
+EXACT = ClusterSettings(max_nodes=10, max_in_flight=10, provision_delay_s=(300.0, 300.0))
+
+
+def job(index: int, created: float, pods: int, gpus: int, hours: float) -> TraceJob:
+    return TraceJob(index, created, (gpus,) * pods, hours * 3600.0)
+
+
+def deterministic(result: PolicyResult) -> PolicyResult:
+    """The result without the measured decision times, which are wall-clock."""
+    return replace(result, decision_seconds=(), decision_cpu_seconds=())
+
+
+@pytest.mark.parametrize(
+    ("policy", "end_s", "idle_gpu_hours"),
+    [
+        # Ready at 300, runs 300..3900, idle from 3900; cordoned at 4500, removed at 4515.
+        (KUBEFORGE, 4515.0, 16 * 615 / 3600),
+        # Same, but the per-pod autoscaler removes an idle node in one step, at 4500.
+        (PER_POD, 4500.0, 16 * 600 / 3600),
+    ],
+    ids=["kubeforge", "per-pod"],
+)
+def test_idle_gpu_hours_of_one_job_match_the_hand_computed_timeline(
+    policy: PolicySpec, end_s: float, idle_gpu_hours: float
+) -> None:
+    result = simulate((job(0, 0.0, 2, 8, 1.0),), policy, EXACT)
+    assert result.jobs_finished == 1
+    assert result.waits_s == (300.0,)
+    assert result.end_s == end_s
+    assert result.nodes_added == 2 and result.nodes_removed == 2 and result.peak_nodes == 2
+    assert result.busy_gpu_hours == pytest.approx(16.0)
+    assert result.idle_gpu_hours == pytest.approx(idle_gpu_hours)
+    assert result.empty_gpu_hours == pytest.approx(idle_gpu_hours)
+    assert result.node_hours == pytest.approx(2 * end_s / 3600)
+    assert result.provisioning_node_hours == pytest.approx(2 * 300 / 3600)
+
+
+def test_a_static_pool_counts_its_unused_node_as_idle_until_the_last_job_ends() -> None:
+    static = PolicySpec("static", Autoscaler.STATIC, Binding.GANG, static_nodes=3)
+    result = simulate((job(0, 0.0, 2, 8, 1.0),), static, EXACT)
+    assert result.waits_s == (0.0,)
+    assert result.end_s == 3600.0
+    assert result.idle_gpu_hours == pytest.approx(8.0)  # the third node, for the whole hour
+    assert result.node_hours == pytest.approx(3.0)
+
+
+def test_per_pod_binding_half_places_a_gang_while_its_nodes_boot_and_kubeforge_never_does() -> None:
+    # Nodes boot in 60..600 s, so the four nodes of a 4x8 job become ready one by one.
+    settings = replace(EXACT, provision_delay_s=(60.0, 600.0), seed=3)
+    trace = (job(0, 0.0, 4, 8, 1.0), job(1, 30.0, 2, 8, 0.5), job(2, 45.0, 1, 4, 0.5))
+    delays = [settings.provision_delay(i) for i in range(4)]
+    assert max(delays) - min(delays) > 60  # precondition: the gang's nodes do not come together
+
+    per_pod = simulate(trace, PER_POD, settings)
+    kubeforge = simulate(trace, KUBEFORGE, settings)
+
+    assert per_pod.jobs_ever_partially_placed >= 1
+    assert per_pod.partial_held_gpu_hours > 0
+    assert kubeforge.jobs_ever_partially_placed == 0
+    assert kubeforge.partial_held_gpu_hours == 0
+    assert kubeforge.jobs_finished == per_pod.jobs_finished == 3
+
+
+@pytest.mark.parametrize(
+    "policy",
+    [
+        KUBEFORGE,
+        PER_POD,
+        PolicySpec("kubeforge-reserve", Autoscaler.KUBEFORGE, Binding.GANG_RESERVE),
+    ],
+    ids=lambda p: p.name,
+)
+def test_every_job_of_a_seeded_trace_runs_and_all_nodes_are_given_back(
+    policy: PolicySpec,
+) -> None:
+    spec = TraceSpec(jobs=150, pool_gpus=40 * 8, load=0.7, seed=7)
+    trace = generate_trace(spec)
+    settings = ClusterSettings(max_nodes=40, max_in_flight=40, seed=7)
+    result = simulate(trace, policy, settings)
+    assert result.jobs_started == result.jobs_finished == 150
+    assert result.peak_nodes <= 40
+    assert result.nodes_added == result.nodes_removed  # scaled back to minNodes 0
+    assert min(result.waits_s) >= 0
+    if policy.binding is not Binding.PER_POD:
+        assert result.jobs_ever_partially_placed == 0
+    assert result.busy_gpu_hours == pytest.approx(sum(j.gpus * j.duration_s for j in trace) / 3600)
+
+
+def test_a_static_pool_sized_for_the_peak_runs_every_job() -> None:
+    trace = generate_trace(TraceSpec(jobs=150, pool_gpus=40 * 8, load=0.7, seed=7))
+    nodes = -(-peak_demand_gpus(trace) // 8)
+    static = PolicySpec("static", Autoscaler.STATIC, Binding.GANG, static_nodes=nodes)
+    result = simulate(trace, static, ClusterSettings(max_nodes=nodes))
+    assert result.jobs_finished == 150
+    assert result.nodes_added == nodes and result.nodes_removed == 0
+
+
+def test_a_waiting_gang_keeps_its_ready_node_from_a_younger_job_only_with_reservations() -> None:
+    # A (2x8) gets nodes 0 and 1 at t=0; B (1x8) arrives at t=1 and gets node 2 at t=15.
+    # Precondition: node 0 is ready first, then node 1, then node 2.
+    settings = next(
+        s
+        for seed in range(200)
+        if (s := replace(EXACT, provision_delay_s=(60.0, 600.0), seed=seed))
+        and s.provision_delay(0) < s.provision_delay(1) < 15 + s.provision_delay(2)
+    )
+    d1, d2 = settings.provision_delay(1), 15 + settings.provision_delay(2)
+    trace = (job(0, 0.0, 2, 8, 1.0), job(1, 1.0, 1, 8, 1.0))
+
+    gang = simulate(trace, KUBEFORGE, settings)
+    reserve = simulate(trace, replace(KUBEFORGE, binding=Binding.GANG_RESERVE), settings)
+
+    # Without reservations B takes node 0 and A starts only when node 2 arrives.
+    assert gang.waits_s[0] == pytest.approx(d2)
+    # With them, A starts as soon as its own second node is ready; B waits for node 2.
+    assert reserve.waits_s[0] == pytest.approx(d1)
+    assert reserve.waits_s[1] == pytest.approx(d2 - 1.0)
+
+
+def test_a_trace_is_reproducible_from_its_seed() -> None:
+    spec = TraceSpec(jobs=200, seed=11)
+    assert generate_trace(spec) == generate_trace(spec)
+    assert generate_trace(spec) != generate_trace(replace(spec, seed=12))
+    trace = generate_trace(spec)
+    settings = ClusterSettings(max_nodes=100, max_in_flight=100)
+    first = deterministic(simulate(trace, KUBEFORGE, settings))
+    assert first == deterministic(simulate(trace, KUBEFORGE, settings))
+
+
+def test_the_trace_spans_1x1_to_16x8_jobs_at_the_asked_load() -> None:
+    spec = TraceSpec(jobs=2000, seed=1)
+    trace = generate_trace(spec)
+    shapes = {(len(j.pods), j.pods[0]) for j in trace}
+    assert (1, 1) in shapes and (16, 8) in shapes
+    assert all(600.0 <= j.duration_s <= 14_400.0 for j in trace)
+    offered = sum(j.gpus * j.duration_s for j in trace) / trace[-1].created_at
+    assert offered == pytest.approx(0.5 * spec.pool_gpus, rel=0.15)
