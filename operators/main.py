@@ -8,6 +8,7 @@ them with kopf, so one process (and one active replica, through peering) runs th
 from __future__ import annotations
 
 import os
+import random
 from typing import Any
 
 import kopf
@@ -32,6 +33,12 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     """One active replica per cluster through kopf peering; metrics on KUBEFORGE_METRICS_PORT."""
     settings.peering.name = PEERING
     settings.peering.clusterwide = True
-    settings.posting.level = 20  # INFO and above become Kubernetes Events
+    # Replicas of equal priority all pause (kopf's rule), so each replica draws its own.
+    settings.peering.priority = int(os.environ.get("KUBEFORGE_PEERING_PRIORITY", "0")) or (
+        random.randint(1, 2**31 - 1)
+    )
+    # Handlers' own log lines at INFO and above become Events; timers never post, so the
+    # controllers post their decisions themselves (clients/events).
+    settings.posting.level = 20
     if METRICS_PORT:
         start_http_server(METRICS_PORT, addr=os.environ.get("KUBEFORGE_METRICS_ADDR", "0.0.0.0"))

@@ -25,20 +25,23 @@ from kubeforge.core.testing.controlplane import (
     build_binaries,
     repo_root,
 )
+from kubeforge.core.testing.prometheus import PrometheusServer, prometheus_bin_dir
 
 PYTORCHJOB_CRD = "pytorchjobs.kubeflow.org"
 _TRAINING_OPERATOR = "github.com/kubeflow/training-operator"
+_CLUSTER_API = "sigs.k8s.io/cluster-api"
+CLUSTER_API_CRDS = ("machinedeployments", "machines")
 
 
-def training_operator_module_dir() -> Path:
-    """Download the pinned Kubeflow training-operator module into the Go module cache.
+def go_module_dir(module: str) -> Path:
+    """Download a Go module pinned by ``hack/controlplane/crds/go.mod`` into the module cache.
 
-    The version is the one ``hack/controlplane/crds/go.mod`` requires.
+    The version is the one that go.mod requires; returns the module's directory.
     """
     moddir = repo_root() / "hack" / "controlplane" / "crds"
     env = {**os.environ, "GOFLAGS": "-mod=mod", "GOTOOLCHAIN": "local"}
     proc = subprocess.run(
-        ["go", "mod", "download", "-json", _TRAINING_OPERATOR],
+        ["go", "mod", "download", "-json", module],
         cwd=moddir,
         env=env,
         capture_output=True,
@@ -46,8 +49,23 @@ def training_operator_module_dir() -> Path:
         check=False,
     )
     if proc.returncode != 0:
-        raise ControlPlaneError(f"go mod download {_TRAINING_OPERATOR} failed: {proc.stderr}")
+        raise ControlPlaneError(f"go mod download {module} failed: {proc.stderr}")
     return Path(json.loads(proc.stdout)["Dir"])
+
+
+def training_operator_module_dir() -> Path:
+    """Download the pinned Kubeflow training-operator module into the Go module cache."""
+    return go_module_dir(_TRAINING_OPERATOR)
+
+
+def cluster_api_crd_paths() -> list[Path]:
+    """Paths of the real Cluster API MachineDeployment and Machine CRDs in the module cache."""
+    bases = go_module_dir(_CLUSTER_API) / "config" / "crd" / "bases"
+    paths = [bases / f"cluster.x-k8s.io_{plural}.yaml" for plural in CLUSTER_API_CRDS]
+    for path in paths:
+        if not path.is_file():
+            raise ControlPlaneError(f"Cluster API CRD not found at {path}")
+    return paths
 
 
 def pytorchjob_crd_path() -> Path:
@@ -130,6 +148,45 @@ def pytorchjob_crd(kubectl: Kubectl, api_client: Any) -> str:
     kubectl("apply", "--server-side", "--force-conflicts", "-f", str(path))
     wait_for_crd(api_client, PYTORCHJOB_CRD)
     return PYTORCHJOB_CRD
+
+
+@pytest.fixture(scope="session")
+def cluster_api_crds(kubectl: Kubectl, api_client: Any) -> list[str]:
+    """Install the real Cluster API MachineDeployment and Machine CRDs; returns their names."""
+    names = []
+    for path in cluster_api_crd_paths():
+        kubectl("apply", "--server-side", "--force-conflicts", "-f", str(path))
+        name = f"{path.stem.split('_', 1)[1]}.cluster.x-k8s.io"
+        wait_for_crd(api_client, name)
+        names.append(name)
+    return names
+
+
+@pytest.fixture(scope="session")
+def prometheus_bin() -> Path:
+    """Directory of Debian's ``prometheus`` and ``promtool`` (installed by hack/prometheus.sh)."""
+    return prometheus_bin_dir()
+
+
+StartPrometheus = Callable[..., PrometheusServer]
+
+
+@pytest.fixture
+def start_prometheus(prometheus_bin: Path) -> Iterator[StartPrometheus]:
+    """Start real Prometheus servers (see :class:`PrometheusServer`); stopped after the test."""
+    servers: list[PrometheusServer] = []
+
+    def start(
+        targets: dict[str, list[str]], rule_files: list[Path] | None = None, interval: str = "1s"
+    ) -> PrometheusServer:
+        server = PrometheusServer(prometheus_bin, targets, list(rule_files or []), interval)
+        servers.append(server)
+        server.start()
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()
 
 
 @pytest.fixture

@@ -176,6 +176,45 @@ class Condition:
 
 
 @dataclass
+class NodeCounts:
+    """The pool's nodes by state."""
+
+    requested: int = spec_field("Asked of the provider; no Node has registered yet.", 0)
+    registering: int = spec_field("Node registered; its GPUs are not advertised yet.", 0)
+    gpuReady: int = spec_field(  # noqa: N815
+        "Schedulable nodes whose GPUs are allocatable.", 0
+    )
+    cordoned: int = spec_field("Cordoned (unschedulable) nodes, removed once idle.", 0)
+    draining: int = spec_field("Nodes whose removal was asked for and is under way.", 0)
+    failed: int = spec_field(
+        "Nodes not GPU-ready within provisionTimeout; removed and not waited for.", 0
+    )
+
+
+@dataclass
+class GpuCounts:
+    """The pool's GPUs by state."""
+
+    capacity: int = spec_field("GPUs the pool's registered nodes carry.", 0)
+    allocatable: int = spec_field("GPUs allocatable on GPU-ready nodes.", 0)
+    allocated: int = spec_field("GPUs requested by pods bound to the pool's nodes.", 0)
+    idle: int = spec_field("Allocatable GPUs no pod requests.", 0)
+
+
+@dataclass
+class JobStatus:
+    """One job's pending GPU demand and what the pool decided for it."""
+
+    job: str = spec_field("The PyTorchJob, namespace/name.", "")
+    gpus: int = spec_field("GPUs of the job's pods not bound to a node yet.", 0)
+    decision: str = spec_field(
+        "fits, waiting (for nodes in flight), needs_nodes, capacity_unavailable or unschedulable.",
+        "",
+    )
+    reason: str = spec_field("Why, for a person.", "")
+
+
+@dataclass
 class GPUNodePoolStatus:
     """Observed state of a GPU node pool, written by the operator."""
 
@@ -185,4 +224,17 @@ class GPUNodePoolStatus:
     gpusAllocatable: int = spec_field("GPUs allocatable on ready nodes.", 0)  # noqa: N815
     gpusAllocated: int = spec_field("GPUs requested by bound pods.", 0)  # noqa: N815
     pendingJobs: int = spec_field("Jobs with GPUs still waiting for nodes.", 0)  # noqa: N815
-    conditions: list[Condition] = spec_field("Current conditions of the pool.", [])
+    nodes: NodeCounts = spec_field("The pool's nodes by state.", None)
+    gpus: GpuCounts = spec_field("The pool's GPUs by state.", None)
+    jobs: list[JobStatus] = spec_field(
+        "Pending demand per job, with the decision and its reason.", []
+    )
+    lastScaleUpTime: str = spec_field(  # noqa: N815
+        "When the operator last asked for more nodes.", "", format="date-time"
+    )
+    lastScaleDownTime: str = spec_field(  # noqa: N815
+        "When the operator last removed a node.", "", format="date-time"
+    )
+    conditions: list[Condition] = spec_field(
+        "Current conditions of the pool: Ready, ScalingUp, ScalingDown, CapacityUnavailable.", []
+    )

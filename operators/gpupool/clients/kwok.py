@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from kubeforge.operators.gpupool.clients.provider import ProviderError
+from kubeforge.operators.gpupool.core.members import PoolMember, timestamp
 from kubeforge.operators.gpupool.core.nodes import (
     MANAGED_LABEL,
     MANAGER,
@@ -14,9 +16,7 @@ from kubeforge.operators.gpupool.core.nodes import (
     node_name,
 )
 
-
-class ProviderError(RuntimeError):
-    """The provider refused or failed; the message says what to check."""
+__all__ = ["KwokProvider", "ProviderError"]
 
 
 @dataclass
@@ -44,6 +44,30 @@ class KwokProvider:
         """Nodes this provider manages for the pool."""
         selector = f"{POOL_LABEL}={self.pool},{MANAGED_LABEL}={MANAGER}"
         return list(self._core().list_node(label_selector=selector).items)
+
+    def members(self) -> list[PoolMember]:
+        """The pool's Node objects; a node being deleted is leaving."""
+        serialize = self.api_client.sanitize_for_serialization
+        members = []
+        for node in self.nodes():
+            raw = serialize(node)
+            meta = raw["metadata"]
+            requested = (meta.get("annotations") or {}).get("kubeforge.io/requested-at")
+            members.append(
+                PoolMember(
+                    name=meta["name"],
+                    requested_at=(
+                        float(requested) if requested else timestamp(meta["creationTimestamp"])
+                    ),
+                    node=raw,
+                    leaving=bool(meta.get("deletionTimestamp")),
+                )
+            )
+        return members
+
+    def prepare(self, now: float) -> None:
+        """Simulate the device plugin: nodes past the delay advertise their GPUs."""
+        self.advertise_gpus(now)
 
     def add_nodes(self, count: int, now: float) -> list[str]:
         """Get-or-create ``count`` more nodes at the lowest free indexes; returns their names."""

@@ -1,8 +1,14 @@
-"""One level-based reconcile of a pool: read the cluster, plan, apply, write status.
+"""One level-based reconcile of a pool: read the cluster, plan, apply, report.
 
-Each step is idempotent: nodes are get-or-create by deterministic name, a cordon is a patch, a
-removal targets one named node the provider created. Reading is a LIST per reconcile for now;
-the kopf layer (not built yet) is meant to feed the same snapshot from watches.
+Each step is idempotent and derived from cluster objects: a provider reports what it has asked
+for (Nodes, Machines, replicas), nodes are get-or-create, a removal targets one named member.
+PyTorchJobs and training pods come from the caller's watches (the kopf indexes of the
+handlers), or from a LIST when called without them (tests); the provider's own objects (the
+pool's Nodes, a MachineDeployment and its Machines) are read per reconcile. A node's idle
+start is kept on the Node (``kubeforge.io/idle-since``) so a restart does not reset it. Every
+non-noop decision becomes an Event with its reasons; a
+provider that cannot be read or refuses backs off (exponentially, on the caller's clock) and
+says so in the ``Ready`` condition and a Warning Event.
 """
 
 from __future__ import annotations
@@ -11,24 +17,84 @@ import datetime as dt
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from kubeforge.operators.gpupool.api.crd import GROUP, PLURAL, VERSION
+from kubeforge.operators.gpupool.api.crd import GROUP, KIND, PLURAL, VERSION
+from kubeforge.operators.gpupool.clients.capi import ClusterApiProvider
+from kubeforge.operators.gpupool.clients.events import post_event
 from kubeforge.operators.gpupool.clients.kwok import KwokProvider
+from kubeforge.operators.gpupool.clients.provider import NodeProvider, ProviderError
 from kubeforge.operators.gpupool.core.config import PoolConfig, pool_config
 from kubeforge.operators.gpupool.core.demand import JOB_NAME_LABEL, job_demand, node_state
-from kubeforge.operators.gpupool.core.planner import Decision, PoolPlan, Snapshot, plan
+from kubeforge.operators.gpupool.core.members import PoolMember
+from kubeforge.operators.gpupool.core.planner import (
+    Decision,
+    NodeState,
+    PoolPlan,
+    Snapshot,
+    plan,
+)
+from kubeforge.operators.gpupool.core.provisioning import check_provisioning
 from kubeforge.operators.gpupool.core.selection import serves
+from kubeforge.operators.gpupool.core.status import Observation, build_status
+from kubeforge.operators.gpupool.core.waits import job_wait_seconds
+
+IDLE_SINCE = "kubeforge.io/idle-since"
+BACKOFF_BASE_S = 5.0
+BACKOFF_MAX_S = 300.0
+
+
+@dataclass(frozen=True)
+class Action:
+    """A change applied to the pool, for metrics: direction, reason and node count."""
+
+    direction: str  # "up" or "down"
+    reason: str  # "gang_demand", "min_nodes", "idle", "provision_timeout"
+    nodes: int
+
+
+@dataclass(frozen=True)
+class ClusterReads:
+    """The PyTorchJobs and the training pods (labelled with their job), as plain dicts."""
+
+    jobs: list[dict[str, Any]]
+    pods: list[dict[str, Any]]
+
+
+def list_cluster(api_client: Any) -> ClusterReads:
+    """LIST every PyTorchJob and every pod labelled with a job name (used without watches)."""
+    from kubernetes import client
+
+    custom = client.CustomObjectsApi(api_client)
+    core = client.CoreV1Api(api_client)
+    serialize = api_client.sanitize_for_serialization
+    jobs = custom.list_cluster_custom_object("kubeflow.org", "v1", "pytorchjobs")["items"]
+    pods = core.list_pod_for_all_namespaces(label_selector=JOB_NAME_LABEL).items
+    return ClusterReads(list(jobs), [serialize(p) for p in pods])
 
 
 @dataclass
 class Reconciler:
-    """Reconciles one GPUNodePool with the kwok provider; ``idle_since`` survives between calls."""
+    """Reconciles GPUNodePools; remembers idle timers, provider backoff and measured waits."""
 
     api_client: Any
     idle_since: dict[str, float] = field(default_factory=dict)
     last_snapshot: Snapshot | None = None
+    last_observation: Observation | None = None
+    last_actions: list[Action] = field(default_factory=list)
+    job_waits: list[float] = field(default_factory=list)
+    backoff: dict[str, tuple[int, float]] = field(default_factory=dict)
+    _waited: set[str] = field(default_factory=set)
 
-    def provider(self, pool: PoolConfig) -> KwokProvider:
+    def provider(self, pool: PoolConfig) -> NodeProvider:
         """The pool's node provider."""
+        if pool.provider_kind == "clusterAPI":
+            return ClusterApiProvider(
+                self.api_client,
+                pool.name,
+                pool.capi_namespace,
+                pool.capi_deployment,
+                labels=pool.labels,
+                taints=pool.taints,
+            )
         return KwokProvider(
             self.api_client,
             pool.name,
@@ -41,110 +107,223 @@ class Reconciler:
         )
 
     def provider_nodes(self, obj: dict[str, Any]) -> list[Any]:
-        """The Node objects the provider manages for the pool ``obj``."""
-        return self.provider(pool_config(obj)).nodes()
+        """The Node objects the kwok provider manages for the pool ``obj``."""
+        provider = self.provider(pool_config(obj))
+        assert isinstance(provider, KwokProvider), "only the kwok provider creates Nodes"
+        return provider.nodes()
 
-    def snapshot(self, pool: PoolConfig, provider: KwokProvider, now: float) -> Snapshot:
-        """The pool's nodes and the pending demand of the jobs it serves."""
+    def _jobs_and_pods(
+        self, pool: PoolConfig, cluster: ClusterReads | None
+    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        if cluster is None:
+            cluster = list_cluster(self.api_client)
+        return [j for j in cluster.jobs if serves(pool, j)], list(cluster.pods)
+
+    def _remember_idle(self, name: str, since: float | None, persist: bool) -> None:
+        """Keep a node's idle start in memory and, when acting, on the Node (restart-safe)."""
+        if since is None:
+            self.idle_since.pop(name, None)
+        else:
+            self.idle_since[name] = since
+        if not persist:
+            return
         from kubernetes import client
+        from kubernetes.client.rest import ApiException
 
-        custom = client.CustomObjectsApi(self.api_client)
-        core = client.CoreV1Api(self.api_client)
-        serialize = self.api_client.sanitize_for_serialization
-        jobs = custom.list_cluster_custom_object("kubeflow.org", "v1", "pytorchjobs")["items"]
-        pods = [
-            serialize(p)
-            for p in core.list_pod_for_all_namespaces(label_selector=JOB_NAME_LABEL).items
-        ]
+        value = None if since is None else f"{since:.3f}"
+        try:
+            client.CoreV1Api(self.api_client).patch_node(
+                name, {"metadata": {"annotations": {IDLE_SINCE: value}}}
+            )
+        except ApiException as exc:
+            if exc.status != 404:  # a node that just went away has no timer to keep
+                raise
+
+    def _node_states(
+        self,
+        pool: PoolConfig,
+        members: list[PoolMember],
+        pods: list[dict[str, Any]],
+        now: float,
+        persist: bool = False,
+    ) -> list[NodeState]:
+        states = []
+        for member in members:
+            if member.leaving:
+                continue
+            if member.node is None:
+                states.append(NodeState(member.name, member.requested_at, gpu_ready=False))
+                continue
+            noted = (member.node.get("metadata", {}).get("annotations") or {}).get(IDLE_SINCE)
+            remembered = self.idle_since.get(member.name, float(noted) if noted else None)
+            on_node = [p for p in pods if p.get("spec", {}).get("nodeName") == member.name]
+            state = node_state(dict(member.node), on_node, remembered, pool.gpu_resource)
+            state = replace(state, created_at=member.requested_at)
+            if state.busy:
+                if remembered is not None or noted:
+                    self._remember_idle(member.name, None, persist and bool(noted))
+            elif state.idle_since is None:  # idle from now on
+                self._remember_idle(member.name, now, persist)
+                state = replace(state, idle_since=now)
+            else:
+                self.idle_since[member.name] = state.idle_since
+            states.append(state)
+        return states
+
+    def reconcile(
+        self, obj: dict[str, Any], now: float, cluster: ClusterReads | None = None
+    ) -> PoolPlan | None:
+        """Plan for the pool and, in Enforce mode, apply the plan; then write status.
+
+        Args:
+            obj: The GPUNodePool.
+            now: The time, in seconds, on the caller's clock.
+            cluster: PyTorchJobs and training pods as the caller's watches hold them; None to
+                LIST them from the API server.
+
+        Returns:
+            The plan, or None when the provider is backing off or could not be read.
+        """
+        pool = pool_config(obj)
+        self.last_actions = []
+        self.job_waits = []
+        self.last_observation = None
+        failures, retry_at = self.backoff.get(pool.name, (0, 0.0))
+        if failures and now < retry_at:
+            return None
+        provider = self.provider(pool)
+        try:
+            provider.prepare(now)
+            members = provider.members()
+        except ProviderError as exc:
+            self._provider_failed(obj, pool, str(exc), now)
+            return None
+        jobs, pods = self._jobs_and_pods(pool, cluster)
+        enforce = pool.mode == "Enforce"
         demands = []
         for job in jobs:
-            if not serves(pool, job):
-                continue
             ns = job["metadata"]["namespace"]
             mine = [p for p in pods if p["metadata"].get("namespace") == ns]
             demands.append(job_demand(job, mine, pool.gpu_resource))
-        nodes = []
-        for node in provider.nodes():
-            raw = serialize(node)
-            name = raw["metadata"]["name"]
-            on_node = [p for p in pods if p.get("spec", {}).get("nodeName") == name]
-            state = node_state(raw, on_node, self.idle_since.get(name), pool.gpu_resource)
-            if state.busy:
-                self.idle_since.pop(name, None)
-            elif state.idle_since is None:  # idle from now on
-                self.idle_since[name] = now
-                state = replace(state, idle_since=now)
-            nodes.append(state)
-        return Snapshot(tuple(nodes), tuple(demands))
-
-    def reconcile(self, obj: dict[str, Any], now: float) -> PoolPlan:
-        """Plan for the pool and, in Enforce mode, apply the plan; then write status."""
-        pool = pool_config(obj)
-        provider = self.provider(pool)
-        provider.advertise_gpus(now)
-        snap = self.snapshot(pool, provider, now)
+            wait = job_wait_seconds(job, mine, pool.gpu_resource, now)
+            uid = job["metadata"].get("uid", f"{ns}/{job['metadata']['name']}")
+            if wait is not None and uid not in self._waited:
+                self._waited.add(uid)
+                self.job_waits.append(wait)
+        states = self._node_states(pool, members, pods, now, persist=enforce)
+        check = check_provisioning(states, pool.provision_timeout_s, now)
+        snap = Snapshot(check.healthy, tuple(demands))
         self.last_snapshot = snap
         decision = plan(snap, pool.policy, now)
-        if pool.mode == "Enforce":
-            if decision.decision is Decision.SCALE_UP:
-                provider.add_nodes(decision.add_nodes, now)
-            for name in decision.nodes_to_drain:
-                provider.cordon(name)
-            for name in decision.nodes_to_remove:
-                provider.remove(name)
-                self.idle_since.pop(name, None)
-        self.write_status(obj, snap, decision)
+        failure_reason = check.reason(pool.provision_timeout_s, now)
+        scaled_up = scaled_down = False
+        try:
+            if pool.mode == "Enforce":
+                for failed in check.failed:
+                    provider.remove(failed.name)
+                    self.idle_since.pop(failed.name, None)
+                if check.failed:
+                    self.last_actions.append(Action("down", "provision_timeout", len(check.failed)))
+                if decision.decision is Decision.SCALE_UP:
+                    provider.add_nodes(decision.add_nodes, now)
+                    scaled_up = True
+                    reason = (
+                        "gang_demand"
+                        if any(v.placement == "needs_nodes" for v in decision.jobs)
+                        else "min_nodes"
+                    )
+                    self.last_actions.append(Action("up", reason, decision.add_nodes))
+                for name in decision.nodes_to_drain:
+                    provider.cordon(name)
+                for name in decision.nodes_to_remove:
+                    provider.remove(name)
+                    self.idle_since.pop(name, None)
+                if decision.nodes_to_remove:
+                    scaled_down = True
+                    self.last_actions.append(Action("down", "idle", len(decision.nodes_to_remove)))
+        except ProviderError as exc:
+            self._provider_failed(obj, pool, str(exc), now)
+            return decision
+        self.backoff.pop(pool.name, None)
+        if self.last_actions or decision.nodes_to_drain:
+            members = provider.members()  # report what the pool looks like after acting
+            states = self._node_states(pool, members, pods, now, persist=enforce)
+        obs = Observation(
+            generation=int(obj["metadata"].get("generation", 0)),
+            members=members,
+            nodes=states,
+            failed=check.failed,
+            failure_reason=failure_reason,
+            plan=decision,
+            scaled_up=scaled_up,
+            scaled_down=scaled_down or bool(check.failed and pool.mode == "Enforce"),
+        )
+        self.last_observation = obs
+        self._post_events(obj, pool, decision, failure_reason, jobs)
+        self._write_status(obj, obs, pool)
         return decision
 
-    def write_status(self, obj: dict[str, Any], snap: Snapshot, decision: PoolPlan) -> None:
-        """Patch the pool's status subresource with counts and conditions."""
+    def _provider_failed(
+        self, obj: dict[str, Any], pool: PoolConfig, error: str, now: float
+    ) -> None:
+        failures = self.backoff.get(pool.name, (0, 0.0))[0] + 1
+        delay = min(BACKOFF_MAX_S, BACKOFF_BASE_S * 2 ** (failures - 1))
+        self.backoff[pool.name] = (failures, now + delay)
+        message = f"{error}; retrying in {delay:.0f}s (attempt {failures})"
+        _post(self.api_client, obj, "ProviderUnavailable", error, "Warning")
+        obs = Observation(
+            generation=int(obj["metadata"].get("generation", 0)),
+            members=(),
+            nodes=(),
+            provider_error=message,
+        )
+        self.last_observation = obs
+        self._write_status(obj, obs, pool)
+
+    def _post_events(
+        self,
+        obj: dict[str, Any],
+        pool: PoolConfig,
+        decision: PoolPlan,
+        failure_reason: str,
+        jobs: list[dict[str, Any]],
+    ) -> None:
+        prefix = "" if pool.mode == "Enforce" else "Observe mode, not applied: "
+        reasons = "; ".join(decision.reasons)
+        kinds = {
+            Decision.SCALE_UP: "ScaleUp",
+            Decision.DRAIN: "Cordon",
+            Decision.SCALE_DOWN: "ScaleDown",
+        }
+        if decision.decision in kinds:
+            _post(self.api_client, obj, kinds[decision.decision], prefix + reasons, "Normal")
+        if failure_reason:
+            _post(self.api_client, obj, "ProvisionTimeout", prefix + failure_reason, "Warning")
+        by_key = {f"{j['metadata']['namespace']}/{j['metadata']['name']}": j for j in jobs}
+        for verdict in decision.jobs:
+            if verdict.placement not in ("unschedulable", "capacity_unavailable"):
+                continue
+            reason = (
+                "Unschedulable" if verdict.placement == "unschedulable" else "CapacityUnavailable"
+            )
+            message = f"pool {pool.name}: {verdict.reason}"
+            _post(self.api_client, obj, reason, f"{verdict.job}: {verdict.reason}", "Warning")
+            if verdict.job in by_key:
+                _post(self.api_client, by_key[verdict.job], reason, message, "Warning")
+
+    def _write_status(self, obj: dict[str, Any], obs: Observation, pool: PoolConfig) -> None:
         from kubernetes import client
 
+        custom = client.CustomObjectsApi(self.api_client)
+        name = obj["metadata"]["name"]
+        previous = custom.get_cluster_custom_object(GROUP, VERSION, PLURAL, name).get("status", {})
         stamp = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        blocked = [
-            v for v in decision.jobs if v.placement in ("capacity_unavailable", "unschedulable")
-        ]
-        conditions = [
-            _condition(
-                "ScalingUp", decision.decision is Decision.SCALE_UP, "Scaling", decision, stamp
-            ),
-            _condition(
-                "ScalingDown",
-                decision.decision in (Decision.DRAIN, Decision.SCALE_DOWN),
-                "Scaling",
-                decision,
-                stamp,
-            ),
-            {
-                "type": "CapacityUnavailable",
-                "status": "True" if blocked else "False",
-                "reason": "JobsDoNotFit" if blocked else "AllJobsFit",
-                "message": "; ".join(f"{v.job}: {v.reason}" for v in blocked) or "every job fits",
-                "lastTransitionTime": stamp,
-            },
-        ]
-        ready = [n for n in snap.nodes if n.gpu_ready]
-        status = {
-            "observedGeneration": obj["metadata"].get("generation", 0),
-            "desiredNodes": decision.desired_nodes,
-            "readyNodes": len(ready),
-            "gpusAllocatable": sum(n.allocatable_gpus for n in ready),
-            "gpusAllocated": sum(n.allocated_gpus for n in ready),
-            "pendingJobs": sum(1 for j in snap.jobs if j.unbound_pod_gpus),
-            "conditions": conditions,
-        }
-        client.CustomObjectsApi(self.api_client).patch_cluster_custom_object_status(
-            GROUP, VERSION, PLURAL, obj["metadata"]["name"], {"status": status}
-        )
+        status = build_status(obs, previous or {}, pool.gpu_resource, stamp)
+        custom.patch_cluster_custom_object_status(GROUP, VERSION, PLURAL, name, {"status": status})
 
 
-def _condition(
-    kind: str, active: bool, reason: str, decision: PoolPlan, stamp: str
-) -> dict[str, str]:
-    return {
-        "type": kind,
-        "status": "True" if active else "False",
-        "reason": reason if active else "Idle",
-        "message": "; ".join(decision.reasons) if active else "",
-        "lastTransitionTime": stamp,
-    }
+def _post(api_client: Any, obj: dict[str, Any], reason: str, message: str, type_: str) -> None:
+    involved = dict(obj)
+    involved.setdefault("apiVersion", f"{GROUP}/{VERSION}")
+    involved.setdefault("kind", KIND)
+    post_event(api_client, involved, reason, message, type_)

@@ -34,6 +34,14 @@ class PoolConfig:
     node_selector: dict[str, str] = field(default_factory=dict)
     mode: str = "Enforce"
     gpu_delay_s: float = 0.0
+    provision_timeout_s: float = 900.0
+    capi_namespace: str = ""
+    capi_deployment: str = ""
+
+    @property
+    def provider_kind(self) -> str:
+        """``clusterAPI`` or ``kwok``."""
+        return "clusterAPI" if self.capi_deployment else "kwok"
 
 
 def pool_config(obj: dict[str, Any]) -> PoolConfig:
@@ -45,6 +53,7 @@ def pool_config(obj: dict[str, Any]) -> PoolConfig:
     template = spec.get("nodeTemplate", {})
     selector = spec.get("jobSelector", {})
     kwok = (spec.get("provider") or {}).get("kwok") or {}
+    capi = (spec.get("provider") or {}).get("clusterAPI") or {}
     return PoolConfig(
         name=obj["metadata"]["name"],
         policy=PoolPolicy(
@@ -64,4 +73,7 @@ def pool_config(obj: dict[str, Any]) -> PoolConfig:
         node_selector=dict(selector.get("nodeSelector", {})),
         mode=spec.get("mode", "Enforce"),
         gpu_delay_s=parse_duration(kwok.get("gpuDelay", "0s")),
+        provision_timeout_s=parse_duration(scaling.get("provisionTimeout", "15m")),
+        capi_namespace=capi.get("namespace", "default") if capi else "",
+        capi_deployment=capi.get("machineDeployment", "") if capi else "",
     )

@@ -2,15 +2,29 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from prometheus_client import Counter, Gauge, Histogram
 
-from kubeforge.operators.gpupool.core.planner import Decision, PoolPlan, Snapshot
+from kubeforge.operators.gpupool.clients.reconcile import Action
+from kubeforge.operators.gpupool.core.status import Observation, gpu_counts, node_counts
 
-NODES = Gauge("kubeforge_pool_nodes", "Pool nodes by state", ["pool", "state"])
-GPUS = Gauge("kubeforge_pool_gpus", "Pool GPUs by state", ["pool", "state"])
+NODES = Gauge(
+    "kubeforge_pool_nodes",
+    "Pool nodes by state (requested, registering, gpu_ready, cordoned, draining, failed)",
+    ["pool", "state"],
+)
+GPUS = Gauge(
+    "kubeforge_pool_gpus",
+    "Pool GPUs by state (capacity, allocatable, allocated, idle)",
+    ["pool", "state"],
+)
 PENDING = Gauge("kubeforge_pool_pending_gang_gpus", "GPUs of whole jobs waiting", ["pool"])
 SCALE = Counter(
-    "kubeforge_pool_scale_events", "Scale decisions applied, by direction", ["pool", "direction"]
+    "kubeforge_pool_scale_events",
+    "Nodes added or removed, by direction and reason "
+    "(gang_demand, min_nodes, idle, provision_timeout)",
+    ["pool", "direction", "reason"],
 )
 DECISION = Histogram(
     "kubeforge_pool_decision_seconds",
@@ -18,23 +32,40 @@ DECISION = Histogram(
     ["pool"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
 )
-ERRORS = Counter("kubeforge_pool_reconcile_errors", "Reconciles that raised", ["pool"])
+JOB_WAIT = Histogram(
+    "kubeforge_pool_job_wait_seconds",
+    "Seconds from a PyTorchJob's creation until all its GPU pods were bound",
+    ["pool"],
+    buckets=(5, 15, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200, 14400),
+)
+ERRORS = Counter(
+    "kubeforge_pool_reconcile_errors",
+    "Reconciles that raised or found the provider unavailable",
+    ["pool"],
+)
+_SNAKE = {"gpuReady": "gpu_ready"}
 
 
-def record(pool: str, snap: Snapshot, plan: PoolPlan, seconds: float) -> None:
+def record(
+    pool: str,
+    obs: Observation,
+    resource: str,
+    seconds: float,
+    actions: Iterable[Action],
+    waits: Iterable[float],
+) -> None:
     """Update every pool metric from one reconcile."""
-    ready = [n for n in snap.nodes if n.gpu_ready and not n.cordoned]
-    NODES.labels(pool, "gpu_ready").set(len(ready))
-    NODES.labels(pool, "registering").set(sum(1 for n in snap.nodes if not n.gpu_ready))
-    NODES.labels(pool, "cordoned").set(sum(1 for n in snap.nodes if n.cordoned))
-    allocatable = sum(n.allocatable_gpus for n in ready)
-    allocated = sum(n.allocated_gpus for n in ready)
-    GPUS.labels(pool, "allocatable").set(allocatable)
-    GPUS.labels(pool, "allocated").set(allocated)
-    GPUS.labels(pool, "idle").set(allocatable - allocated)
-    PENDING.labels(pool).set(sum(j.gpus for j in snap.jobs))
+    if obs.provider_error:
+        ERRORS.labels(pool).inc()
+    else:
+        for state, count in node_counts(obs, (n for n in obs.nodes if n.cordoned)).items():
+            NODES.labels(pool, _SNAKE.get(state, state)).set(count)
+        for state, count in gpu_counts(obs, resource).items():
+            GPUS.labels(pool, state).set(count)
+    if obs.plan is not None:
+        PENDING.labels(pool).set(sum(v.gpus for v in obs.plan.jobs))
     DECISION.labels(pool).observe(seconds)
-    if plan.decision is Decision.SCALE_UP:
-        SCALE.labels(pool, "up").inc(plan.add_nodes)
-    elif plan.decision is Decision.SCALE_DOWN:
-        SCALE.labels(pool, "down").inc(len(plan.nodes_to_remove))
+    for action in actions:
+        SCALE.labels(pool, action.direction, action.reason).inc(action.nodes)
+    for wait in waits:
+        JOB_WAIT.labels(pool).observe(wait)

@@ -13,7 +13,9 @@ import kopf
 
 from kubeforge.core.kube import api_client
 from kubeforge.operators.gpupool.api.crd import GROUP, PLURAL, VERSION
-from kubeforge.operators.gpupool.clients.reconcile import Reconciler
+from kubeforge.operators.gpupool.clients.reconcile import ClusterReads, Reconciler
+from kubeforge.operators.gpupool.core.config import pool_config
+from kubeforge.operators.gpupool.core.demand import JOB_NAME_LABEL
 from kubeforge.operators.gpupool.handlers import metrics
 
 INTERVAL_S = float(os.environ.get("KUBEFORGE_RECONCILE_INTERVAL", "15"))
@@ -26,17 +28,55 @@ def _reconciler() -> Reconciler:
     return _state["r"]
 
 
+@kopf.index("kubeflow.org", "v1", "pytorchjobs")
+def pytorchjob_index(body: kopf.Body, namespace: str | None, name: str, **_: Any) -> Any:
+    """Every PyTorchJob, kept current by kopf's watch (no LIST per reconcile)."""
+    return {(namespace, name): _plain(body)}
+
+
+@kopf.index("", "v1", "pods", labels={JOB_NAME_LABEL: kopf.PRESENT})
+def training_pod_index(body: kopf.Body, namespace: str | None, name: str, **_: Any) -> Any:
+    """Every pod that belongs to a training job (labelled with the job's name)."""
+    return {(namespace, name): _plain(body)}
+
+
+def _plain(body: kopf.Body) -> dict[str, Any]:
+    return {
+        key: body.get(key) or {} for key in ("apiVersion", "kind", "metadata", "spec", "status")
+    }
+
+
+def _values(index: kopf.Index[Any, dict[str, Any]]) -> list[dict[str, Any]]:
+    return [obj for store in index.values() for obj in store]
+
+
 @kopf.timer(GROUP, VERSION, PLURAL, interval=INTERVAL_S, initial_delay=0.5)
-def reconcile_pool(body: kopf.Body, name: str, logger: kopf.Logger, **_: Any) -> None:
-    """Plan and apply; every non-noop decision becomes an Event with its reasons."""
+def reconcile_pool(body: kopf.Body, name: str, logger: kopf.Logger, **kwargs: Any) -> None:
+    """Plan and apply; the reconciler posts an Event for every non-noop decision.
+
+    kopf passes the indexes above as keyword arguments named after them.
+    """
     reconciler = _reconciler()
     started = time.perf_counter()
+    cluster = ClusterReads(
+        _values(kwargs["pytorchjob_index"]), _values(kwargs["training_pod_index"])
+    )
     try:
-        decision = reconciler.reconcile(dict(body), now=time.time())
+        decision = reconciler.reconcile(dict(body), now=time.time(), cluster=cluster)
     except Exception:
         metrics.ERRORS.labels(name).inc()
         raise
-    if reconciler.last_snapshot is not None:
-        metrics.record(name, reconciler.last_snapshot, decision, time.perf_counter() - started)
-    if decision.decision.value != "noop":
+    obs = reconciler.last_observation
+    if obs is not None and (decision is not None or obs.provider_error):
+        metrics.record(
+            name,
+            obs,
+            pool_config(dict(body)).gpu_resource,
+            time.perf_counter() - started,
+            reconciler.last_actions,
+            reconciler.job_waits,
+        )
+    if decision is not None and decision.decision.value != "noop":
         logger.info(f"{decision.decision.value}: {'; '.join(decision.reasons)}")
+    elif obs is not None and obs.provider_error:
+        logger.warning(obs.provider_error)

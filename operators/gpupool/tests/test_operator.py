@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import time
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,38 @@ from kubeforge.core.testing.controlplane import free_port
 from kubeforge.core.testing.fixtures import Kubectl, wait_for, wait_for_crd
 
 pytestmark = pytest.mark.cluster
+Sample = tuple[str, tuple[tuple[str, str], ...]]
+
+
+def parse_metrics(text: str) -> dict[Sample, float]:
+    """Prometheus text -> {(sample name, sorted labels): value}."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+def bind_pod(api_client: Any, namespace: str, job: str, kind: str, node: str) -> None:
+    from kubernetes import client
+
+    labels = {"training.kubeflow.org/job-name": job, "training.kubeflow.org/replica-type": kind}
+    container = {
+        "name": "pytorch",
+        "image": "img",
+        "resources": {"limits": {"nvidia.com/gpu": "8"}},
+    }
+    client.CoreV1Api(api_client).create_namespaced_pod(
+        namespace,
+        {
+            "metadata": {"name": f"{job}-{kind}-0", "labels": labels},
+            "spec": {"nodeName": node, "containers": [container]},
+        },
+    )
+
+
 MANIFEST = Path(__file__).parents[3] / "manifests" / "crds" / "kubeforge.io_gpunodepools.yaml"
 
 
@@ -83,13 +116,31 @@ def test_operator_scales_a_pool_and_exports_metrics(
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
                 text = resp.read().decode()
             assert len(pool_nodes()) == 2  # no double scale-up while the operator kept running
+
+            # The job's pods are bound (as the scheduler would): its queue wait is measured once.
+            for kind, node in zip(("master", "worker"), sorted(pool_nodes()), strict=True):
+                bind_pod(api_client, namespace, "bert", kind, node.removeprefix("node/"))
+            wait_key = ("kubeforge_pool_job_wait_seconds_count", (("pool", pool),))
+
+            def waited() -> bool:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+                    return parse_metrics(r.read().decode()).get(wait_key) == 1
+
+            wait_for(waited, timeout=30)
+            time.sleep(2)  # two more reconciles: the same job is not measured twice
+            assert waited()
             # Delete while the operator runs: it removes its own finalizer.
             kubectl("delete", "gpool", pool, "--wait=true", "--timeout=60s")
         assert runner.exception is None
-        assert f'kubeforge_pool_nodes{{pool="{pool}",state="gpu_ready"}} 2.0' in text
-        assert f'kubeforge_pool_scale_events_total{{direction="up",pool="{pool}"}} 2.0' in text
-        assert f'kubeforge_pool_pending_gang_gpus{{pool="{pool}"}} 16.0' in text
-        assert f'kubeforge_pool_decision_seconds_count{{pool="{pool}"}}' in text
+        samples = parse_metrics(text)
+        assert samples[("kubeforge_pool_nodes", (("pool", pool), ("state", "gpu_ready")))] == 2
+        up = (("direction", "up"), ("pool", pool), ("reason", "gang_demand"))
+        assert samples[("kubeforge_pool_scale_events_total", up)] == 2
+        assert samples[("kubeforge_pool_gpus", (("pool", pool), ("state", "allocatable")))] == 16
+        assert samples[("kubeforge_pool_pending_gang_gpus", (("pool", pool),))] == 16
+        assert samples[("kubeforge_pool_decision_seconds_count", (("pool", pool),))] >= 1
+        states = {labels[1][1] for name, labels in samples if name == "kubeforge_pool_nodes"}
+        assert {"requested", "registering", "gpu_ready", "cordoned", "draining", "failed"} <= states
     finally:
         for node in pool_nodes():
             kubectl("delete", node)

@@ -1,0 +1,35 @@
+"""What a node provider reports: the pool's members, with or without a Node yet. Pure."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+
+def timestamp(value: str | None) -> float:
+    """An RFC 3339 timestamp from the API server as seconds since the epoch (0 when unset)."""
+    if not value:
+        return 0.0
+    return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+
+
+@dataclass(frozen=True)
+class PoolMember:
+    """One node the provider was asked for.
+
+    Attributes:
+        name: The Node's name once it exists; else the name of what stands for it (a Machine
+            ``machine/<name>``, or ``<deployment>/requested-<i>`` for replicas with no Machine).
+        requested_at: When it was requested, in seconds on the operator's clock.
+        node: The Node object, or None while the node has not registered.
+        machine: The Cluster API Machine behind it ("" for other providers).
+        leaving: Already marked for removal (being deleted); not counted as capacity.
+    """
+
+    name: str
+    requested_at: float
+    node: Mapping[str, Any] | None = None
+    machine: str = ""
+    leaving: bool = False

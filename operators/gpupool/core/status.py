@@ -1,0 +1,181 @@
+"""Build a GPUNodePool's status from one reconcile's facts. Pure: the caller passes the time."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from kubeforge.operators.gpupool.core.members import PoolMember
+from kubeforge.operators.gpupool.core.planner import Decision, NodeState, PoolPlan
+
+BLOCKED = ("capacity_unavailable", "unschedulable")
+
+
+@dataclass(frozen=True)
+class Observation:
+    """What one reconcile saw and did, as the status reports it.
+
+    Attributes:
+        generation: The pool's ``metadata.generation``.
+        members: Everything the provider reports (after acting), leaving members included.
+        nodes: The planner's view of the members that are not leaving.
+        failed: Members found past provisionTimeout in this reconcile.
+        failure_reason: Why they failed, for a person ("" when none did).
+        plan: The plan, or None when the provider could not be read.
+        provider_error: Why the provider could not be read or acted on ("" when it could).
+        scaled_up: Nodes were requested in this reconcile.
+        scaled_down: Nodes were removed in this reconcile.
+    """
+
+    generation: int
+    members: Sequence[PoolMember]
+    nodes: Sequence[NodeState]
+    failed: Sequence[NodeState] = ()
+    failure_reason: str = ""
+    plan: PoolPlan | None = None
+    provider_error: str = ""
+    scaled_up: bool = False
+    scaled_down: bool = False
+
+
+def _quantity(value: Any) -> int:
+    return int(str(value)) if value not in (None, "") else 0
+
+
+def node_counts(obs: Observation, cordoned: Iterable[NodeState]) -> dict[str, int]:
+    """The pool's nodes by state: requested, registering, gpuReady, cordoned, draining, failed."""
+    by_name = {n.name: n for n in obs.nodes}
+    failed = {n.name for n in obs.failed}
+    counts = dict.fromkeys(
+        ("requested", "registering", "gpuReady", "cordoned", "draining", "failed"), 0
+    )
+    counts["cordoned"] = sum(1 for n in cordoned if n.name not in failed)
+    counts["failed"] = len(failed)
+    for member in obs.members:
+        state = by_name.get(member.name)
+        if member.leaving:
+            counts["draining"] += 1
+        elif member.name in failed:
+            continue
+        elif member.node is None:
+            counts["requested"] += 1
+        elif state is not None and not state.gpu_ready:
+            counts["registering"] += 1
+        elif state is not None and not state.cordoned:
+            counts["gpuReady"] += 1
+    return counts
+
+
+def gpu_counts(obs: Observation, resource: str) -> dict[str, int]:
+    """The pool's GPUs: capacity of registered nodes, allocatable, allocated, idle."""
+    capacity = sum(
+        _quantity(((m.node.get("status") or {}).get("capacity") or {}).get(resource))
+        for m in obs.members
+        if m.node is not None and not m.leaving
+    )
+    ready = [n for n in obs.nodes if n.gpu_ready]
+    allocatable = sum(n.allocatable_gpus for n in ready)
+    allocated = sum(n.allocated_gpus for n in ready)
+    return {
+        "capacity": capacity,
+        "allocatable": allocatable,
+        "allocated": allocated,
+        "idle": max(0, allocatable - allocated),
+    }
+
+
+def _condition(
+    previous: Mapping[str, Mapping[str, Any]],
+    kind: str,
+    active: bool,
+    reason: str,
+    message: str,
+    stamp: str,
+) -> dict[str, str]:
+    status = "True" if active else "False"
+    before = previous.get(kind, {})
+    since = before.get("lastTransitionTime") if before.get("status") == status else None
+    return {
+        "type": kind,
+        "status": status,
+        "reason": reason,
+        "message": message,
+        "lastTransitionTime": str(since or stamp),
+    }
+
+
+def build_status(
+    obs: Observation, previous: Mapping[str, Any], resource: str, stamp: str
+) -> dict[str, Any]:
+    """The whole ``status`` of the pool; ``previous`` is the status before this reconcile.
+
+    Conditions keep their ``lastTransitionTime`` while their status does not change; the last
+    scale times carry over until the next scale in that direction.
+    """
+    before = {c.get("type", ""): c for c in previous.get("conditions", []) or []}
+    plan = obs.plan
+    verdicts = plan.jobs if plan is not None else ()
+    blocked = [v for v in verdicts if v.placement in BLOCKED]
+    decision = plan.decision if plan is not None else Decision.NOOP
+    reasons = "; ".join(plan.reasons) if plan is not None else ""
+    nodes = node_counts(obs, (n for n in obs.nodes if n.cordoned))
+    gpus = gpu_counts(obs, resource)
+    if obs.provider_error:
+        ready = _condition(before, "Ready", False, "ProviderUnavailable", obs.provider_error, stamp)
+    elif obs.failed:
+        ready = _condition(before, "Ready", False, "ProvisionTimeout", obs.failure_reason, stamp)
+    else:
+        ready = _condition(
+            before,
+            "Ready",
+            True,
+            "Reconciled",
+            f"{nodes['gpuReady']} GPU-ready node(s), {nodes['requested'] + nodes['registering']}"
+            " in flight",
+            stamp,
+        )
+    up = decision is Decision.SCALE_UP
+    down = decision in (Decision.DRAIN, Decision.SCALE_DOWN)
+    status: dict[str, Any] = {
+        "observedGeneration": obs.generation,
+        "desiredNodes": plan.desired_nodes if plan is not None else len(obs.nodes),
+        "readyNodes": sum(1 for n in obs.nodes if n.gpu_ready),
+        "gpusAllocatable": gpus["allocatable"],
+        "gpusAllocated": gpus["allocated"],
+        "pendingJobs": sum(1 for v in verdicts if v.gpus),
+        "nodes": nodes,
+        "gpus": gpus,
+        "jobs": [
+            {"job": v.job, "gpus": v.gpus, "decision": v.placement, "reason": v.reason}
+            for v in verdicts
+        ],
+        "conditions": [
+            ready,
+            _condition(
+                before, "ScalingUp", up, "Scaling" if up else "Idle", reasons if up else "", stamp
+            ),
+            _condition(
+                before,
+                "ScalingDown",
+                down,
+                "Scaling" if down else "Idle",
+                reasons if down else "",
+                stamp,
+            ),
+            _condition(
+                before,
+                "CapacityUnavailable",
+                bool(blocked),
+                "JobsDoNotFit" if blocked else "AllJobsFit",
+                "; ".join(f"{v.job}: {v.reason}" for v in blocked) or "every job fits",
+                stamp,
+            ),
+        ],
+    }
+    for key, done in (("lastScaleUpTime", obs.scaled_up), ("lastScaleDownTime", obs.scaled_down)):
+        if done:
+            status[key] = stamp
+        elif previous.get(key):
+            status[key] = previous[key]
+    return status

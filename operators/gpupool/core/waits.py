@@ -1,0 +1,48 @@
+"""How long a job waited: from its creation until all its GPU pods were bound. Pure."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from kubeforge.operators.gpupool.core.demand import JOB_NAME_LABEL, job_is_terminal, pod_gpus
+from kubeforge.operators.gpupool.core.members import timestamp
+
+
+def gpu_pods_wanted(job: Mapping[str, Any], resource: str) -> int:
+    """Pods of the job (all replica types) that ask for GPUs."""
+    total = 0
+    for spec in (job.get("spec", {}).get("pytorchReplicaSpecs", {}) or {}).values():
+        if pod_gpus(spec.get("template", {}).get("spec", {}) or {}, resource):
+            total += int(spec.get("replicas", 1))
+    return total
+
+
+def job_wait_seconds(
+    job: Mapping[str, Any], pods: Iterable[Mapping[str, Any]], resource: str, now: float
+) -> float | None:
+    """Seconds from the job's creation until its last GPU pod was bound; None until then.
+
+    The bind time is the pod's ``PodScheduled`` condition; a pod bound without a scheduler
+    (``spec.nodeName`` set directly) has none, and counts as bound ``now``.
+    """
+    if job_is_terminal(job):
+        return None
+    name = job.get("metadata", {}).get("name")
+    wanted = gpu_pods_wanted(job, resource)
+    bound_at: list[float] = []
+    for pod in pods:
+        labels = pod.get("metadata", {}).get("labels") or {}
+        if labels.get(JOB_NAME_LABEL) != name or not pod.get("spec", {}).get("nodeName"):
+            continue
+        if not pod_gpus(pod.get("spec", {}), resource):
+            continue
+        when = now
+        for cond in pod.get("status", {}).get("conditions") or []:
+            if cond.get("type") == "PodScheduled" and cond.get("status") == "True":
+                when = timestamp(cond.get("lastTransitionTime")) or now
+        bound_at.append(when)
+    if not wanted or len(bound_at) < wanted:
+        return None
+    created = timestamp(job.get("metadata", {}).get("creationTimestamp"))
+    return max(0.0, max(bound_at) - created)

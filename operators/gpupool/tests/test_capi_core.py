@@ -1,0 +1,238 @@
+"""Pure Cluster API bookkeeping, provisionTimeout, status building and job waits."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from kubeforge.components.train.pytorchjob import build_pytorchjob
+from kubeforge.operators.gpupool.core.capi import (
+    DELETE_MACHINE,
+    interrupted_removal,
+    machine_members,
+)
+from kubeforge.operators.gpupool.core.members import PoolMember
+from kubeforge.operators.gpupool.core.planner import Decision, JobVerdict, NodeState, PoolPlan
+from kubeforge.operators.gpupool.core.provisioning import check_provisioning
+from kubeforge.operators.gpupool.core.status import Observation, build_status
+from kubeforge.operators.gpupool.core.waits import job_wait_seconds
+
+T0 = "2026-11-23T10:00:00Z"  # 1795428000.0
+T0_S = 1795428000.0
+
+
+def deployment(replicas: int, scaled_at: str = "") -> dict[str, Any]:
+    annotations = {"kubeforge.io/scaled-up-at": scaled_at} if scaled_at else {}
+    return {
+        "metadata": {"name": "gpu-md", "creationTimestamp": T0, "annotations": annotations},
+        "spec": {"replicas": replicas},
+    }
+
+
+def machine(
+    name: str, node: str = "", marked: bool = False, deleting: bool = False
+) -> dict[str, Any]:
+    meta: dict[str, Any] = {"name": name, "creationTimestamp": T0, "annotations": {}}
+    if marked:
+        meta["annotations"][DELETE_MACHINE] = "yes"
+    if deleting:
+        meta["deletionTimestamp"] = T0
+    return {"metadata": meta, "status": {"nodeRef": {"name": node}} if node else {}}
+
+
+def node(name: str) -> dict[str, Any]:
+    return {"metadata": {"name": name}}
+
+
+def names(members: list[PoolMember]) -> list[tuple[str, bool]]:
+    return [(m.name, m.leaving) for m in members]
+
+
+@pytest.mark.parametrize(
+    ("replicas", "machines", "nodes", "expected"),
+    [
+        pytest.param(0, [], [], [], id="empty"),
+        pytest.param(
+            2,
+            [],
+            [],
+            [("gpu-md/requested-0", False), ("gpu-md/requested-1", False)],
+            id="replicas-without-machines-are-in-flight",
+        ),
+        pytest.param(
+            2,
+            [machine("m-a", "n-a"), machine("m-b")],
+            ["n-a"],
+            [("n-a", False), ("machine/m-b", False)],
+            id="node-by-nodeRef-and-machine-without-node",
+        ),
+        pytest.param(
+            1,
+            [machine("m-a", "n-a"), machine("m-b", "n-b", marked=True)],
+            ["n-a", "n-b"],
+            [("n-a", False), ("n-b", True)],
+            id="marked-machine-is-leaving-not-capacity",
+        ),
+        pytest.param(
+            2,
+            [machine("m-a", "n-a"), machine("m-b", "n-b", marked=True)],
+            ["n-a", "n-b"],
+            [("n-a", False), ("n-b", True), ("gpu-md/requested-0", False)],
+            id="marked-before-decrement-leaves-a-replacement-in-flight",
+        ),
+        pytest.param(
+            1,
+            [machine("m-a", "n-a", deleting=True)],
+            ["n-a"],
+            [("n-a", True), ("gpu-md/requested-0", False)],
+            id="deleting-machine-is-leaving",
+        ),
+        pytest.param(
+            1,
+            [machine("m-a", "gone")],
+            [],
+            [("machine/m-a", False)],
+            id="nodeRef-to-a-missing-node-counts-as-no-node",
+        ),
+    ],
+)
+def test_machine_members(
+    replicas: int, machines: list[Any], nodes: list[str], expected: list[tuple[str, bool]]
+) -> None:
+    members = machine_members(deployment(replicas), machines, {n: node(n) for n in nodes})
+    assert names(members) == expected
+
+
+def test_requested_replicas_date_from_the_last_scale_up_else_the_deployment() -> None:
+    (fresh,) = machine_members(deployment(1, scaled_at="42.500"), [], {})
+    assert fresh.requested_at == 42.5
+    (old,) = machine_members(deployment(1), [], {})
+    assert old.requested_at == T0_S
+
+
+def state(name: str, created: float, ready: bool) -> NodeState:
+    return NodeState(name, created, ready, 8 if ready else 0)
+
+
+def test_only_nodes_not_ready_past_the_timeout_fail() -> None:
+    nodes = [state("ok", 0, True), state("young", 950, False), state("late", 0, False)]
+    check = check_provisioning(nodes, timeout_s=900, now=1000)
+    assert [n.name for n in check.healthy] == ["ok", "young"]
+    assert [n.name for n in check.failed] == ["late"]
+    assert check.reason(900, 1000) == (
+        "late requested 1000s ago, GPUs not ready within provisionTimeout 900s"
+    )
+
+
+def _plan(decision: Decision, *verdicts: JobVerdict) -> PoolPlan:
+    return PoolPlan(decision, 2, ("scale up by 2: ml/llm (16 GPUs)",), verdicts)
+
+
+def test_status_counts_nodes_by_state_and_keeps_transition_times() -> None:
+    ready_node = {"metadata": {"name": "r"}, "status": {"capacity": {"nvidia.com/gpu": "8"}}}
+    members = [
+        PoolMember("r", 0, ready_node),
+        PoolMember("reg", 0, {"metadata": {"name": "reg"}}),
+        PoolMember("md/requested-0", 0),
+        PoolMember("c", 0, {"metadata": {"name": "c"}}),
+        PoolMember("gone", 0, {"metadata": {"name": "gone"}}, leaving=True),
+    ]
+    nodes = [
+        NodeState("r", 0, True, 8, 4, busy=True),
+        NodeState("reg", 0, False),
+        NodeState("md/requested-0", 0, False),
+        NodeState("c", 0, True, 8, 0, cordoned=True),
+    ]
+    verdict = JobVerdict("ml/llm", 16, "needs_nodes", "whole job needs 2 new node(s)")
+    obs = Observation(3, members, nodes, plan=_plan(Decision.SCALE_UP, verdict), scaled_up=True)
+    previous = {
+        "lastScaleDownTime": "2026-11-23T09:00:00Z",
+        "conditions": [
+            {"type": "ScalingUp", "status": "True", "lastTransitionTime": "2026-11-23T09:30:00Z"}
+        ],
+    }
+    status = build_status(obs, previous, "nvidia.com/gpu", "2026-11-23T10:00:00Z")
+    assert status["nodes"] == {
+        "requested": 1,
+        "registering": 1,
+        "gpuReady": 1,
+        "cordoned": 1,
+        "draining": 1,
+        "failed": 0,
+    }
+    assert status["gpus"] == {"capacity": 8, "allocatable": 16, "allocated": 4, "idle": 12}
+    assert status["jobs"] == [
+        {
+            "job": "ml/llm",
+            "gpus": 16,
+            "decision": "needs_nodes",
+            "reason": "whole job needs 2 new node(s)",
+        }
+    ]
+    conditions = {c["type"]: c for c in status["conditions"]}
+    assert conditions["ScalingUp"]["lastTransitionTime"] == "2026-11-23T09:30:00Z"  # unchanged
+    assert conditions["Ready"]["status"] == "True"
+    assert status["lastScaleUpTime"] == "2026-11-23T10:00:00Z"
+    assert status["lastScaleDownTime"] == "2026-11-23T09:00:00Z"
+    assert status["observedGeneration"] == 3
+
+
+def test_status_says_the_provider_is_unavailable() -> None:
+    obs = Observation(1, (), (), provider_error="MachineDeployment gpus/md not found")
+    status = build_status(obs, {}, "nvidia.com/gpu", "2026-11-23T10:00:00Z")
+    ready = {c["type"]: c for c in status["conditions"]}["Ready"]
+    assert (ready["status"], ready["reason"]) == ("False", "ProviderUnavailable")
+    assert ready["message"] == "MachineDeployment gpus/md not found"
+
+
+def _bound(kind: str, node: str, scheduled: str = "") -> dict[str, Any]:
+    conditions = [{"type": "PodScheduled", "status": "True", "lastTransitionTime": scheduled}]
+    return {
+        "metadata": {
+            "labels": {
+                "training.kubeflow.org/job-name": "llm",
+                "training.kubeflow.org/replica-type": kind,
+            }
+        },
+        "spec": {
+            "nodeName": node,
+            "containers": [{"resources": {"limits": {"nvidia.com/gpu": "8"}}}],
+        },
+        "status": {"phase": "Running", "conditions": conditions if scheduled else []},
+    }
+
+
+def test_a_job_waits_until_its_last_gpu_pod_is_bound() -> None:
+    job = build_pytorchjob("llm", "ml", "img", ["train"], workers=1, gpus_per_replica=8)
+    job["metadata"]["creationTimestamp"] = T0
+    master = _bound("master", "n1", "2026-11-23T10:01:00Z")
+    assert job_wait_seconds(job, [master], "nvidia.com/gpu", now=T0_S + 999) is None
+    worker = _bound("worker", "n2", "2026-11-23T10:05:00Z")
+    assert job_wait_seconds(job, [master, worker], "nvidia.com/gpu", now=T0_S + 999) == 300.0
+    unscheduled = _bound("worker", "n2")  # bound by nodeName: counts as bound now
+    assert job_wait_seconds(job, [master, unscheduled], "nvidia.com/gpu", T0_S + 400) == 400.0
+
+
+def _marked_at(name: str, generation: str) -> dict[str, Any]:
+    m = machine(name, marked=True)
+    m["metadata"]["annotations"]["kubeforge.io/marked-at-generation"] = generation
+    return m
+
+
+@pytest.mark.parametrize(
+    ("machines", "expected"),
+    [
+        pytest.param([machine("a")], "", id="nothing-marked"),
+        pytest.param([_marked_at("a", "7")], "a", id="marked-at-current-generation"),
+        pytest.param([_marked_at("a", "6")], "", id="decrement-done-generation-moved-on"),
+        pytest.param([machine("a", marked=True)], "", id="marked-by-someone-else"),
+        pytest.param([_marked_at("b", "6"), _marked_at("c", "7")], "c", id="second-of-two"),
+    ],
+)
+def test_a_removal_interrupted_before_its_decrement_is_found(
+    machines: list[Any], expected: str
+) -> None:
+    md = deployment(2)
+    md["metadata"]["generation"] = 7
+    assert interrupted_removal(md, machines) == expected
