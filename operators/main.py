@@ -38,7 +38,7 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
         random.randint(1, 2**31 - 1)
     )
     # Handlers' own log lines at INFO and above become Events; timers never post, so the
-    # controllers post their decisions themselves (clients/events).
+    # controllers post their decisions themselves (kubeforge.operators.events).
     settings.posting.level = 20
     if METRICS_PORT:
         start_http_server(METRICS_PORT, addr=os.environ.get("KUBEFORGE_METRICS_ADDR", "0.0.0.0"))

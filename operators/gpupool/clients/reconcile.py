@@ -17,9 +17,9 @@ import datetime as dt
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from kubeforge.operators.events import post_event
 from kubeforge.operators.gpupool.api.crd import GROUP, KIND, PLURAL, VERSION
 from kubeforge.operators.gpupool.clients.capi import ClusterApiProvider
-from kubeforge.operators.gpupool.clients.events import post_event
 from kubeforge.operators.gpupool.clients.kwok import KwokProvider
 from kubeforge.operators.gpupool.clients.provider import NodeProvider, ProviderError
 from kubeforge.operators.gpupool.core.config import PoolConfig, pool_config

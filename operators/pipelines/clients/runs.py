@@ -14,7 +14,7 @@ from typing import Any
 
 from kubeforge.core.config import IMAGE
 from kubeforge.core.errors import KubeforgeError
-from kubeforge.operators.gpupool.clients.events import post_event
+from kubeforge.operators.events import post_event
 from kubeforge.operators.pipelines.api.crd import GROUP, PIPELINE, RUN, VERSION
 from kubeforge.operators.pipelines.clients.sources import resolve_source
 from kubeforge.operators.pipelines.core.runs import (

@@ -1,4 +1,4 @@
-"""Kubernetes Events (core/v1) for the operator's decisions, posted directly.
+"""Kubernetes Events (core/v1) for the controllers' decisions, posted directly (every controller).
 
 kopf turns log lines into Events only for handlers that get an object logger which posts;
 timers (daemons inside kopf) get a ``LocalObjectLogger`` that never does, and its Events would
@@ -14,7 +14,7 @@ import hashlib
 from collections.abc import Mapping
 from typing import Any
 
-COMPONENT = "kubeforge-gpupool"
+COMPONENT = "kubeforge-operator"
 
 
 def event_name(involved: Mapping[str, Any], reason: str, message: str) -> str:
