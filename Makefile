@@ -57,10 +57,15 @@ crds: install
 	for kind in pipelines pipelineruns; do \
 	  $(PY) -m kubeforge.operators.pipelines.api.crd $$kind > manifests/crds/kubeforge.io_$$kind.yaml; \
 	done
-	mkdir -p charts/kubeforge/crds && cp manifests/crds/*.yaml charts/kubeforge/crds/
+	mkdir -p charts/kubeforge/crds && rm -f charts/kubeforge/crds/*.yaml && cp manifests/crds/*.yaml charts/kubeforge/crds/
 
 bench: install
 	$(PY) -m benchmarks
+
+# GPU pool simulator: the planner vs a per-pod autoscaler and a static pool (QUICK=1: small trace).
+.PHONY: bench-gpupool
+bench-gpupool: install
+	$(PY) -m benchmarks.gpupool $(if $(QUICK),--quick)
 
 # The project image (operator, MLflow server, components); needs docker or podman.
 IMAGE ?= ghcr.io/kubeforge/kubeforge:0.1.0
