@@ -231,6 +231,71 @@ def compile_cmd(
     typer.echo(f"wrote {output}")
 
 
+def compiled_ir(pipeline: str) -> Any:
+    """The compiled IR of a project pipeline (by name) or of an IR YAML file (by path)."""
+    import tempfile
+
+    from kubeforge.pipelines.ir import load_ir
+    from kubeforge.pipelines.registry import compile_pipeline
+
+    path = Path(pipeline)
+    if path.suffix in (".yaml", ".yml"):
+        if not path.is_file():
+            raise KubeforgeError(f"pipeline file {pipeline} does not exist", "pipeline")
+        return load_ir(path.read_text(), str(path))
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / f"{pipeline}.yaml"
+        compile_pipeline(pipeline, str(out))
+        return load_ir(out.read_text(), pipeline)
+
+
+@app.command()
+def submit(
+    pipeline: Annotated[
+        str, typer.Argument(help="Pipeline name, e.g. 'main', or a compiled IR YAML file.")
+    ],
+    host: Annotated[
+        str, typer.Option("--host", help="Kubeflow Pipelines endpoint, e.g. http://localhost:8888.")
+    ],
+    param: Annotated[
+        list[str] | None, typer.Option("--param", "-p", help="key=value pipeline parameter.")
+    ] = None,
+    experiment: Annotated[
+        str, typer.Option("--experiment", help="KFP experiment of the run (made if missing).")
+    ] = "kubeforge",
+    namespace: Annotated[
+        str | None,
+        typer.Option("--namespace", help="Kubeflow profile namespace (multi-user Kubeflow)."),
+    ] = None,
+    run_name: Annotated[
+        str | None,
+        typer.Option("--run-name", help="Run name; an existing run of this name is reused."),
+    ] = None,
+) -> None:
+    """Upload a pipeline to Kubeflow Pipelines as compiled, start a run, print its UI link."""
+    import datetime as dt
+
+    from kubeforge.core.kfp import KfpBackend
+
+    try:
+        ir = compiled_ir(pipeline)
+        declared = {
+            k: {"type": p.type, "default": p.default if p.optional else None}
+            for k, p in ir.parameters.items()
+        }
+        params = parse_params(param or [], declared)
+        name = run_name or f"{ir.name}-{dt.datetime.now(dt.UTC):%Y%m%d-%H%M%S}"
+        kfp = KfpBackend(host, namespace=namespace)
+        pipeline_id, version_id = kfp.ensure_pipeline_version(ir.name, ir.text, ir.digest)
+        experiment_id = kfp.ensure_experiment(experiment)
+        run_id = kfp.create_run(name, experiment_id, pipeline_id, version_id, params)
+    except KubeforgeError as exc:
+        _fail(str(exc))
+    typer.echo(f"pipeline {ir.name} version {ir.digest[:12]} (id {version_id})")
+    typer.echo(f"run {name} (id {run_id}) in experiment {experiment}")
+    typer.echo(f"Kubeflow UI: {kfp.run_url(run_id)}")
+
+
 def load_served_model(model_uri: str) -> Any:
     """Load a model from an MLflow URI (``models:/name@alias``) or a local ``model.pt``."""
     if Path(model_uri).is_file():

@@ -25,6 +25,7 @@ from kubeforge.core.testing.controlplane import (
     build_binaries,
     repo_root,
 )
+from kubeforge.core.testing.kfp_contract import kfp_server  # noqa: F401 - a fixture
 from kubeforge.core.testing.prometheus import PrometheusServer, prometheus_bin_dir
 
 PYTORCHJOB_CRD = "pytorchjobs.kubeflow.org"
