@@ -1,12 +1,15 @@
 """GPU pool simulator benchmark: `python -m benchmarks.gpupool [--quick]` (`make bench-gpupool`).
 
-Replays one seeded trace through the Kubeforge planner, a per-pending-pod autoscaler and a static
-pool sized for the trace's peak, all in this run, and prints the three side by side with ratios.
+Two scenarios, each one seeded trace replayed through the Kubeforge planner (with the default
+scheduler binding and, for comparison, the other gang binding), a per-pending-pod autoscaler and
+a static pool sized for the trace's peak, all in this run: ``ample`` (the pool never reaches
+maxNodes) and ``scarce`` (demand above maxNodes x GPUs for hours, so gangs queue for capacity).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import gc
 import json
 import math
@@ -15,7 +18,6 @@ import random
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -36,9 +38,11 @@ from kubeforge.operators.gpupool.sim.engine import (
     simulate,
 )
 from kubeforge.operators.gpupool.sim.trace import (
+    SCENARIOS,
+    Scenario,
     TraceJob,
-    TraceSpec,
     generate_trace,
+    overload,
     peak_demand_gpus,
 )
 
@@ -104,19 +108,40 @@ def timing(wall: Sequence[float], cpu: Sequence[float]) -> dict[str, float]:
     }
 
 
+# Under Kubeforge the scheduler in front of kube-scheduler is modelled with reservations by
+# default (see README.md, "Which gang binding"); the other gang binding runs beside it.
+DEFAULT_KUBEFORGE_BINDING = Binding.GANG_RESERVE
+GANG_BINDINGS = (Binding.GANG_RESERVE, Binding.GANG)
+
+
 def summary(result: PolicyResult, wall_s: float) -> dict[str, Any]:
-    """The numbers a reader compares, per policy."""
-    waits_min = [w / 60.0 for w in result.waits_s]
+    """The numbers a reader compares, per policy.
+
+    Waits count every job: one that never started (a run cut at the horizon) counts the time it
+    had waited when the run ended, so a policy that leaves jobs stuck cannot look faster.
+    """
+    waits_min = [w / 60.0 for w in result.waits_with_unstarted_s]
     row: dict[str, Any] = {
         "autoscaler": result.autoscaler,
         "binding": result.binding,
         "jobs": result.jobs,
         "jobs_started": result.jobs_started,
         "jobs_finished": result.jobs_finished,
+        "jobs_unfinished": result.jobs_unfinished,
+        "stopped_at_horizon": result.stopped_at_horizon,
+        "jobs_running_at_end": result.jobs_running_at_end,
+        "partial_jobs_at_end": result.partial_jobs_at_end,
+        "held_gpus_at_end": result.held_gpus_at_end,
+        "deadlocked_at_hours": (
+            None if result.deadlocked_at_s is None else round(result.deadlocked_at_s / 3600.0, 2)
+        ),
+        "idle_gpu_hours_before_deadlock": round(result.idle_gpu_hours_before_deadlock, 1),
+        "last_progress_hours": round(result.last_progress_s / 3600.0, 2),
         "jobs_ever_partially_placed": result.jobs_ever_partially_placed,
         "wait_p50_min": round(percentile(waits_min, 50), 2),
         "wait_p95_min": round(percentile(waits_min, 95), 2),
         "wait_p99_min": round(percentile(waits_min, 99), 2),
+        "wait_max_min": round(max(waits_min), 2) if waits_min else math.nan,
         "wait_mean_min": round(sum(waits_min) / len(waits_min), 2) if waits_min else math.nan,
         "idle_gpu_hours": round(result.idle_gpu_hours, 1),
         "partial_held_gpu_hours": round(result.partial_held_gpu_hours, 1),
@@ -145,10 +170,15 @@ ROWS: list[tuple[str, str, str]] = [
     # (label, key, format)
     ("binding", "binding", "s"),
     ("jobs started / finished", "started_finished", "s"),
+    ("jobs never finished (run cut at the horizon)", "jobs_unfinished", "d"),
+    ("  half-placed at the end / GPUs they hold", "stuck_at_end", "s"),
+    ("  deadlocked at (h; the run then jumps to the horizon)", "deadlock", "s"),
+    ("  idle GPU-hours before the deadlock", "idle_before_deadlock", "s"),
     ("jobs ever partially placed", "jobs_ever_partially_placed", "d"),
     ("wait p50 (min)", "wait_p50_min", ".2f"),
     ("wait p95 (min)", "wait_p95_min", ".2f"),
     ("wait p99 (min)", "wait_p99_min", ".2f"),
+    ("wait max (min)", "wait_max_min", ".2f"),
     ("idle GPU-hours", "idle_gpu_hours", ".1f"),
     ("  on nodes with no pod (booted early, waiting to scale down)", "empty_node_gpu_hours", ".1f"),
     ("  held by pods of half-placed jobs", "partial_held_gpu_hours", ".1f"),
@@ -159,6 +189,7 @@ ROWS: list[tuple[str, str, str]] = [
     ("  of which booting", "provisioning_node_hours", ".1f"),
     ("peak nodes", "peak_nodes", "d"),
     ("nodes added / removed", "added_removed", "s"),
+    ("end of the run (h)", "end_hours", ".2f"),
 ]
 
 
@@ -167,6 +198,14 @@ def _cell(row: dict[str, Any], key: str, fmt: str) -> str:
         return f"{row['jobs_started']} / {row['jobs_finished']}"
     if key == "added_removed":
         return f"{row['nodes_added']} / {row['nodes_removed']}"
+    if key == "deadlock":
+        at = row["deadlocked_at_hours"]
+        return "—" if at is None else f"{at:.2f}"
+    if key == "idle_before_deadlock":
+        at = row["deadlocked_at_hours"]
+        return "—" if at is None else f"{row['idle_gpu_hours_before_deadlock']:.1f}"
+    if key == "stuck_at_end":
+        return f"{row['partial_jobs_at_end']} / {row['held_gpus_at_end']}"
     return format(row[key], fmt)
 
 
@@ -178,18 +217,32 @@ def _ratio(ours: float, base: float) -> str:
     return f"{ours / base:.2f}×"
 
 
+def _label(name: str, row: dict[str, Any]) -> str:
+    if name == "kubeforge":
+        return f"Kubeforge ({row['binding']})"
+    if name.startswith("kubeforge_"):
+        return f"Kubeforge, other binding ({row['binding']})"
+    return {
+        "per_pod": "per-pod autoscaler",
+        "per_pod_any_order": "per-pod, pods in any order",
+        "static": "static (peak)",
+    }.get(name, name)
+
+
 def table(rows: dict[str, dict[str, Any]]) -> str:
-    """Markdown table: the three policies side by side, ratios of Kubeforge to each baseline."""
+    """Markdown table: every policy side by side, ratios of Kubeforge to each baseline."""
     kf, pp, st = rows["kubeforge"], rows["per_pod"], rows["static"]
+    names = list(rows)
+    header = " | ".join(_label(n, rows[n]) for n in names)
     lines = [
-        "| metric | Kubeforge | per-pod autoscaler | static (peak) | KF / per-pod | KF / static |",
-        "|---|---|---|---|---|---|",
+        f"| metric | {header} | KF / per-pod | KF / static |",
+        "|---|" + "---|" * (len(names) + 2),
     ]
     for label, key, fmt in ROWS:
         ratios = ["", ""]
         if fmt != "s":
             ratios = [_ratio(kf[key], pp[key]), _ratio(kf[key], st[key])]
-        cells = [_cell(r, key, fmt) for r in (kf, pp, st)]
+        cells = [_cell(rows[n], key, fmt) for n in names]
         lines.append(f"| {label} | " + " | ".join(cells + ratios) + " |")
     return "\n".join(lines)
 
@@ -240,54 +293,67 @@ def targets(rows: dict[str, dict[str, Any]], worst: dict[str, float]) -> list[di
     ]
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run the three policies on one trace; print, write JSON; exit 1 when a target is missed."""
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.gpupool", description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="300 jobs on at most 150 nodes")
-    parser.add_argument("--jobs", type=int, help="jobs in the trace (default 2000)")
-    parser.add_argument("--nodes", type=int, help="maxNodes of the pool (default 1000)")
-    parser.add_argument("--gpus-per-node", type=int, default=8)
-    parser.add_argument("--load", type=float, default=0.5, help="mean offered GPUs / pool GPUs")
-    parser.add_argument("--seed", type=int, default=1, help="seed of the trace and node delays")
-    parser.add_argument("--delay-min", type=float, default=180.0, help="provisioning delay, s")
-    parser.add_argument("--delay-max", type=float, default=300.0, help="provisioning delay, s")
-    parser.add_argument("--idle-after", type=float, default=600.0, help="idleAfter, s (both)")
-    parser.add_argument("--min-node-age", type=float, default=600.0, help="minNodeAge, s (both)")
-    parser.add_argument(
-        "--kubeforge-binding",
-        choices=[Binding.GANG.value, Binding.GANG_RESERVE.value],
-        default=Binding.GANG.value,
-        help="scheduler model under Kubeforge: gang (default) or gang with reservations",
-    )
-    parser.add_argument("--out", type=Path, help="JSON output (default benchmarks/results/)")
-    args = parser.parse_args(argv)
+def against_any_order(rows: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """Kubeforge against per-pod binding in any pod order: a sensitivity, not the issue's target.
 
-    jobs = args.jobs or (300 if args.quick else 2000)
-    nodes = args.nodes or (150 if args.quick else 1000)
-    per_node = args.gpus_per_node
-    spec = TraceSpec(jobs=jobs, pool_gpus=nodes * per_node, load=args.load, seed=args.seed)
+    The issue's per-pod baseline binds pods oldest job first; this one shows what is at stake when
+    the pods of several jobs interleave, as they do in kube-scheduler's queue after retries.
+    """
+    kf, anyo = rows["kubeforge"], rows["per_pod_any_order"]
+    idle, base = kf["idle_gpu_hours"], anyo["idle_gpu_hours"]
+    before = anyo["idle_gpu_hours_before_deadlock"] if anyo["deadlocked_at_hours"] else base
+    return [
+        {
+            "comparison": "jobs never finished (Kubeforge / per-pod any order)",
+            "measured": f"{kf['jobs_unfinished']} / {anyo['jobs_unfinished']}",
+        },
+        {
+            "comparison": "idle GPU-hours reduction, to the end of the run (horizon if deadlocked)",
+            "measured": round(1.0 - idle / base, 3) if base else 0.0,
+        },
+        {
+            "comparison": "idle GPU-hours reduction, counting the baseline only until its deadlock",
+            "measured": round(1.0 - idle / before, 3) if before else 0.0,
+        },
+        {
+            "comparison": "wait p95, min (Kubeforge / per-pod any order; never started = censored)",
+            "measured": f"{kf['wait_p95_min']:.2f} / {anyo['wait_p95_min']:.2f}",
+        },
+    ]
+
+
+def run_scenario(scenario: Scenario, settings: ClusterSettings, binding: Binding) -> dict[str, Any]:
+    """Replay the scenario's trace through every policy; the rows and the trace's facts."""
+    spec = scenario.trace
     trace = generate_trace(spec)
+    per_node = settings.gpus_per_node
     peak = peak_demand_gpus(trace)
-    static_nodes = min(nodes, math.ceil(peak / per_node))
-    settings = ClusterSettings(
-        gpus_per_node=per_node,
-        max_nodes=nodes,
-        max_in_flight=nodes,
-        idle_after_s=args.idle_after,
-        min_node_age_s=args.min_node_age,
-        provision_delay_s=(args.delay_min, args.delay_max),
-        seed=args.seed,
-    )
+    capacity = settings.max_nodes * per_node
+    above = overload(trace, capacity)
+    static_nodes = min(settings.max_nodes, math.ceil(peak / per_node))
+    other = next(b for b in GANG_BINDINGS if b is not binding)
     policies = [
-        PolicySpec("kubeforge", Autoscaler.KUBEFORGE, Binding(args.kubeforge_binding)),
+        PolicySpec("kubeforge", Autoscaler.KUBEFORGE, binding),
+        PolicySpec(f"kubeforge_{other.value}", Autoscaler.KUBEFORGE, other),
         PolicySpec("per_pod", Autoscaler.PER_POD, Binding.PER_POD),
-        PolicySpec("static", Autoscaler.STATIC, Binding.GANG, static_nodes=static_nodes),
+        PolicySpec("per_pod_any_order", Autoscaler.PER_POD, Binding.PER_POD_ANY_ORDER),
+        PolicySpec("static", Autoscaler.STATIC, binding, static_nodes=static_nodes),
     ]
     print(
-        f"trace: {jobs} jobs, seed {args.seed}, {spec.arrivals_per_hour:.1f} arrivals/h "
-        f"(last at {trace[-1].created_at / 3600:.1f} h), offered load {args.load:.0%} of "
-        f"{nodes} nodes x {per_node} GPUs; zero-wait peak {peak} GPUs -> static pool "
-        f"{static_nodes} nodes",
+        f"[{scenario.name}] {scenario.title}\n"
+        f"  trace: {spec.jobs} jobs, seed {spec.seed}, {spec.arrivals_per_hour:.1f} arrivals/h "
+        f"on average (last at {trace[-1].created_at / 3600:.1f} h), offered load "
+        f"{spec.load:.0%} of {settings.max_nodes} nodes x {per_node} GPUs"
+        + (
+            f", swinging +/-{spec.swing:.0%} over {spec.period_s / 3600:.0f} h "
+            f"(peak {spec.peak_load:.0%})"
+            if spec.swing
+            else ""
+        )
+        + f"\n  zero-wait peak {peak} GPUs ({peak / capacity:.0%} of maxNodes) -> static pool "
+        f"{static_nodes} nodes; demand above maxNodes for {above.hours_above:.1f} h "
+        f"(longest {above.longest_hours_above:.1f} h, {above.gpu_hours_above:.0f} GPU-hours "
+        "that must queue)",
         flush=True,
     )
     rows: dict[str, dict[str, Any]] = {}
@@ -298,13 +364,107 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"  {policy.name}: simulated in {rows[policy.name]['simulation_wall_s']} s", flush=True
         )
+    return {
+        "title": scenario.title,
+        "trace": {
+            **{k: v for k, v in dataclasses.asdict(spec).items() if k != "mix"},
+            "mix": [dataclasses.asdict(s) for s in spec.mix],
+            "arrivals_per_hour": round(spec.arrivals_per_hour, 2),
+            "peak_offered_load": round(spec.peak_load, 3),
+            "last_arrival_hours": round(trace[-1].created_at / 3600.0, 2),
+            "zero_wait_peak_gpus": peak,
+            "zero_wait_peak_vs_max_nodes": round(peak / capacity, 3),
+            "hours_demand_above_max_nodes": round(above.hours_above, 2),
+            "longest_hours_demand_above_max_nodes": round(above.longest_hours_above, 2),
+            "gpu_hours_demand_above_max_nodes": round(above.gpu_hours_above, 1),
+        },
+        "settings": dataclasses.asdict(settings),
+        "static_nodes": static_nodes,
+        "policies": rows,
+        "_trace": trace,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run every policy on each scenario; print, write JSON; exit 1 when a target is missed."""
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.gpupool", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="300 jobs on at most 150 nodes")
+    parser.add_argument(
+        "--scenario",
+        choices=[*SCENARIOS, "both"],
+        default="both",
+        help="which scenario to run (default both)",
+    )
+    parser.add_argument("--jobs", type=int, help="jobs in each trace (default 2000)")
+    parser.add_argument("--nodes", type=int, help="maxNodes of the pool (default 1000)")
+    parser.add_argument("--gpus-per-node", type=int, default=8)
+    parser.add_argument("--load", type=float, help="override: mean offered GPUs / pool GPUs")
+    parser.add_argument("--swing", type=float, help="override: arrival rate swing, 0..1")
+    parser.add_argument("--period-hours", type=float, help="override: period of the swing")
+    parser.add_argument("--seed", type=int, default=1, help="seed of the traces and node delays")
+    parser.add_argument("--delay-min", type=float, default=180.0, help="provisioning delay, s")
+    parser.add_argument("--delay-max", type=float, default=300.0, help="provisioning delay, s")
+    parser.add_argument("--idle-after", type=float, default=600.0, help="idleAfter, s (both)")
+    parser.add_argument("--min-node-age", type=float, default=600.0, help="minNodeAge, s (both)")
+    parser.add_argument(
+        "--horizon-hours",
+        type=float,
+        default=48.0,
+        help="a run stops this long after the last arrival even if jobs wait (stuck jobs)",
+    )
+    parser.add_argument(
+        "--kubeforge-binding",
+        choices=[b.value for b in GANG_BINDINGS],
+        default=DEFAULT_KUBEFORGE_BINDING.value,
+        help="scheduler model under Kubeforge: gang_reserve (default, a gang scheduler that "
+        "reserves the GPUs a waiting gang will use) or gang (younger jobs may take them); "
+        "the other one runs beside it for comparison",
+    )
+    parser.add_argument("--out", type=Path, help="JSON output (default benchmarks/results/)")
+    args = parser.parse_args(argv)
+
+    jobs = args.jobs or (300 if args.quick else 2000)
+    nodes = args.nodes or (150 if args.quick else 1000)
+    per_node = args.gpus_per_node
+    binding = Binding(args.kubeforge_binding)
+    settings = ClusterSettings(
+        gpus_per_node=per_node,
+        max_nodes=nodes,
+        max_in_flight=nodes,
+        idle_after_s=args.idle_after,
+        min_node_age_s=args.min_node_age,
+        provision_delay_s=(args.delay_min, args.delay_max),
+        horizon_s=args.horizon_hours * 3600.0,
+        seed=args.seed,
+    )
+    names = list(SCENARIOS) if args.scenario == "both" else [args.scenario]
+    overrides: dict[str, Any] = {"jobs": jobs, "pool_gpus": nodes * per_node, "seed": args.seed}
+    for key, value in (("load", args.load), ("swing", args.swing)):
+        if value is not None:
+            overrides[key] = value
+    if args.period_hours is not None:
+        overrides["period_s"] = args.period_hours * 3600.0
+    results: dict[str, dict[str, Any]] = {}
+    for name in names:
+        scenario = SCENARIOS[name]
+        scenario = dataclasses.replace(
+            scenario,
+            trace=dataclasses.replace(scenario.trace, **overrides),
+            max_nodes=nodes,
+        )
+        results[name] = run_scenario(scenario, settings, binding)
 
     worst_jobs = 2000 if not args.quick else jobs
+    shapes_trace: tuple[TraceJob, ...] = results[names[0]].pop("_trace")
+    for name in names[1:]:
+        results[name].pop("_trace")
     worst_at_cap = timing(
-        *worst_case_decisions(trace, nodes, per_node, worst_jobs, nodes, REPEATS, args.seed)
+        *worst_case_decisions(shapes_trace, nodes, per_node, worst_jobs, nodes, REPEATS, args.seed)
     )
     worst_growing = timing(
-        *worst_case_decisions(trace, nodes, per_node, worst_jobs, 100 * nodes, REPEATS, args.seed)
+        *worst_case_decisions(
+            shapes_trace, nodes, per_node, worst_jobs, 100 * nodes, REPEATS, args.seed
+        )
     )
     worst = {
         **max((worst_at_cap, worst_growing), key=lambda t: t["p99_ms"]),
@@ -312,46 +472,63 @@ def main(argv: list[str] | None = None) -> int:
         "jobs": worst_jobs,
     }
 
-    print()
-    print(table(rows))
-    kf_time = rows["kubeforge"]["planner_decision"]
+    for name in names:
+        rows = results[name]["policies"]
+        results[name]["targets"] = targets(rows, worst)
+        results[name]["against_per_pod_any_order"] = against_any_order(rows)
+        print(f"\n### Scenario `{name}`: {results[name]['title']}\n")
+        print(table(rows))
+
     print("\n| planner decision time (ms) | calls | p50 | p99 | max | CPU p50 | CPU p99 |")
     print("|---|---|---|---|---|---|---|")
-    for label, t in (
-        ("snapshots of this run (Kubeforge policy)", kf_time),
+    timings = [
+        (f"snapshots of the `{n}` run (Kubeforge policy)", results[n]["policies"]["kubeforge"])
+        for n in names
+    ]
+    for label, t in [
+        *((label, row["planner_decision"]) for label, row in timings),
         (f"worst case: {nodes} fragmented nodes, {worst_jobs} gangs, at maxNodes", worst_at_cap),
         (f"worst case: {nodes} fragmented nodes, {worst_jobs} gangs, room to grow", worst_growing),
-    ):
+    ]:
         print(
             f"| {label} | {t['count']} | {t['p50_ms']:.2f} | {t['p99_ms']:.2f} | "
             f"{t['max_ms']:.2f} | {t['cpu_p50_ms']:.2f} | {t['cpu_p99_ms']:.2f} |"
         )
-    checks = targets(rows, worst)
-    print("\n| target | measured | goal | met |\n|---|---|---|---|")
-    for check in checks:
-        met = "yes" if check["met"] else "**NO**"
-        print(f"| {check['target']} | {check['measured']} | {check['goal']} | {met} |")
 
-    out = args.out or RESULTS / ("gpupool-quick.json" if args.quick else "gpupool.json")
+    print("\n| target | " + " | ".join(f"`{n}`: measured | met" for n in names) + " |")
+    print("|---|" + "---|---|" * len(names))
+    for i, check in enumerate(results[names[0]]["targets"]):
+        cells = []
+        for name in names:
+            c = results[name]["targets"][i]
+            cells += [str(c["measured"]), "yes" if c["met"] else "**NO**"]
+        print(f"| {check['target']} ({check['goal']}) | " + " | ".join(cells) + " |")
+
+    print(
+        "\n| sensitivity: Kubeforge vs per-pod binding in any pod order (not a target) | "
+        + " | ".join(f"`{n}`" for n in names)
+        + " |"
+    )
+    print("|---|" + "---|" * len(names))
+    for i, row in enumerate(results[names[0]]["against_per_pod_any_order"]):
+        cells = [str(results[n]["against_per_pod_any_order"][i]["measured"]) for n in names]
+        print(f"| {row['comparison']} | " + " | ".join(cells) + " |")
+
+    suffix = "" if args.scenario == "both" else f"-{args.scenario}"
+    default_out = RESULTS / f"gpupool{'-quick' if args.quick else ''}{suffix}.json"
+    out = args.out or default_out
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(
         json.dumps(
             {
-                "trace": {
-                    **{k: v for k, v in asdict(spec).items() if k != "mix"},
-                    "mix": [asdict(s) for s in spec.mix],
-                    "arrivals_per_hour": round(spec.arrivals_per_hour, 2),
-                    "zero_wait_peak_gpus": peak,
-                },
-                "settings": asdict(settings),
-                "policies": rows,
+                "kubeforge_binding": binding.value,
+                "scenarios": results,
                 "planner_worst_case": {
                     "nodes": nodes,
                     "pending_jobs": worst_jobs,
                     "at_max_nodes": worst_at_cap,
                     "room_to_grow": worst_growing,
                 },
-                "targets": checks,
                 "python": sys.version.split()[0],
                 "machine": platform.machine(),
             },
@@ -359,7 +536,8 @@ def main(argv: list[str] | None = None) -> int:
         )
     )
     print(f"\nwrote {out}")
-    return 0 if all(c["met"] for c in checks) else 1
+    met = all(c["met"] for name in names for c in results[name]["targets"])
+    return 0 if met else 1
 
 
 if __name__ == "__main__":

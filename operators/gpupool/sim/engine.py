@@ -17,6 +17,14 @@ Model:
   ``per_pod`` binding each pod binds on its own, so a job can hold GPUs while it waits for the
   rest of its pods. ``gang_reserve`` is ``gang`` where a waiting gang also keeps, within each
   scheduling pass, the free GPUs it would use from younger jobs (a scheduler with reservations).
+  ``per_pod_any_order`` is ``per_pod`` with the pending pods of all jobs tried in a seeded random
+  order at every pass: kube-scheduler keeps no job order once pods have failed (a re-queued
+  pod's queue timestamp is refreshed and its backoff grows with its attempts), so pods of
+  several jobs interleave, several jobs can be half-placed at once, and they can deadlock.
+- A run ends when every job has finished and the pool is back at ``minNodes``, or at
+  ``horizon_s`` after the last arrival. A pool that can never change again (jobs pending, none
+  running, none of its nodes booting or empty, no event left, at ``maxNodes``) is deadlocked:
+  the run jumps to the horizon, integrating that state until then.
 - A job starts when all its pods are bound and runs for its known duration.
 - Idle GPU time is GPU time of GPU-ready nodes not used by a running job: GPUs of a node nobody
   uses, of a cordoned node, and GPUs held by pods of a job that has not started.
@@ -60,7 +68,8 @@ class Binding(enum.StrEnum):
 
     GANG = "gang"  # all pods of a job or none; a younger job may use GPUs an older one waits for
     GANG_RESERVE = "gang_reserve"  # gang, and a waiting gang keeps the free GPUs it would use
-    PER_POD = "per_pod"  # each pod on its own, as plain kube-scheduler does
+    PER_POD = "per_pod"  # each pod on its own, as plain kube-scheduler does, oldest job first
+    PER_POD_ANY_ORDER = "per_pod_any_order"  # each pod on its own, pods tried in random order
 
 
 @dataclass(frozen=True)
@@ -135,6 +144,17 @@ class PolicyResult:
         node_hours: Node-hours from asking for each node to removing it.
         decision_seconds: Wall-clock time of every ``plan`` call (Kubeforge policy only).
         decisions: How many decisions of each kind the autoscaler made.
+        stopped_at_horizon: The run was cut at ``horizon_s`` after the last arrival with jobs
+            not finished (stuck: e.g. half-placed jobs holding the GPUs the others wait for).
+        unstarted_waited_s: Per job that never started, how long it had waited at the end.
+        jobs_running_at_end: Jobs still running when the run ended.
+        partial_jobs_at_end: Jobs with some, not all, pods bound when the run ended.
+        held_gpus_at_end: GPUs bound to pods of those jobs when the run ended.
+        last_progress_s: When a job last started or finished.
+        deadlocked_at_s: When the pool reached a state it can never leave (jobs pending, none
+            running, every node full or holding pods of half-placed jobs); None if it never did.
+        idle_gpu_hours_before_deadlock: Idle GPU-hours up to that moment (0 without deadlock);
+            from then to the horizon every GPU of the pool is idle.
     """
 
     policy: str
@@ -159,6 +179,24 @@ class PolicyResult:
     decision_seconds: tuple[float, ...] = ()
     decision_cpu_seconds: tuple[float, ...] = ()
     decisions: dict[str, int] = field(default_factory=dict)
+    stopped_at_horizon: bool = False
+    unstarted_waited_s: tuple[float, ...] = ()
+    jobs_running_at_end: int = 0
+    partial_jobs_at_end: int = 0
+    held_gpus_at_end: int = 0
+    last_progress_s: float = 0.0
+    deadlocked_at_s: float | None = None
+    idle_gpu_hours_before_deadlock: float = 0.0
+
+    @property
+    def jobs_unfinished(self) -> int:
+        """Jobs that did not finish before the run ended."""
+        return self.jobs - self.jobs_finished
+
+    @property
+    def waits_with_unstarted_s(self) -> tuple[float, ...]:
+        """Waits of every job: a job that never started counts what it had waited at the end."""
+        return self.waits_s + self.unstarted_waited_s
 
     @property
     def provisioning_node_hours(self) -> float:
@@ -229,6 +267,11 @@ class _Simulation:
         self.decision_seconds: list[float] = []
         self.decision_cpu_seconds: list[float] = []
         self.decisions: dict[str, int] = {}
+        self.last_progress = 0.0
+        self.stopped_at_horizon = False
+        self.deadlocked_at: float | None = None
+        self.idle_gpu_s_at_deadlock = 0.0
+        self.rng = random.Random(settings.seed)  # pod order of ``per_pod_any_order``
 
     # -- events and accounting ---------------------------------------------------------------
 
@@ -365,12 +408,14 @@ class _Simulation:
 
     def start(self, job: _Job, now: float) -> None:
         job.started_at = now
+        self.last_progress = now
         del self.pending[job.trace.index]
         self.running_gpus += job.trace.gpus
         self.push(now + job.trace.duration_s, _FINISH, job.trace.index)
 
     def finish(self, job: _Job, now: float) -> None:
         job.finished_at = now
+        self.last_progress = now
         self.running_gpus -= job.trace.gpus
         for pod, node in enumerate(job.bound):
             if node is None:
@@ -398,7 +443,37 @@ class _Simulation:
             held.append((node, gpus))
         return held
 
+    def schedule_pods_any_order(self, now: float) -> None:
+        """Bind every pending pod that fits, pods of all jobs shuffled together."""
+        jobs = list(self.pending.values()) if self.capacity_grew else self.new_pending
+        self.capacity_grew = False
+        self.new_pending = []
+        pods = [(job, pod) for job in jobs for pod, node in enumerate(job.bound) if node is None]
+        self.rng.shuffle(pods)
+        touched: dict[int, _Job] = {}
+        for job, pod in pods:
+            if self.free_total == 0:
+                break
+            gpus = job.trace.pods[pod]
+            node = self.best_fit(gpus)
+            if node is None:
+                continue
+            self.take(node, gpus)
+            self.bind(job, pod, node)
+            self.held_gpus += gpus
+            touched[job.trace.index] = job
+        for index in sorted(touched):
+            job = touched[index]
+            if all(n is not None for n in job.bound):
+                self.held_gpus -= job.trace.gpus
+                self.start(job, now)
+            else:
+                job.ever_partial = True
+
     def schedule(self, now: float) -> None:
+        if self.policy.binding is Binding.PER_POD_ANY_ORDER:
+            self.schedule_pods_any_order(now)
+            return
         reserve = self.policy.binding is Binding.GANG_RESERVE
         if reserve:
             candidates = list(self.pending.values())
@@ -406,7 +481,7 @@ class _Simulation:
             candidates = list(self.pending.values()) if self.capacity_grew else self.new_pending
         self.capacity_grew = False
         self.new_pending = []
-        gang = self.policy.binding is not Binding.PER_POD
+        gang = self.policy.binding in (Binding.GANG, Binding.GANG_RESERVE)
         held: list[tuple[_Node, int]] = []
         for job in candidates:
             if self.free_total == 0:
@@ -561,12 +636,34 @@ class _Simulation:
                     self.per_pod_tick(now)
             if finished == len(self.jobs) and self.done():
                 break
+            if tick and not self.events and self.deadlocked(finished):
+                self.deadlocked_at = now
+                self.idle_gpu_s_at_deadlock = self.ready_gpu_s - self.running_gpu_s
+                break
             if tick:
                 self.push(now + self.settings.reconcile_interval_s, _TICK, 0)
+        if finished < len(self.jobs):
+            # Cut at the horizon: integrate up to it, as if the pool had been paid until then.
+            self.stopped_at_horizon = True
+            self.advance(stop)
         return self.result()
+
+    def deadlocked(self, finished: int) -> bool:
+        """Nothing can ever change: no event left, jobs pending, none running, pool full."""
+        return (
+            finished < len(self.jobs)
+            and bool(self.pending)
+            and self.running_gpus == 0
+            and not self.empty
+            and self.node_count >= self.settings.max_nodes
+            and all(n.ready for n in self.nodes.values())
+        )
 
     def result(self) -> PolicyResult:
         started = [j for j in self.jobs if j.started_at is not None]
+        partial = [
+            j for j in self.jobs if j.started_at is None and any(n is not None for n in j.bound)
+        ]
         return PolicyResult(
             policy=self.policy.name,
             autoscaler=self.policy.autoscaler.value,
@@ -590,6 +687,21 @@ class _Simulation:
             decision_seconds=tuple(self.decision_seconds),
             decision_cpu_seconds=tuple(self.decision_cpu_seconds),
             decisions=dict(self.decisions),
+            stopped_at_horizon=self.stopped_at_horizon,
+            deadlocked_at_s=self.deadlocked_at,
+            idle_gpu_hours_before_deadlock=self.idle_gpu_s_at_deadlock / 3600.0,
+            unstarted_waited_s=tuple(
+                self.clock - j.trace.created_at for j in self.jobs if j.started_at is None
+            ),
+            jobs_running_at_end=sum(1 for j in started if j.finished_at is None),
+            partial_jobs_at_end=len(partial),
+            held_gpus_at_end=sum(
+                g
+                for j in partial
+                for g, n in zip(j.trace.pods, j.bound, strict=True)
+                if n is not None
+            ),
+            last_progress_s=self.last_progress,
         )
 
 

@@ -15,14 +15,18 @@ from kubeforge.operators.gpupool.sim.engine import (
     simulate,
 )
 from kubeforge.operators.gpupool.sim.trace import (
+    SCENARIOS,
     TraceJob,
     TraceSpec,
     generate_trace,
+    overload,
     peak_demand_gpus,
 )
 
 KUBEFORGE = PolicySpec("kubeforge", Autoscaler.KUBEFORGE, Binding.GANG)
+KUBEFORGE_RESERVE = PolicySpec("kubeforge-reserve", Autoscaler.KUBEFORGE, Binding.GANG_RESERVE)
 PER_POD = PolicySpec("per_pod", Autoscaler.PER_POD, Binding.PER_POD)
+PER_POD_ANY_ORDER = PolicySpec("per_pod_any_order", Autoscaler.PER_POD, Binding.PER_POD_ANY_ORDER)
 # Fixed 300 s provisioning, reconcile every 15 s, idle 600 s and age 600 s before scale-down.
 EXACT = ClusterSettings(max_nodes=10, max_in_flight=10, provision_delay_s=(300.0, 300.0))
 
@@ -89,11 +93,7 @@ def test_per_pod_binding_half_places_a_gang_while_its_nodes_boot_and_kubeforge_n
 
 @pytest.mark.parametrize(
     "policy",
-    [
-        KUBEFORGE,
-        PER_POD,
-        PolicySpec("kubeforge-reserve", Autoscaler.KUBEFORGE, Binding.GANG_RESERVE),
-    ],
+    [KUBEFORGE, PER_POD, KUBEFORGE_RESERVE],
     ids=lambda p: p.name,
 )
 def test_every_job_of_a_seeded_trace_runs_and_all_nodes_are_given_back(
@@ -107,7 +107,7 @@ def test_every_job_of_a_seeded_trace_runs_and_all_nodes_are_given_back(
     assert result.peak_nodes <= 40
     assert result.nodes_added == result.nodes_removed  # scaled back to minNodes 0
     assert min(result.waits_s) >= 0
-    if policy.binding is not Binding.PER_POD:
+    if policy.autoscaler is Autoscaler.KUBEFORGE:
         assert result.jobs_ever_partially_placed == 0
     assert result.busy_gpu_hours == pytest.approx(sum(j.gpus * j.duration_s for j in trace) / 3600)
 
@@ -161,3 +161,126 @@ def test_the_trace_spans_1x1_to_16x8_jobs_at_the_asked_load() -> None:
     assert all(600.0 <= j.duration_s <= 14_400.0 for j in trace)
     offered = sum(j.gpus * j.duration_s for j in trace) / trace[-1].created_at
     assert offered == pytest.approx(0.5 * spec.pool_gpus, rel=0.15)
+
+
+# A pool capped at 4 nodes, full with four 1x8 jobs (1 h .. 4 h) when a 4x8 gang arrives: the gang
+# must wait for capacity, and the nodes free up one an hour.
+CAPPED = replace(EXACT, max_nodes=4, max_in_flight=4)
+FULL_THEN_GANG = (*(job(i, 0.0, 1, 8, i + 1.0) for i in range(4)), job(4, 60.0, 4, 8, 1.0))
+
+
+def test_a_gang_waiting_for_capacity_holds_freed_nodes_under_per_pod_binding() -> None:
+    result = simulate(FULL_THEN_GANG, PER_POD, CAPPED)
+    # Nodes ready at 300; they free at 3900, 7500, 11100, 14700 and each takes one gang pod.
+    assert result.jobs_finished == 5
+    assert result.jobs_ever_partially_placed == 1
+    assert result.waits_s[4] == pytest.approx(14_700.0 - 60.0)
+    assert result.partial_held_gpu_hours == pytest.approx(8 * (3 + 2 + 1))  # 3, 2, 1 node-hours
+    assert result.peak_nodes == 4
+
+
+@pytest.mark.parametrize("policy", [KUBEFORGE, KUBEFORGE_RESERVE], ids=lambda p: p.name)
+def test_kubeforge_holds_no_gpus_for_a_gang_waiting_for_capacity_and_never_passes_max_nodes(
+    policy: PolicySpec,
+) -> None:
+    kubeforge = simulate(FULL_THEN_GANG, policy, CAPPED)
+    per_pod = simulate(FULL_THEN_GANG, PER_POD, CAPPED)
+
+    assert kubeforge.jobs_finished == 5
+    assert kubeforge.jobs_ever_partially_placed == 0
+    assert kubeforge.partial_held_gpu_hours == 0
+    assert kubeforge.peak_nodes == 4
+    # Freed nodes are given back after idleAfter; when the last one frees, the whole gang fits
+    # (1 free node + 3 new ones within maxNodes 4) and starts once the new nodes boot (300 s).
+    assert kubeforge.waits_s[4] == pytest.approx(14_700.0 + 300.0 - 60.0)
+    assert kubeforge.idle_gpu_hours < per_pod.idle_gpu_hours / 4
+
+
+def deadlocking_settings(trace: tuple[TraceJob, ...]) -> ClusterSettings:
+    """A 2-node pool and a seed whose pod order gives each of two 2x8 jobs one node."""
+    for seed in range(50):
+        settings = replace(EXACT, max_nodes=2, max_in_flight=2, horizon_s=4 * 3600.0, seed=seed)
+        if simulate(trace, PER_POD_ANY_ORDER, settings).deadlocked_at_s is not None:
+            return settings
+    raise AssertionError("no seed in 0..49 interleaves the two jobs' pods")
+
+
+def test_half_placed_jobs_can_deadlock_and_the_run_ends_at_the_horizon() -> None:
+    trace = (job(0, 0.0, 2, 8, 1.0), job(1, 0.0, 2, 8, 1.0))
+    settings = deadlocking_settings(trace)
+
+    stuck = simulate(trace, PER_POD_ANY_ORDER, settings)
+
+    # Both nodes are ready at 300 s and each job got one: nothing runs, nothing can change.
+    assert stuck.deadlocked_at_s is not None and stuck.deadlocked_at_s >= 300.0
+    assert stuck.stopped_at_horizon
+    assert stuck.jobs_started == stuck.jobs_finished == 0 and stuck.jobs_unfinished == 2
+    assert stuck.partial_jobs_at_end == 2 and stuck.held_gpus_at_end == 16
+    assert stuck.end_s == 4 * 3600.0  # the last arrival (0 s) + the horizon
+    assert stuck.idle_gpu_hours == pytest.approx(16 * (4 * 3600.0 - 300.0) / 3600)
+    assert stuck.idle_gpu_hours_before_deadlock == pytest.approx(
+        16 * (stuck.deadlocked_at_s - 300.0) / 3600
+    )
+    # Never-started jobs count what they waited until the end.
+    assert stuck.waits_with_unstarted_s == (4 * 3600.0, 4 * 3600.0)
+
+    # The same pool and trace under gang binding, or binding pods oldest job first: both run.
+    for policy in (KUBEFORGE, KUBEFORGE_RESERVE, PER_POD):
+        result = simulate(trace, policy, settings)
+        assert result.jobs_finished == 2 and result.deadlocked_at_s is None
+        assert not result.stopped_at_horizon
+
+
+def test_on_a_small_scarce_trace_per_pod_binding_holds_gpus_and_kubeforge_holds_none() -> None:
+    spec = TraceSpec(jobs=150, pool_gpus=50 * 8, load=0.85, swing=0.5, period_s=2 * 3600.0, seed=5)
+    trace = generate_trace(spec)
+    settings = ClusterSettings(max_nodes=50, max_in_flight=50, seed=5)
+    assert overload(trace, 50 * 8).longest_hours_above >= 1.0  # precondition: scarce for hours
+
+    per_pod = simulate(trace, PER_POD, settings)
+    any_order = simulate(trace, PER_POD_ANY_ORDER, settings)
+    results = [simulate(trace, policy, settings) for policy in (KUBEFORGE, KUBEFORGE_RESERVE)]
+
+    assert per_pod.peak_nodes == 50  # the pool reaches maxNodes
+    assert per_pod.partial_held_gpu_hours > 0 and any_order.partial_held_gpu_hours > 0
+    for kubeforge in results:
+        assert kubeforge.jobs_finished == 150
+        assert kubeforge.jobs_ever_partially_placed == 0
+        assert kubeforge.partial_held_gpu_hours == 0
+        assert kubeforge.held_gpus_at_end == 0
+        assert kubeforge.peak_nodes <= 50
+
+
+def test_zero_wait_demand_above_a_pool_is_measured_in_hours_and_gpu_hours() -> None:
+    # 8 GPUs for 0..1 h and 8 more for 0.5..1.5 h: 16 GPUs for half an hour.
+    trace = (job(0, 0.0, 1, 8, 1.0), job(1, 1800.0, 2, 4, 1.0))
+    above = overload(trace, 8)
+    assert above.hours_above == pytest.approx(0.5)
+    assert above.longest_hours_above == pytest.approx(0.5)
+    assert above.gpu_hours_above == pytest.approx(4.0)
+    assert overload(trace, 16).hours_above == 0.0
+
+
+def test_a_swinging_arrival_rate_sends_more_jobs_in_the_peak_half_of_each_period() -> None:
+    spec = TraceSpec(jobs=4000, load=0.8, swing=0.5, period_s=4 * 3600.0, seed=3)
+    trace = generate_trace(spec)
+    peak = sum(1 for j in trace if j.created_at % spec.period_s < spec.period_s / 2)
+    trough = len(trace) - peak
+    # The rate integrates to (1 + 2 x 0.5 / pi) vs (1 - 2 x 0.5 / pi) per half: about 1.93x.
+    assert peak / trough == pytest.approx(1.93, rel=0.15)
+    offered = sum(j.gpus * j.duration_s for j in trace) / trace[-1].created_at
+    assert offered == pytest.approx(0.8 * spec.pool_gpus, rel=0.15)
+    with pytest.raises(ValueError, match="swing"):
+        generate_trace(replace(spec, swing=1.0))
+
+
+def test_the_scarce_scenario_offers_more_than_max_nodes_for_hours_and_the_ample_one_never() -> None:
+    ample, scarce = SCENARIOS["ample"], SCENARIOS["scarce"]
+    ample_trace, scarce_trace = generate_trace(ample.trace), generate_trace(scarce.trace)
+    capacity = scarce.max_nodes * 8
+    assert peak_demand_gpus(ample_trace) < ample.max_nodes * 8
+    assert overload(ample_trace, ample.max_nodes * 8).hours_above == 0.0
+    assert 1.0 < peak_demand_gpus(scarce_trace) / capacity <= 1.3
+    assert overload(scarce_trace, capacity).longest_hours_above >= 2.0
+    # The constant-rate trace is the one the first benchmark published (peak 5,445 GPUs).
+    assert peak_demand_gpus(ample_trace) == 5445
