@@ -2,7 +2,8 @@
 
 Mixed precision on CUDA (bf16 autocast), gradient accumulation, a checkpoint every epoch and
 resume from the newest one. ``python -m kubeforge.components.train.trainer CONFIG.json`` is the
-worker entry point torchrun and the PyTorchJob pods run.
+worker entry point torchrun and the PyTorchJob pods run. With ``KUBEFORGE_METRICS_PORT`` set, each
+worker serves its throughput (``kubeforge_train_samples_total``) on Prometheus ``/metrics``.
 """
 
 from __future__ import annotations
@@ -13,12 +14,14 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.distributed as dist
+from prometheus_client import CollectorRegistry, Counter, start_http_server
 from torch import nn
 
 from kubeforge.components.ingest.ingest import load_split
@@ -77,6 +80,35 @@ def _setup_distributed() -> tuple[int, int, torch.device]:
     return rank, world, device
 
 
+def serve_throughput_metrics(rank: int) -> tuple[Counter | None, Callable[[], None]]:
+    """Serve ``kubeforge_train_samples_total{rank}`` when ``KUBEFORGE_METRICS_PORT`` is set.
+
+    Each worker serves its own counter on the port plus its ``LOCAL_RANK`` (so torchrun workers
+    on one host do not collide); ``rate()`` of it is the training throughput in samples/s.
+
+    Returns:
+        The counter to increment (None when no port is set) and a function that stops serving.
+    """
+    port = os.environ.get("KUBEFORGE_METRICS_PORT")
+    if not port:
+        return None, lambda: None
+    registry = CollectorRegistry()
+    samples = Counter(
+        "kubeforge_train_samples", "Training samples processed", ["rank"], registry=registry
+    )
+    server, _thread = start_http_server(
+        int(port) + int(os.environ.get("LOCAL_RANK", "0")),
+        addr=os.environ.get("KUBEFORGE_METRICS_ADDR", "0.0.0.0"),
+        registry=registry,
+    )
+
+    def stop() -> None:
+        server.shutdown()
+        server.server_close()
+
+    return samples.labels(str(rank)), stop
+
+
 def latest_checkpoint(directory: Path) -> Path | None:
     """Newest ``epoch-N.pt`` in ``directory``, if any."""
     found = sorted(directory.glob("epoch-*.pt"), key=lambda p: int(p.stem.split("-")[1]))
@@ -133,37 +165,43 @@ def train_worker(config: TrainConfig) -> TrainResult:
     samples, loss_sum, steps = 0, 0.0, 0
     started = time.perf_counter()
     last_checkpoint = time.monotonic()
-    for epoch in range(start_epoch, config.epochs):
-        if sampler is not None and hasattr(sampler, "set_epoch"):
-            sampler.set_epoch(epoch)
-        generator.manual_seed(config.seed + epoch)
-        wrapped.train()
-        optimizer.zero_grad(set_to_none=True)
-        for step, (xb, yb) in enumerate(loader):
-            xb, yb = xb.to(device, non_blocking=True), yb.to(device, non_blocking=True)
-            boundary = (step + 1) % config.grad_accum_steps == 0 or step + 1 == len(loader)
-            sync = (
-                wrapped.no_sync()  # type: ignore[operator]
-                if world > 1 and not boundary
-                else contextlib.nullcontext()
-            )
-            with sync, torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-                loss = loss_fn(wrapped(xb), yb) / config.grad_accum_steps
-            loss.backward()
-            if boundary:
-                optimizer.step()
-                optimizer.zero_grad(set_to_none=True)
-            samples += len(xb)
-            loss_sum += float(loss.detach()) * config.grad_accum_steps
-            steps += 1
-        # Checkpoint on a wall-clock interval (and after the last epoch): an epoch of a small
-        # model takes milliseconds, and saving every epoch would cost more than the training.
-        last = epoch + 1 == config.epochs
-        if rank == 0 and (
-            last or time.monotonic() - last_checkpoint >= config.checkpoint_interval_s
-        ):
-            _checkpoint(config, model, optimizer, epoch + 1)
-            last_checkpoint = time.monotonic()
+    throughput, stop_metrics = serve_throughput_metrics(rank)
+    try:
+        for epoch in range(start_epoch, config.epochs):
+            if sampler is not None and hasattr(sampler, "set_epoch"):
+                sampler.set_epoch(epoch)
+            generator.manual_seed(config.seed + epoch)
+            wrapped.train()
+            optimizer.zero_grad(set_to_none=True)
+            for step, (xb, yb) in enumerate(loader):
+                xb, yb = xb.to(device, non_blocking=True), yb.to(device, non_blocking=True)
+                boundary = (step + 1) % config.grad_accum_steps == 0 or step + 1 == len(loader)
+                sync = (
+                    wrapped.no_sync()  # type: ignore[operator]
+                    if world > 1 and not boundary
+                    else contextlib.nullcontext()
+                )
+                with sync, torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+                    loss = loss_fn(wrapped(xb), yb) / config.grad_accum_steps
+                loss.backward()
+                if boundary:
+                    optimizer.step()
+                    optimizer.zero_grad(set_to_none=True)
+                samples += len(xb)
+                if throughput is not None:
+                    throughput.inc(len(xb))
+                loss_sum += float(loss.detach()) * config.grad_accum_steps
+                steps += 1
+            # Checkpoint on a wall-clock interval (and after the last epoch): an epoch of a small
+            # model takes milliseconds, and saving every epoch would cost more than the training.
+            last = epoch + 1 == config.epochs
+            if rank == 0 and (
+                last or time.monotonic() - last_checkpoint >= config.checkpoint_interval_s
+            ):
+                _checkpoint(config, model, optimizer, epoch + 1)
+                last_checkpoint = time.monotonic()
+    finally:
+        stop_metrics()
     elapsed = time.perf_counter() - started
     if world > 1:
         dist.barrier()

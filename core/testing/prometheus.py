@@ -188,3 +188,27 @@ class PrometheusServer:
     def targets_up(self) -> dict[str, str]:
         """Scrape URL -> health (``up``, ``down`` or ``unknown``) of every active target."""
         return {t["scrapeUrl"]: t["health"] for t in self.api("targets")["activeTargets"]}
+
+
+# What Grafana puts in for its built-in interval variables when a test runs a dashboard query.
+GRAFANA_INTERVALS = {"$__rate_interval": "1m", "$__interval": "15s", "$__range": "1h"}
+
+
+def dashboard_queries(dashboard: dict[str, Any]) -> list[str]:
+    """Every PromQL expression of a Grafana dashboard's panels (rows' nested panels included)."""
+    panels = [p for top in dashboard.get("panels", []) for p in [top, *top.get("panels", [])]]
+    return [t["expr"] for p in panels for t in p.get("targets", []) if t.get("expr")]
+
+
+def substitute_variables(expr: str, variables: dict[str, str]) -> str:
+    """``expr`` with Grafana's interval variables and ``variables`` (name -> value) filled in.
+
+    Raises:
+        PrometheusError: A ``$variable`` is left that neither set names.
+    """
+    values = {**GRAFANA_INTERVALS, **{f"${name}": value for name, value in variables.items()}}
+    for var in sorted(values, key=len, reverse=True):  # $__rate_interval before $__interval
+        expr = expr.replace(var, values[var])
+    if "$" in expr:
+        raise PrometheusError(f"unknown template variable left in {expr!r}")
+    return expr

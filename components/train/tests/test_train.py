@@ -1,5 +1,9 @@
 from __future__ import annotations
 
+import re
+import threading
+import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +19,16 @@ from kubeforge.components.train.pytorchjob import (
     submit_pytorchjob,
 )
 from kubeforge.components.train.stage import parse_hidden, parse_selector
-from kubeforge.components.train.trainer import TrainConfig, latest_checkpoint, run_local
+from kubeforge.components.train.trainer import (
+    TrainConfig,
+    TrainResult,
+    latest_checkpoint,
+    run_local,
+    train_worker,
+)
 from kubeforge.core.errors import KubeforgeError
+from kubeforge.core.testing.controlplane import free_port
+from kubeforge.core.testing.fixtures import wait_for
 
 
 def _config(digits_labelled: Path, digits_splits: Path, out: Path, epochs: int) -> TrainConfig:
@@ -54,6 +66,41 @@ def test_resumes_from_the_last_checkpoint(
     assert second.resumed_from_epoch == 3
     assert second.epochs_run == 2
     assert latest_checkpoint(tmp_path / "checkpoints").name == "epoch-5.pt"  # type: ignore[union-attr]
+
+
+def test_worker_serves_its_throughput_on_metrics_while_it_trains(
+    digits_labelled: Path, digits_splits: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    port = free_port()
+    monkeypatch.setenv("KUBEFORGE_METRICS_PORT", str(port))
+    monkeypatch.setenv("KUBEFORGE_METRICS_ADDR", "127.0.0.1")
+    epochs = 60
+    config = _config(digits_labelled, digits_splits, tmp_path, epochs=epochs)
+    config.checkpoint_interval_s = 3600.0
+    results: list[TrainResult] = []
+    worker = threading.Thread(target=lambda: results.append(train_worker(config)), daemon=True)
+    worker.start()
+    seen: list[float] = []
+
+    def scraped() -> bool:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as resp:
+                text = resp.read().decode()
+        except (urllib.error.URLError, OSError):
+            return False
+        found = re.search(r'^kubeforge_train_samples_total\{rank="0"\} (\S+)$', text, re.M)
+        if found and float(found.group(1)) > 0:
+            seen.append(float(found.group(1)))
+        return bool(seen)
+
+    wait_for(scraped, timeout=60, interval=0.05)
+    worker.join(timeout=300)
+    assert results and results[0].epochs_run == epochs
+    rows = len(load_split(digits_labelled / "train.parquet").label_indices())
+    assert 0 < seen[0] <= rows * epochs
+    # The endpoint closes when training ends, so the port is free for the next run.
+    with pytest.raises(urllib.error.URLError):
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2)
 
 
 @pytest.mark.parametrize(

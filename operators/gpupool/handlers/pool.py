@@ -22,10 +22,12 @@ INTERVAL_S = float(os.environ.get("KUBEFORGE_RECONCILE_INTERVAL", "15"))
 _state: dict[str, Reconciler] = {}
 
 
-def _reconciler() -> Reconciler:
-    if "r" not in _state:
-        _state["r"] = Reconciler(api_client())
-    return _state["r"]
+def _reconciler(pool: str) -> Reconciler:
+    # One per pool: kopf runs different pools' timers in parallel threads, and a shared
+    # Reconciler's last_observation/last_actions would reach another pool's metrics.
+    if pool not in _state:
+        _state[pool] = Reconciler(api_client())
+    return _state[pool]
 
 
 @kopf.index("kubeflow.org", "v1", "pytorchjobs")
@@ -56,7 +58,7 @@ def reconcile_pool(body: kopf.Body, name: str, logger: kopf.Logger, **kwargs: An
 
     kopf passes the indexes above as keyword arguments named after them.
     """
-    reconciler = _reconciler()
+    reconciler = _reconciler(name)
     started = time.perf_counter()
     cluster = ClusterReads(
         _values(kwargs["pytorchjob_index"]), _values(kwargs["training_pod_index"])
