@@ -133,6 +133,9 @@ class ModelServer:
                 except (KeyError, ValueError, TypeError) as exc:
                     code = 400
                     self._json(400, {"error": f"bad request: {exc}"})
+                except Exception as exc:  # noqa: BLE001 - answer and count it as a server error
+                    code = 500
+                    self._json(500, {"error": f"{type(exc).__name__}: {exc}"})
                 finally:
                     server.latency.labels(server.name).observe(time.perf_counter() - started)
                     server.requests.labels(server.name, str(code)).inc()
