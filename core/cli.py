@@ -57,24 +57,29 @@ def parse_params(pairs: list[str], declared: dict[str, dict[str, Any]]) -> dict[
     return out
 
 
+def read_ir_file(name: str) -> Any:
+    """A compiled pipeline read from an IR YAML file (a ``PipelineIR``)."""
+    from kubeforge.pipelines.ir import load_ir
+
+    path = Path(name)
+    if not path.is_file():
+        raise KubeforgeError(f"pipeline file {name} does not exist", "pipeline")
+    return load_ir(path.read_text(), str(path))
+
+
 def resolve_pipeline(name: str) -> tuple[Any, dict[str, dict[str, Any]]]:
     """A project pipeline by name, or an IR YAML file by path: (callable, declared params)."""
     from kubeforge.pipelines.registry import get_pipeline, pipeline_parameters
 
-    path = Path(name)
-    if path.suffix in (".yaml", ".yml"):
+    if Path(name).suffix in (".yaml", ".yml"):
         from kfp import components
 
-        from kubeforge.pipelines.ir import load_ir
-
-        if not path.is_file():
-            raise KubeforgeError(f"pipeline file {name} does not exist", "pipeline")
-        ir = load_ir(path.read_text(), str(path))
+        ir = read_ir_file(name)
         declared = {
             k: {"type": p.type, "default": p.default if p.optional else None}
             for k, p in ir.parameters.items()
         }
-        return components.load_component_from_file(str(path)), declared
+        return components.load_component_from_file(name), declared
     return get_pipeline(name), pipeline_parameters(name)
 
 
@@ -233,20 +238,12 @@ def compile_cmd(
 
 def compiled_ir(pipeline: str) -> Any:
     """The compiled IR of a project pipeline (by name) or of an IR YAML file (by path)."""
-    import tempfile
-
     from kubeforge.pipelines.ir import load_ir
-    from kubeforge.pipelines.registry import compile_pipeline
+    from kubeforge.pipelines.registry import compiled_text
 
-    path = Path(pipeline)
-    if path.suffix in (".yaml", ".yml"):
-        if not path.is_file():
-            raise KubeforgeError(f"pipeline file {pipeline} does not exist", "pipeline")
-        return load_ir(path.read_text(), str(path))
-    with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / f"{pipeline}.yaml"
-        compile_pipeline(pipeline, str(out))
-        return load_ir(out.read_text(), pipeline)
+    if Path(pipeline).suffix in (".yaml", ".yml"):
+        return read_ir_file(pipeline)
+    return load_ir(compiled_text(pipeline), pipeline)
 
 
 @app.command()

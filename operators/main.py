@@ -17,8 +17,6 @@ from prometheus_client import start_http_server
 from kubeforge.operators.gpupool.handlers import pool as _gpupool  # noqa: F401 - registers handlers
 from kubeforge.operators.pipelines.handlers import runs as _runs  # noqa: F401 - registers handlers
 
-PEERING = os.environ.get("KUBEFORGE_PEERING", "kubeforge")
-METRICS_PORT = int(os.environ.get("KUBEFORGE_METRICS_PORT", "8080"))
 
 
 @kopf.on.login()
@@ -31,7 +29,8 @@ def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
 @kopf.on.startup()
 def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     """One active replica per cluster through kopf peering; metrics on KUBEFORGE_METRICS_PORT."""
-    settings.peering.name = PEERING
+    # Read at startup, not import: one test process may run the operator several times.
+    settings.peering.name = os.environ.get("KUBEFORGE_PEERING", "kubeforge")
     settings.peering.clusterwide = True
     # Replicas of equal priority all pause (kopf's rule), so each replica draws its own.
     settings.peering.priority = int(os.environ.get("KUBEFORGE_PEERING_PRIORITY", "0")) or (
@@ -40,5 +39,6 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     # Handlers' own log lines at INFO and above become Events; timers never post, so the
     # controllers post their decisions themselves (kubeforge.operators.events).
     settings.posting.level = 20
-    if METRICS_PORT:
-        start_http_server(METRICS_PORT, addr=os.environ.get("KUBEFORGE_METRICS_ADDR", "0.0.0.0"))
+    port = int(os.environ.get("KUBEFORGE_METRICS_PORT", "8080"))
+    if port:
+        start_http_server(port, addr=os.environ.get("KUBEFORGE_METRICS_ADDR", "0.0.0.0"))

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import importlib
+import tempfile
+from pathlib import Path
 from typing import Any
 
 from kubeforge.core.errors import KubeforgeError
@@ -25,6 +28,15 @@ def compile_pipeline(name: str, path: str) -> None:
     from kfp import compiler
 
     compiler.Compiler().compile(get_pipeline(name), package_path=path)
+
+
+@functools.cache
+def compiled_text(name: str) -> str:
+    """IR YAML of pipeline ``name``, compiled once per process."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / f"{name}.yaml"
+        compile_pipeline(name, str(path))
+        return path.read_text()
 
 
 def pipeline_parameters(name: str) -> dict[str, dict[str, Any]]:

@@ -25,9 +25,10 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -66,6 +67,21 @@ def build_binaries() -> Path:
     if proc.returncode != 0:
         raise ControlPlaneError(f"{script} failed with exit code {proc.returncode}")
     return Path(proc.stdout.strip().splitlines()[-1])
+
+
+def stop_process_groups(procs: Sequence[subprocess.Popen[Any]], grace_s: float = 15.0) -> None:
+    """SIGTERM each process's whole group, wait up to ``grace_s`` each, then SIGKILL the rest."""
+    for proc in procs:
+        if proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
+    for proc in procs:
+        try:
+            proc.wait(timeout=grace_s)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=5)
 
 
 def free_port() -> int:
@@ -323,17 +339,7 @@ class ControlPlane:
 
     def stop(self) -> None:
         """Stop every process (scheduler, apiserver, then etcd) and remove the work directory."""
-        for _name, proc in reversed(self._procs):
-            if proc.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGTERM)
-        for _name, proc in reversed(self._procs):
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=5)
+        stop_process_groups([proc for _name, proc in reversed(self._procs)])
         self._procs.clear()
         shutil.rmtree(self.workdir, ignore_errors=True)
 

@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -27,7 +25,12 @@ from typing import Any
 
 import yaml
 
-from kubeforge.core.testing.controlplane import _die_with_parent, free_port, repo_root
+from kubeforge.core.testing.controlplane import (
+    _die_with_parent,
+    free_port,
+    repo_root,
+    stop_process_groups,
+)
 
 
 class PrometheusError(RuntimeError):
@@ -127,15 +130,8 @@ class PrometheusServer:
 
     def stop(self) -> None:
         """Stop the server and remove its TSDB and configuration."""
-        if self._proc is not None and self._proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self._proc.pid, signal.SIGTERM)
-            try:
-                self._proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(self._proc.pid, signal.SIGKILL)
-                self._proc.wait(timeout=5)
+        if self._proc is not None:
+            stop_process_groups([self._proc])
         self._proc = None
         shutil.rmtree(self.workdir, ignore_errors=True)
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import signal
 import subprocess
 import sys
 import urllib.error
@@ -24,7 +23,7 @@ import pytest
 import yaml
 
 from kubeforge.components.train.pytorchjob import build_pytorchjob, submit_pytorchjob
-from kubeforge.core.testing.controlplane import free_port
+from kubeforge.core.testing.controlplane import free_port, stop_process_groups
 from kubeforge.core.testing.fixtures import Kubectl, wait_for
 
 pytestmark = pytest.mark.cluster
@@ -48,14 +47,7 @@ def process_log(tmp_path: Path) -> Iterator[list[subprocess.Popen[bytes]]]:
     """Processes a test starts; each is stopped (its whole group) at the end."""
     procs: list[subprocess.Popen[bytes]] = []
     yield procs
-    for proc in procs:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=5)
+    stop_process_groups(procs, grace_s=20)
 
 
 def _get(url: str, host: str | None = None) -> int:

@@ -19,7 +19,6 @@ import math
 import os
 import re
 import secrets
-import signal
 import subprocess
 import sys
 import urllib.error
@@ -37,7 +36,7 @@ from kubeforge.components.deploy.server import ModelServer
 from kubeforge.components.train.model import Classifier, ModelSpec
 from kubeforge.components.train.pytorchjob import build_pytorchjob, submit_pytorchjob
 from kubeforge.components.train.trainer import TrainConfig
-from kubeforge.core.testing.controlplane import free_port
+from kubeforge.core.testing.controlplane import free_port, stop_process_groups
 from kubeforge.core.testing.fixtures import Kubectl, wait_for, wait_for_crd
 from kubeforge.core.testing.prometheus import (
     PrometheusServer,
@@ -133,17 +132,6 @@ def _nodes(kubectl: Kubectl, pool: str) -> list[str]:
     return kubectl("get", "nodes", "-l", f"kubeforge.io/pool={pool}", "-o", "name").stdout.split()
 
 
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=5)
-
-
 @pytest.fixture(scope="module")
 def scenario(
     kubectl: Kubectl,
@@ -206,7 +194,7 @@ def scenario(
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
             )
-        cleanup.callback(_stop, operator)
+        cleanup.callback(stop_process_groups, [operator])
         trainer_port = free_port()
         config = TrainConfig(
             str(digits_labelled / "train.parquet"),
@@ -262,7 +250,7 @@ def _train_until_measured(prometheus: PrometheusServer, config: Path, port: int)
 
         wait_for(measured, timeout=120)
     finally:
-        _stop(worker)
+        stop_process_groups([worker])
 
 
 def _delete_pool(kubectl: Kubectl, pool: str) -> None:
@@ -439,7 +427,7 @@ def test_every_dashboard_query_is_valid_and_reads_real_metrics(scenario: Scenari
 def test_operator_down_fires_when_the_operator_stops(scenario: Scenario) -> None:
     # Last in the module: it stops the operator (the fixture's cleanup copes with that).
     assert scenario.active_alerts("KubeforgeOperatorDown") == {}
-    _stop(scenario.operator)
+    stop_process_groups([scenario.operator])
     up = f'up{{job="{OPERATOR_JOB}"}}'
     wait_for(lambda: scenario.prometheus.value(up) == 0.0, timeout=30)
     wait_for(lambda: scenario.active_alerts("KubeforgeOperatorDown") == {"": "firing"}, timeout=30)

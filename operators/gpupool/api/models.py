@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from kubeforge.operators.schema import spec_field
+from kubeforge.operators.schema import Condition, spec_field
 
 
 @dataclass
@@ -158,21 +158,6 @@ VALIDATIONS: dict[type, list[dict[str, str]]] = {
         }
     ],
 }
-
-
-@dataclass
-class Condition:
-    """A status condition (Ready, ScalingUp, ScalingDown, CapacityUnavailable)."""
-
-    type: str = spec_field("Condition type.", "")
-    status: str = spec_field(
-        "True, False or Unknown.", "Unknown", enum=["True", "False", "Unknown"]
-    )
-    reason: str = spec_field("One-word reason in CamelCase.", "")
-    message: str = spec_field("What happened, for a person.", "")
-    lastTransitionTime: str = spec_field(  # noqa: N815
-        "When the status last changed.", "", format="date-time"
-    )
 
 
 @dataclass

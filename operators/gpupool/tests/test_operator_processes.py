@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from kubeforge.components.train.pytorchjob import build_pytorchjob, submit_pytorchjob
-from kubeforge.core.testing.controlplane import free_port
+from kubeforge.core.testing.controlplane import free_port, stop_process_groups
 from kubeforge.core.testing.fixtures import Kubectl, wait_for, wait_for_crd
 from kubeforge.operators.gpupool.clients.kwok import KwokProvider
 from kubeforge.operators.gpupool.tests.test_operator import parse_metrics
@@ -68,12 +68,7 @@ class Operator:
         self.proc.wait(timeout=30)
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.kill()
+        stop_process_groups([self.proc], grace_s=30)
 
 
 @contextlib.contextmanager

@@ -2,25 +2,12 @@
 
 from __future__ import annotations
 
-import functools
 import importlib.metadata
-import tempfile
-from pathlib import Path
 from typing import Any
 
 from kubeforge.core.errors import KubeforgeError
 from kubeforge.pipelines.ir import PipelineIR, load_ir
-
-
-@functools.cache
-def compiled(name: str) -> str:
-    """IR YAML of one of the project's pipelines (compiled once per process)."""
-    from kubeforge.pipelines.registry import compile_pipeline
-
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "pipeline.yaml"
-        compile_pipeline(name, str(path))
-        return path.read_text()
+from kubeforge.pipelines.registry import compiled_text
 
 
 def operator_version() -> str:
@@ -51,7 +38,7 @@ def resolve_source(
                 f" this operator runs Kubeforge {operator_version()}",
                 f"{field}.version",
             )
-        return load_ir(compiled(source["name"]), f"{field}.name")
+        return load_ir(compiled_text(source["name"]), f"{field}.name")
     if source.get("ir"):
         return load_ir(source["ir"], f"{field}.ir")
     ref = source.get("configMap") or {}
