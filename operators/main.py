@@ -18,7 +18,6 @@ from kubeforge.operators.gpupool.handlers import pool as _gpupool  # noqa: F401 
 from kubeforge.operators.pipelines.handlers import runs as _runs  # noqa: F401 - registers handlers
 
 
-
 @kopf.on.login()
 def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
     """In-cluster service account first, else the kubeconfig named by KUBECONFIG (read now)."""
