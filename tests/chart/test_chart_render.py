@@ -75,6 +75,7 @@ def test_default_render_runs_the_operator_as_specified(chart: Any) -> None:
     env = _env(container)
     assert env["KUBEFORGE_METRICS_PORT"] == "8080"
     assert env["KUBEFORGE_PEERING"] == "kf"
+    assert env["KUBEFORGE_PEERING_LIFETIME"] == "60"
     assert env["KUBEFORGE_IMAGE"] == "ghcr.io/kubeforge/kubeforge:0.1.0"
     assert container["image"] == "ghcr.io/kubeforge/kubeforge:0.1.0"
     assert env["KUBEFORGE_KFP_HOST"] == ""
@@ -186,6 +187,7 @@ def test_monitoring_scenario_ships_the_rules_file_and_scrapes_the_operator(chart
         pytest.param("operator.replicas=two", "/operator/replicas", id="string-for-int"),
         pytest.param("mlflow.enabled=maybe", "/mlflow/enabled", id="string-for-bool"),
         pytest.param("mlflow.port=70000", "/mlflow/port", id="port-out-of-range"),
+        pytest.param("peering.lifetime=2", "/peering/lifetime", id="peering-lifetime-too-short"),
         pytest.param(
             "monitoring.serviceMonitor.interval=soon",
             "/monitoring/serviceMonitor/interval",

@@ -30,6 +30,12 @@ def _reconciler(pool: str) -> Reconciler:
     return _state[pool]
 
 
+@kopf.on.startup()
+def fresh_reconcilers(**_: Any) -> None:
+    """Start from the cluster, not from a previous run's memory (as a new process would)."""
+    _state.clear()
+
+
 @kopf.index("kubeflow.org", "v1", "pytorchjobs")
 def pytorchjob_index(body: kopf.Body, namespace: str | None, name: str, **_: Any) -> Any:
     """Every PyTorchJob, kept current by kopf's watch (no LIST per reconcile)."""

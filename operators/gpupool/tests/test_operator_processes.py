@@ -100,16 +100,53 @@ def kwok_pool(kubectl: Kubectl, api_client: Any, spec: dict[str, Any]) -> Iterat
         kubectl("delete", "nodes", "-l", f"kubeforge.io/pool={name}", "--ignore-not-found")
 
 
+@contextlib.contextmanager
+def cluster_peering(kubectl: Kubectl, api_client: Any) -> Iterator[str]:
+    """A fresh ``ClusterKopfPeering`` of its own, so tests' replicas never see each other."""
+    kubectl("apply", "--server-side", "-f", str(CRDS / "kopf.dev_clusterkopfpeerings.yaml"))
+    wait_for_crd(api_client, "clusterkopfpeerings.kopf.dev")
+    name = f"peers-{secrets.token_hex(3)}"
+    body = {"apiVersion": "kopf.dev/v1", "kind": "ClusterKopfPeering", "metadata": {"name": name}}
+    kubectl("apply", "-f", "-", stdin=json.dumps(body))
+    try:
+        yield name
+    finally:
+        kubectl("delete", "clusterkopfpeering", name, "--ignore-not-found")
+
+
+def peer_records(kubectl: Kubectl, peering: str) -> list[tuple[int, int]]:
+    """(priority, lifetime in s) of each replica in the peering object (dead ones until cleaned)."""
+    obj = json.loads(kubectl("get", "clusterkopfpeering", peering, "-o", "json").stdout)
+    peers = (obj.get("status") or {}).values()
+    return sorted((int(p["priority"]), int(p["lifetime"])) for p in peers)
+
+
+def scale_up_events(kubectl: Kubectl, pool: str) -> list[dict[str, Any]]:
+    """The pool's ``ScaleUp`` Events (posted in ``default``: the pool is cluster-scoped)."""
+    out = kubectl(
+        "get",
+        "events",
+        "-n",
+        "default",
+        "--field-selector",
+        f"involvedObject.name={pool},reason=ScaleUp",
+        "-o",
+        "json",
+    ).stdout
+    items: list[dict[str, Any]] = json.loads(out)["items"]
+    return items
+
+
 def pool_nodes(kubectl: Kubectl, pool: str) -> list[str]:
     out = kubectl("get", "nodes", "-l", f"kubeforge.io/pool={pool}", "-o", "name").stdout
     return sorted(out.split())
 
 
-def submit(api_client: Any, namespace: str, pool: str, workers: int) -> None:
+def submit(api_client: Any, namespace: str, pool: str, workers: int, name: str = "train") -> None:
     submit_pytorchjob(
         api_client,
         build_pytorchjob(
-            "train",
+            name,
             namespace,
             "img",
             ["train"],
@@ -153,18 +190,7 @@ def test_killed_mid_scale_up_and_restarted_repeats_nothing(
             kubectl("delete", "gpool", pool, "--wait=true", "--timeout=60s")
         finally:
             second.stop()
-        scale_ups = json.loads(
-            kubectl(
-                "get",
-                "events",
-                "-n",
-                "default",
-                "--field-selector",
-                f"involvedObject.name={pool},reason=ScaleUp",
-                "-o",
-                "json",
-            ).stdout
-        )["items"]
+        scale_ups = scale_up_events(kubectl, pool)
         # One scale-up in all, by one node, by the first process; none after the restart.
         assert [(e["count"], e["message"].split(":")[0]) for e in scale_ups] == [
             (1, "scale up by 1")
@@ -179,22 +205,10 @@ def test_two_replicas_only_one_acts(
     namespace: str,
     tmp_path: Path,
 ) -> None:
-    kubectl("apply", "--server-side", "-f", str(CRDS / "kopf.dev_clusterkopfpeerings.yaml"))
-    wait_for_crd(api_client, "clusterkopfpeerings.kopf.dev")
-    peering = f"peers-{secrets.token_hex(3)}"
-    kubectl(
-        "apply",
-        "-f",
-        "-",
-        stdin=json.dumps(
-            {
-                "apiVersion": "kopf.dev/v1",
-                "kind": "ClusterKopfPeering",
-                "metadata": {"name": peering},
-            }
-        ),
-    )
-    with kwok_pool(kubectl, api_client, {"gpu": {"perNode": 8}, "provider": {"kwok": {}}}) as pool:
+    with (
+        cluster_peering(kubectl, api_client) as peering,
+        kwok_pool(kubectl, api_client, {"gpu": {"perNode": 8}, "provider": {"kwok": {}}}) as pool,
+    ):
         low = Operator(
             kubeconfig,
             tmp_path / "low.log",
@@ -208,12 +222,8 @@ def test_two_replicas_only_one_acts(
             KUBEFORGE_PEERING_PRIORITY="20",
         )
         try:
-
-            def both_registered() -> bool:
-                obj = json.loads(kubectl("get", "clusterkopfpeering", peering, "-o", "json").stdout)
-                return sorted(p["priority"] for p in obj.get("status", {}).values()) == [10, 20]
-
-            wait_for(both_registered, timeout=60)
+            # kopf's own peer lifetime (60 s) unless KUBEFORGE_PEERING_LIFETIME is set.
+            wait_for(lambda: peer_records(kubectl, peering) == [(10, 60), (20, 60)], timeout=60)
             submit(api_client, namespace, pool, workers=1)
             wait_for(lambda: high.decisions(pool) >= 5, timeout=60)
             assert len(pool_nodes(kubectl, pool)) == 2
@@ -224,4 +234,96 @@ def test_two_replicas_only_one_acts(
         finally:
             high.stop()
             low.stop()
-            kubectl("delete", "clusterkopfpeering", peering, "--ignore-not-found")
+
+
+# Short enough for a test, long enough that a slow keep-alive on a busy machine does not wake the
+# standby early (kopf renews 5-10 s before expiry). The chart keeps kopf's 60 s by default.
+LIFETIME_S = 10
+
+
+def test_standby_takes_over_when_the_active_replica_dies(
+    kubectl: Kubectl,
+    kubeconfig: Path,
+    api_client: Any,
+    pytorchjob_crd: str,
+    namespace: str,
+    tmp_path: Path,
+) -> None:
+    # GPUs take an hour to appear: the first job's nodes are still in flight at the takeover.
+    spec = {"gpu": {"perNode": 8}, "provider": {"kwok": {"gpuDelay": "1h"}}}
+    with (
+        cluster_peering(kubectl, api_client) as peering,
+        kwok_pool(kubectl, api_client, spec) as pool,
+    ):
+        env = {"KUBEFORGE_PEERING": peering, "KUBEFORGE_PEERING_LIFETIME": str(LIFETIME_S)}
+        high = Operator(kubeconfig, tmp_path / "high.log", KUBEFORGE_PEERING_PRIORITY="20", **env)
+        started = [high]
+        try:
+            submit(api_client, namespace, pool, workers=1, name="first")  # 2 nodes of 8 GPUs
+            wait_for(lambda: len(pool_nodes(kubectl, pool)) == 2, timeout=60)
+            standby = Operator(
+                kubeconfig, tmp_path / "low.log", KUBEFORGE_PEERING_PRIORITY="10", **env
+            )
+            started.append(standby)
+            pair = [(10, LIFETIME_S), (20, LIFETIME_S)]
+            wait_for(lambda: peer_records(kubectl, peering) == pair, timeout=60)
+            wait_for(
+                lambda: "Pausing operations in favour of" in standby.log.read_text(), timeout=30
+            )
+            planned = high.decisions(pool)
+            wait_for(lambda: high.decisions(pool) >= planned + 3, timeout=30)
+            assert standby.decisions(pool) == 0  # standing by while the active one plans
+
+            high.kill()
+            killed = time.monotonic()
+            wait_for(lambda: standby.decisions(pool) >= 1, timeout=LIFETIME_S + 40)
+            print(f"standby planned the pool {time.monotonic() - killed:.1f} s after the kill")
+            assert "Resuming operations after the pause" in standby.log.read_text()
+            # The dead replica's record expired and was cleaned out of the peering.
+            wait_for(lambda: peer_records(kubectl, peering) == [(10, LIFETIME_S)], timeout=30)
+            planned = standby.decisions(pool)
+            wait_for(lambda: standby.decisions(pool) >= planned + 3, timeout=30)
+            assert len(pool_nodes(kubectl, pool)) == 2  # the in-flight nodes not requested again
+
+            submit(api_client, namespace, pool, workers=1, name="second")
+            wait_for(lambda: len(pool_nodes(kubectl, pool)) == 4, timeout=60)
+            planned = standby.decisions(pool)
+            wait_for(lambda: standby.decisions(pool) >= planned + 3, timeout=30)
+            assert len(pool_nodes(kubectl, pool)) == 4  # each job's nodes requested once
+            status = json.loads(kubectl("get", "gpool", pool, "-o", "json").stdout)["status"]
+            assert status["nodes"]["registering"] == 4
+            assert sorted((j["job"], j["decision"]) for j in status["jobs"]) == [
+                (f"{namespace}/first", "waiting"),
+                (f"{namespace}/second", "waiting"),
+            ]
+            kubectl("delete", "gpool", pool, "--wait=true", "--timeout=60s")
+        finally:
+            for operator in started:
+                operator.kill()
+        # Two scale-ups in all, one per job: the first by the dead replica, the second by the
+        # standby; neither repeated (an identical Event would have count 2).
+        scale_ups = sorted(
+            (e["count"], e["message"].split(":")[0], e["message"].split(": ")[1].split(" (")[0])
+            for e in scale_up_events(kubectl, pool)
+        )
+        assert scale_ups == [
+            (1, "scale up by 2", f"{namespace}/first"),
+            (1, "scale up by 2", f"{namespace}/second"),
+        ]
+
+
+def test_too_short_peering_lifetime_stops_the_operator(
+    kubectl: Kubectl, kubeconfig: Path, tmp_path: Path
+) -> None:
+    # A lifetime this short would let a slow keep-alive wake the standby beside the active one.
+    operator = Operator(
+        kubeconfig,
+        tmp_path / "short.log",
+        KUBEFORGE_PEERING=f"short-{secrets.token_hex(3)}",
+        KUBEFORGE_PEERING_LIFETIME="2",
+    )
+    try:
+        assert operator.proc.wait(timeout=120) != 0
+    finally:
+        operator.kill()
+    assert "KUBEFORGE_PEERING_LIFETIME must be at least 5 s, not 2" in operator.log.read_text()

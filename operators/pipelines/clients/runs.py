@@ -8,6 +8,7 @@ display name), so a restart between "started" and "status written" starts nothin
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import os
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,6 +33,8 @@ from kubeforge.operators.pipelines.core.runs import (
     resource_name,
 )
 from kubeforge.pipelines.ir import PipelineIR, check_parameters
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -84,11 +87,23 @@ class RunReconciler:
         if self.kfp is None:
             from kubeforge.core.kfp import KfpBackend
 
+            if not self.config.kfp_host:
+                raise KubeforgeError(
+                    "kfpHost: the run is on Kubeflow Pipelines but this operator has no "
+                    "KUBEFORGE_KFP_HOST",
+                    "kfpHost",
+                )
+
             self.kfp = KfpBackend(self.config.kfp_host)
         return self.kfp
 
     def _event(self, obj: dict[str, Any], reason: str, message: str, warning: bool) -> None:
-        post_event(self.api_client, obj, reason, message, "Warning" if warning else "Normal")
+        from kubernetes.client.rest import ApiException
+
+        try:
+            post_event(self.api_client, obj, reason, message, "Warning" if warning else "Normal")
+        except ApiException as exc:  # an Event is a courtesy: status already says it all
+            log.warning("could not post Event %s on %s: %s", reason, obj["metadata"]["name"], exc)
 
     def _write_status(self, obj: dict[str, Any], plural: str, status: dict[str, Any]) -> None:
         meta = obj["metadata"]
@@ -293,11 +308,12 @@ class RunReconciler:
             run = self._kfp().get_run(status["kfpRunId"])
             return kfp_state(run.state, run.error, run.created_at, run.finished_at)
         serialize = self.api_client.sanitize_for_serialization
+        job_name = status.get("jobName") or resource_name(obj["metadata"]["name"])
         try:
-            job = serialize(self._batch().read_namespaced_job(status["jobName"], ns))
+            job = serialize(self._batch().read_namespaced_job(job_name, ns))
         except ApiException as exc:
             if exc.status == 404:
-                return RunState("Failed", f"Job {ns}/{status['jobName']} was deleted")
+                return RunState("Failed", f"Job {ns}/{job_name} was deleted")
             raise
         selector = f"{RUN_LABEL}={obj['metadata']['name']}"
         pods = [

@@ -24,6 +24,12 @@ def _reconciler() -> RunReconciler:
     return _state["r"]
 
 
+@kopf.on.startup()
+def fresh_reconciler(**_: Any) -> None:
+    """Read the configuration (image, MLflow, KFP host) anew each time the operator starts."""
+    _state.clear()
+
+
 def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
