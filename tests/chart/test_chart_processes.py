@@ -24,7 +24,7 @@ import yaml
 
 from kubeforge.components.train.pytorchjob import build_pytorchjob, submit_pytorchjob
 from kubeforge.core.testing.controlplane import free_port, stop_process_groups
-from kubeforge.core.testing.fixtures import Kubectl, wait_for
+from kubeforge.core.testing.fixtures import Kubectl, kwok_pool, wait_for
 
 pytestmark = pytest.mark.cluster
 
@@ -106,18 +106,7 @@ def test_operator_runs_with_only_the_charts_rbac(
         "apply",
         "-f",
         "-",
-        stdin=json.dumps(
-            {
-                "apiVersion": "kubeforge.io/v1alpha1",
-                "kind": "GPUNodePool",
-                "metadata": {"name": pool},
-                "spec": {
-                    "gpu": {"perNode": 8},
-                    "provider": {"kwok": {}},
-                    "jobSelector": {"nodeSelector": {"kubeforge.io/pool": pool}},
-                },
-            }
-        ),
+        stdin=json.dumps(kwok_pool(pool)),
     )
     submit_pytorchjob(
         api_client,

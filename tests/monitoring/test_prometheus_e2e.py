@@ -34,10 +34,9 @@ import yaml
 
 from kubeforge.components.deploy.server import ModelServer
 from kubeforge.components.train.model import Classifier, ModelSpec
-from kubeforge.components.train.pytorchjob import build_pytorchjob, submit_pytorchjob
 from kubeforge.components.train.trainer import TrainConfig
 from kubeforge.core.testing.controlplane import free_port, stop_process_groups
-from kubeforge.core.testing.fixtures import Kubectl, wait_for, wait_for_crd
+from kubeforge.core.testing.fixtures import Kubectl, kwok_pool, submit_gang, wait_for, wait_for_crd
 from kubeforge.core.testing.prometheus import (
     PrometheusServer,
     dashboard_queries,
@@ -84,20 +83,6 @@ class Scenario:
     def operator_log_tail(self) -> str:
         """The operator's last log lines, for failure messages."""
         return "\n".join(self.operator_log.read_text(errors="replace").splitlines()[-30:])
-
-
-def _pool(name: str, max_nodes: int) -> dict[str, Any]:
-    return {
-        "apiVersion": "kubeforge.io/v1alpha1",
-        "kind": "GPUNodePool",
-        "metadata": {"name": name},
-        "spec": {
-            "gpu": {"perNode": 8},
-            "scaling": {"maxNodes": max_nodes},
-            "provider": {"kwok": {}},
-            "jobSelector": {"nodeSelector": {"kubeforge.io/pool": name}},
-        },
-    }
 
 
 def _rules_without_for(tmp: Path) -> Path:
@@ -157,21 +142,15 @@ def scenario(
         cleanup.callback(core.delete_namespace, namespace)
         # (pool, maxNodes, workers of each job): a job is a Master plus its Workers, 8 GPUs each.
         for pool, max_nodes, jobs in ((fit, 10, [1]), (full, 1, [0, 1])):
-            kubectl("apply", "-f", "-", stdin=json.dumps(_pool(pool, max_nodes)))
+            kubectl(
+                "apply",
+                "-f",
+                "-",
+                stdin=json.dumps(kwok_pool(pool, scaling={"maxNodes": max_nodes})),
+            )
             cleanup.callback(_delete_pool, kubectl, pool)
             for i, workers in enumerate(jobs):
-                submit_pytorchjob(
-                    api_client,
-                    build_pytorchjob(
-                        f"job-{i}-{pool}",
-                        namespace,
-                        "img",
-                        ["train"],
-                        workers=workers,
-                        gpus_per_replica=8,
-                        node_selector={"kubeforge.io/pool": pool},
-                    ),
-                )
+                submit_gang(api_client, namespace, pool, workers, f"job-{i}-{pool}")
         server = ModelServer(_tiny_model(), ["no", "yes"], MODEL).start()
         cleanup.callback(server.stop)
         operator_port = free_port()

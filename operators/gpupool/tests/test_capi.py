@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from kubeforge.components.train.pytorchjob import build_pytorchjob, submit_pytorchjob
-from kubeforge.core.testing.fixtures import Kubectl, wait_for_crd
+from kubeforge.core.testing.fixtures import Kubectl, read_pool, wait_for_crd
 from kubeforge.operators.gpupool.clients.reconcile import Reconciler
 from kubeforge.operators.gpupool.core.capi import DELETE_MACHINE, DEPLOYMENT_LABEL
 from kubeforge.operators.gpupool.core.nodes import gpu_status_patch
@@ -121,17 +121,8 @@ class FakeCapi:
             self.core.delete_node(node)
 
 
-def _get(api_client: Any, name: str) -> dict[str, Any]:
-    from kubernetes import client
-
-    obj: dict[str, Any] = client.CustomObjectsApi(api_client).get_cluster_custom_object(
-        "kubeforge.io", "v1alpha1", "gpunodepools", name
-    )
-    return obj
-
-
 def step(r: Reconciler, api_client: Any, pool: str, now: float) -> PoolPlan:
-    decision = r.reconcile(_get(api_client, pool), now=now)
+    decision = r.reconcile(read_pool(api_client, pool), now=now)
     assert decision is not None
     return decision
 
@@ -223,7 +214,7 @@ def test_scale_up_restart_safe_then_remove_exactly_the_idle_machines(
     first = step(Reconciler(api_client), api_client, pool, t0)
     assert first.decision is Decision.SCALE_UP and first.add_nodes == 3
     assert capi.replicas() == 3
-    assert _get(api_client, pool)["status"]["nodes"]["requested"] == 3
+    assert read_pool(api_client, pool)["status"]["nodes"]["requested"] == 3
 
     # A restarted operator (a fresh Reconciler, no memory) asks for nothing more.
     r = Reconciler(api_client)
@@ -233,7 +224,7 @@ def test_scale_up_restart_safe_then_remove_exactly_the_idle_machines(
     capi.sync()  # Machines and their Nodes appear, GPUs not yet advertised
     assert step(r, api_client, pool, t0 + 10).decision is Decision.NOOP
     assert capi.replicas() == 3
-    status = _get(api_client, pool)["status"]
+    status = read_pool(api_client, pool)["status"]
     assert status["nodes"]["registering"] == 3 and status["nodes"]["requested"] == 0
     for name in capi.nodes:  # the operator labels and taints the pool's nodes
         node = core.read_node(name)
@@ -245,7 +236,7 @@ def test_scale_up_restart_safe_then_remove_exactly_the_idle_machines(
 
     capi.gpus_appear()
     step(r, api_client, pool, t0 + 20)
-    assert _get(api_client, pool)["status"]["nodes"]["gpuReady"] == 3
+    assert read_pool(api_client, pool)["status"]["nodes"]["gpuReady"] == 3
     small_node, *big_nodes = capi.nodes
     big_pods = [
         _bind(api_client, namespace, "big", kind, node)
@@ -273,7 +264,7 @@ def test_scale_up_restart_safe_then_remove_exactly_the_idle_machines(
     again = step(Reconciler(api_client), api_client, pool, t0 + 403)
     assert again.decision is Decision.NOOP
     assert capi.replicas() == 1
-    assert _get(api_client, pool)["status"]["nodes"]["draining"] == 2
+    assert read_pool(api_client, pool)["status"]["nodes"]["draining"] == 2
 
     capi.sync()  # the MachineSet controller deletes the marked Machines
     assert capi.nodes == [small_node]
@@ -315,7 +306,7 @@ def test_a_removal_stopped_between_mark_and_decrement_is_finished_once(
     step(r, api_client, pool, time.time() + 1)
     step(Reconciler(api_client), api_client, pool, time.time() + 2)
     assert capi.replicas() == 1  # ...once
-    status = _get(api_client, pool)["status"]["nodes"]
+    status = read_pool(api_client, pool)["status"]["nodes"]
     assert (status["draining"], status["requested"], status["gpuReady"]) == (1, 0, 1)
     capi.sync()
     assert [m["metadata"]["name"] for m in capi.machines()] != [victim]
@@ -335,8 +326,8 @@ def test_a_missing_machine_deployment_backs_off_and_says_so(
         json.dumps({"spec": {"provider": {"clusterAPI": {"machineDeployment": "absent"}}}}),
     )
     r = Reconciler(api_client)
-    assert r.reconcile(_get(api_client, pool), now=1000) is None
-    ready = {c["type"]: c for c in _get(api_client, pool)["status"]["conditions"]}["Ready"]
+    assert r.reconcile(read_pool(api_client, pool), now=1000) is None
+    ready = {c["type"]: c for c in read_pool(api_client, pool)["status"]["conditions"]}["Ready"]
     assert (ready["status"], ready["reason"]) == ("False", "ProviderUnavailable")
     assert f"MachineDeployment {namespace}/absent not found" in ready["message"]
     assert "retrying in 5s (attempt 1)" in ready["message"]
@@ -354,12 +345,12 @@ def test_a_missing_machine_deployment_backs_off_and_says_so(
     )["items"]
     assert warnings and warnings[0]["type"] == "Warning"
 
-    assert r.reconcile(_get(api_client, pool), now=1002) is None  # backing off: not tried
-    assert "(attempt 1)" in json.dumps(_get(api_client, pool)["status"]["conditions"])
-    assert r.reconcile(_get(api_client, pool), now=1006) is None  # tried again, failed again
-    assert "retrying in 10s (attempt 2)" in json.dumps(_get(api_client, pool)["status"])
+    assert r.reconcile(read_pool(api_client, pool), now=1002) is None  # backing off: not tried
+    assert "(attempt 1)" in json.dumps(read_pool(api_client, pool)["status"]["conditions"])
+    assert r.reconcile(read_pool(api_client, pool), now=1006) is None  # tried again, failed again
+    assert "retrying in 10s (attempt 2)" in json.dumps(read_pool(api_client, pool)["status"])
 
     kubectl("apply", "-f", "-", stdin=json.dumps(machine_deployment("absent", namespace)))
-    assert r.reconcile(_get(api_client, pool), now=1017) is not None
-    ready = {c["type"]: c for c in _get(api_client, pool)["status"]["conditions"]}["Ready"]
+    assert r.reconcile(read_pool(api_client, pool), now=1017) is not None
+    ready = {c["type"]: c for c in read_pool(api_client, pool)["status"]["conditions"]}["Ready"]
     assert ready["status"] == "True"

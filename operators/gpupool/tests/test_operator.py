@@ -13,7 +13,7 @@ import pytest
 
 from kubeforge.components.train.pytorchjob import build_pytorchjob, submit_pytorchjob
 from kubeforge.core.testing.controlplane import free_port
-from kubeforge.core.testing.fixtures import Kubectl, wait_for, wait_for_crd
+from kubeforge.core.testing.fixtures import Kubectl, kwok_pool, wait_for, wait_for_crd
 
 pytestmark = pytest.mark.cluster
 Sample = tuple[str, tuple[tuple[str, str], ...]]
@@ -68,18 +68,7 @@ def test_operator_scales_a_pool_and_exports_metrics(
         "apply",
         "-f",
         "-",
-        stdin=json.dumps(
-            {
-                "apiVersion": "kubeforge.io/v1alpha1",
-                "kind": "GPUNodePool",
-                "metadata": {"name": pool},
-                "spec": {
-                    "gpu": {"perNode": 8},
-                    "provider": {"kwok": {}},
-                    "jobSelector": {"nodeSelector": {"kubeforge.io/pool": pool}},
-                },
-            }
-        ),
+        stdin=json.dumps(kwok_pool(pool)),
     )
     port = free_port()
     monkeypatch.setenv("KUBECONFIG", str(kubeconfig))

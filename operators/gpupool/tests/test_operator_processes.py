@@ -18,9 +18,8 @@ from typing import Any
 
 import pytest
 
-from kubeforge.components.train.pytorchjob import build_pytorchjob, submit_pytorchjob
 from kubeforge.core.testing.controlplane import free_port, stop_process_groups
-from kubeforge.core.testing.fixtures import Kubectl, wait_for, wait_for_crd
+from kubeforge.core.testing.fixtures import Kubectl, submit_gang, wait_for, wait_for_crd
 from kubeforge.operators.gpupool.clients.kwok import KwokProvider
 from kubeforge.operators.gpupool.tests.test_operator import parse_metrics
 
@@ -142,21 +141,6 @@ def pool_nodes(kubectl: Kubectl, pool: str) -> list[str]:
     return sorted(out.split())
 
 
-def submit(api_client: Any, namespace: str, pool: str, workers: int, name: str = "train") -> None:
-    submit_pytorchjob(
-        api_client,
-        build_pytorchjob(
-            name,
-            namespace,
-            "img",
-            ["train"],
-            workers=workers,
-            gpus_per_replica=8,
-            node_selector={"kubeforge.io/pool": pool},
-        ),
-    )
-
-
 def test_killed_mid_scale_up_and_restarted_repeats_nothing(
     kubectl: Kubectl,
     kubeconfig: Path,
@@ -171,7 +155,7 @@ def test_killed_mid_scale_up_and_restarted_repeats_nothing(
     ) as pool:
         # What a crashed operator left behind: one of the job's two nodes already created.
         KwokProvider(api_client, pool, gpu_delay_s=3600).add_nodes(1, now=time.time())
-        submit(api_client, namespace, pool, workers=1)  # 2 nodes of 8 GPUs
+        submit_gang(api_client, namespace, pool, workers=1)  # 2 nodes of 8 GPUs
         env = {"KUBEFORGE_PEERING": f"restart-{pool}"}
         first = Operator(kubeconfig, tmp_path / "first.log", **env)
         try:
@@ -224,7 +208,7 @@ def test_two_replicas_only_one_acts(
         try:
             # kopf's own peer lifetime (60 s) unless KUBEFORGE_PEERING_LIFETIME is set.
             wait_for(lambda: peer_records(kubectl, peering) == [(10, 60), (20, 60)], timeout=60)
-            submit(api_client, namespace, pool, workers=1)
+            submit_gang(api_client, namespace, pool, workers=1)
             wait_for(lambda: high.decisions(pool) >= 5, timeout=60)
             assert len(pool_nodes(kubectl, pool)) == 2
             assert low.proc.poll() is None  # still running, yet it never planned the pool
@@ -259,7 +243,7 @@ def test_standby_takes_over_when_the_active_replica_dies(
         high = Operator(kubeconfig, tmp_path / "high.log", KUBEFORGE_PEERING_PRIORITY="20", **env)
         started = [high]
         try:
-            submit(api_client, namespace, pool, workers=1, name="first")  # 2 nodes of 8 GPUs
+            submit_gang(api_client, namespace, pool, workers=1, name="first")  # 2 nodes of 8 GPUs
             wait_for(lambda: len(pool_nodes(kubectl, pool)) == 2, timeout=60)
             standby = Operator(
                 kubeconfig, tmp_path / "low.log", KUBEFORGE_PEERING_PRIORITY="10", **env
@@ -285,7 +269,7 @@ def test_standby_takes_over_when_the_active_replica_dies(
             wait_for(lambda: standby.decisions(pool) >= planned + 3, timeout=30)
             assert len(pool_nodes(kubectl, pool)) == 2  # the in-flight nodes not requested again
 
-            submit(api_client, namespace, pool, workers=1, name="second")
+            submit_gang(api_client, namespace, pool, workers=1, name="second")
             wait_for(lambda: len(pool_nodes(kubectl, pool)) == 4, timeout=60)
             planned = standby.decisions(pool)
             wait_for(lambda: standby.decisions(pool) >= planned + 3, timeout=30)

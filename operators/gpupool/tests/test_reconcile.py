@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from kubeforge.components.train.pytorchjob import build_pytorchjob, submit_pytorchjob
-from kubeforge.core.testing.fixtures import Kubectl, wait_for_crd
+from kubeforge.core.testing.fixtures import Kubectl, read_pool, wait_for_crd
 from kubeforge.operators.gpupool.clients.reconcile import Reconciler
 from kubeforge.operators.gpupool.core.planner import Decision, PoolPlan
 
@@ -40,23 +40,14 @@ def pool(kubectl: Kubectl, api_client: Any, pytorchjob_crd: str) -> Any:
     }
     kubectl("apply", "-f", "-", stdin=json.dumps(body))
     yield name
-    for node in Reconciler(api_client).provider_nodes(_get(api_client, name)):
+    for node in Reconciler(api_client).provider_nodes(read_pool(api_client, name)):
         client.CoreV1Api(api_client).delete_node(node.metadata.name)
     kubectl("delete", "gpunodepool", name)
 
 
-def _get(api_client: Any, name: str) -> dict[str, Any]:
-    from kubernetes import client
-
-    obj: dict[str, Any] = client.CustomObjectsApi(api_client).get_cluster_custom_object(
-        "kubeforge.io", "v1alpha1", "gpunodepools", name
-    )
-    return obj
-
-
 def step(r: Reconciler, api_client: Any, pool: str, now: float) -> PoolPlan:
     """One reconcile of ``pool`` at ``now``; the provider is reachable, so a plan comes back."""
-    decision = r.reconcile(_get(api_client, pool), now=now)
+    decision = r.reconcile(read_pool(api_client, pool), now=now)
     assert decision is not None
     return decision
 
@@ -129,9 +120,9 @@ def test_a_job_arrives_nodes_come_gpus_appear_job_ends_nodes_go(
 
     first = step(r, api_client, pool, 0)
     assert first.decision is Decision.SCALE_UP and first.add_nodes == 2
-    nodes = sorted(n.metadata.name for n in r.provider_nodes(_get(api_client, pool)))
+    nodes = sorted(n.metadata.name for n in r.provider_nodes(read_pool(api_client, pool)))
     assert len(nodes) == 2
-    status = _get(api_client, pool)["status"]
+    status = read_pool(api_client, pool)["status"]
     assert status["nodes"]["registering"] == 2 and status["nodes"]["gpuReady"] == 0
     assert status["jobs"] == [
         {
@@ -147,10 +138,10 @@ def test_a_job_arrives_nodes_come_gpus_appear_job_ends_nodes_go(
     # GPUs not advertised yet: the nodes in flight count, nothing is requested twice.
     again = step(r, api_client, pool, 10)
     assert again.decision is Decision.NOOP
-    assert len(r.provider_nodes(_get(api_client, pool))) == 2
+    assert len(r.provider_nodes(read_pool(api_client, pool))) == 2
 
     step(r, api_client, pool, 40)  # past gpuDelay: GPUs appear
-    status = _get(api_client, pool)["status"]
+    status = read_pool(api_client, pool)["status"]
     assert status["readyNodes"] == 2 and status["gpusAllocatable"] == 16
     assert status["nodes"]["gpuReady"] == 2 and status["nodes"]["registering"] == 0
     assert status["gpus"] == {"capacity": 16, "allocatable": 16, "allocated": 0, "idle": 16}
@@ -163,7 +154,7 @@ def test_a_job_arrives_nodes_come_gpus_appear_job_ends_nodes_go(
     ]
     busy = step(r, api_client, pool, 50)
     assert busy.decision is Decision.NOOP
-    status = _get(api_client, pool)["status"]
+    status = read_pool(api_client, pool)["status"]
     assert status["gpusAllocated"] == 16 and status["gpus"]["idle"] == 0
     assert status["jobs"] == [] and status["pendingJobs"] == 0
     assert r.job_waits and r.job_waits[0] >= 0  # all pods bound: the job's wait is measured
@@ -188,12 +179,12 @@ def test_a_job_arrives_nodes_come_gpus_appear_job_ends_nodes_go(
     drain = step(r, api_client, pool, 401)
     assert drain.decision is Decision.DRAIN and sorted(drain.nodes_to_drain) == nodes
     assert all(core.read_node(n).spec.unschedulable for n in nodes)
-    assert _get(api_client, pool)["status"]["nodes"]["cordoned"] == 2
+    assert read_pool(api_client, pool)["status"]["nodes"]["cordoned"] == 2
     assert "idle longer than 300s" in events(kubectl, "default", pool)["Cordon"]
     gone = step(r, api_client, pool, 402)
     assert gone.decision is Decision.SCALE_DOWN and sorted(gone.nodes_to_remove) == nodes
-    assert r.provider_nodes(_get(api_client, pool)) == []
-    assert _get(api_client, pool)["status"]["lastScaleDownTime"]
+    assert r.provider_nodes(read_pool(api_client, pool)) == []
+    assert read_pool(api_client, pool)["status"]["lastScaleDownTime"]
     assert "remove cordoned idle node(s)" in events(kubectl, "default", pool)["ScaleDown"]
 
 
@@ -204,8 +195,8 @@ def test_a_job_larger_than_the_pool_is_reported_and_scales_nothing(
     r = Reconciler(api_client)
     decision = step(r, api_client, pool, 0)
     assert decision.decision is Decision.NOOP
-    assert r.provider_nodes(_get(api_client, pool)) == []
-    conditions = {c["type"]: c for c in _get(api_client, pool)["status"]["conditions"]}
+    assert r.provider_nodes(read_pool(api_client, pool)) == []
+    conditions = {c["type"]: c for c in read_pool(api_client, pool)["status"]["conditions"]}
     assert conditions["CapacityUnavailable"]["status"] == "True"
     assert "above maxNodes 3" in conditions["CapacityUnavailable"]["message"]
 
@@ -216,12 +207,12 @@ def test_a_pod_larger_than_a_node_gets_an_event_on_the_job(
     _job(api_client, namespace, pool, "wide", workers=1, gpus=16)  # nodes have 8 GPUs
     r = Reconciler(api_client)
     assert step(r, api_client, pool, 0).decision is Decision.NOOP
-    assert r.provider_nodes(_get(api_client, pool)) == []
+    assert r.provider_nodes(read_pool(api_client, pool)) == []
     on_job = events(kubectl, namespace, "wide")
     assert on_job["Unschedulable"] == (
         f"pool {pool}: a pod asks for 16 GPUs but the pool's nodes have 8"
     )
-    status = _get(api_client, pool)["status"]
+    status = read_pool(api_client, pool)["status"]
     conditions = {c["type"]: c for c in status["conditions"]}
     assert conditions["CapacityUnavailable"]["status"] == "True"
     assert "asks for 16 GPUs" in conditions["CapacityUnavailable"]["message"]
@@ -262,12 +253,12 @@ def test_nodes_not_gpu_ready_within_provision_timeout_are_replaced(
     retry = step(r, api_client, pool, 25)
     # The late nodes stop counting as in flight: they are removed and asked for again.
     assert retry.decision is Decision.SCALE_UP and retry.add_nodes == 2
-    nodes = r.provider_nodes(_get(api_client, pool))
+    nodes = r.provider_nodes(read_pool(api_client, pool))
     assert sorted(n.metadata.annotations["kubeforge.io/requested-at"] for n in nodes) == [
         "25.000",
         "25.000",
     ]
-    status = _get(api_client, pool)["status"]
+    status = read_pool(api_client, pool)["status"]
     assert status["nodes"]["failed"] == 2
     ready = {c["type"]: c for c in status["conditions"]}["Ready"]
     assert (ready["status"], ready["reason"]) == ("False", "ProvisionTimeout")
