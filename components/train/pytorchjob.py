@@ -9,6 +9,13 @@ from kubeforge.core.errors import KubeforgeError
 
 GROUP, VERSION, PLURAL = "kubeflow.org", "v1", "pytorchjobs"
 
+# Each pod runs one trainer process (LOCAL_RANK unset, so 0): it serves its throughput on
+# exactly this port (trainer.serve_throughput_metrics). The chart's training PodMonitor
+# (monitoring.trainingPodMonitor) scrapes the container port named METRICS_PORT_NAME on pods
+# carrying the training operator's label training.kubeflow.org/job-name; keep them in step.
+METRICS_PORT = 9090
+METRICS_PORT_NAME = "metrics"
+
 
 def build_pytorchjob(
     name: str,
@@ -24,13 +31,26 @@ def build_pytorchjob(
 ) -> dict[str, Any]:
     """A PyTorchJob with one Master and ``workers`` Workers, each asking ``gpus_per_replica``.
 
+    Every replica's container gets ``KUBEFORGE_METRICS_PORT=METRICS_PORT`` and declares that
+    port as ``METRICS_PORT_NAME``, so the chart's training PodMonitor scrapes its throughput.
+
     Returns the manifest as a plain dict (serialised from the kubeflow-training SDK models).
+
+    Raises:
+        KubeforgeError: negative sizes, or ``env`` setting ``KUBEFORGE_METRICS_PORT`` itself.
     """
     from kubeflow.training import models
     from kubernetes import client
 
     if workers < 0 or gpus_per_replica < 0:
         raise KubeforgeError("workers and gpus_per_replica must not be negative", "workers")
+    if "KUBEFORGE_METRICS_PORT" in (env or {}):
+        raise KubeforgeError(
+            "env must not set KUBEFORGE_METRICS_PORT: the job serves metrics on "
+            f"{METRICS_PORT} (the port the chart's training PodMonitor scrapes)",
+            "env",
+        )
+    env_vars = {**(env or {}), "KUBEFORGE_METRICS_PORT": str(METRICS_PORT)}
     resources = (
         client.V1ResourceRequirements(
             limits={gpu_resource: str(gpus_per_replica)},
@@ -43,7 +63,12 @@ def build_pytorchjob(
         name="pytorch",  # the training operator finds the container by this name
         image=image,
         command=command,
-        env=[client.V1EnvVar(name=k, value=v) for k, v in sorted((env or {}).items())],
+        env=[client.V1EnvVar(name=k, value=v) for k, v in sorted(env_vars.items())],
+        ports=[
+            client.V1ContainerPort(
+                name=METRICS_PORT_NAME, container_port=METRICS_PORT, protocol="TCP"
+            )
+        ],
         resources=resources,
     )
     pod = client.V1PodSpec(

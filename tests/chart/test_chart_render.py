@@ -167,7 +167,7 @@ def test_monitoring_scenario_ships_the_rules_file_and_scrapes_the_operator(chart
     )
     assert monitor["spec"]["endpoints"][0]["port"] == service["spec"]["ports"][0]["name"]
     assert monitor["spec"]["endpoints"][0]["interval"] == "15s"
-    pod_monitor = chart.find(objects, "PodMonitor")
+    pod_monitor = chart.find(objects, "PodMonitor", "-model-servers")
     assert pod_monitor["spec"]["namespaceSelector"] == {"any": True}
     # It selects the pods of the model servers that the deploy component builds, on their port.
     from kubeforge.components.deploy.deploy import build_deployment
@@ -179,6 +179,53 @@ def test_monitoring_scenario_ships_the_rules_file_and_scrapes_the_operator(chart
     )
     ports = {p["name"] for c in pod["spec"]["containers"] for p in c.get("ports", [])}
     assert pod_monitor["spec"]["podMetricsEndpoints"][0]["port"] in ports
+
+
+def _selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
+    """Whether a Kubernetes label selector (matchLabels, matchExpressions) matches ``labels``."""
+    if not selector.get("matchLabels", {}).items() <= labels.items():
+        return False
+    for expr in selector.get("matchExpressions", []):
+        key, op, values = expr["key"], expr["operator"], expr.get("values", [])
+        matched = {
+            "Exists": key in labels,
+            "DoesNotExist": key not in labels,
+            "In": labels.get(key) in values,
+            "NotIn": labels.get(key) not in values,
+        }[op]
+        if not matched:
+            return False
+    return True
+
+
+def test_monitoring_scenario_scrapes_the_throughput_of_pytorchjob_pods(chart: Any) -> None:
+    from kubeflow.training.constants import constants as training
+
+    from kubeforge.components.deploy.deploy import build_deployment
+    from kubeforge.components.train.pytorchjob import build_pytorchjob
+
+    objects = chart.render("kf", "ml", values=chart.path / "ci" / "monitoring-values.yaml")
+    monitor = chart.find(objects, "PodMonitor", "-training")
+    assert monitor["metadata"]["labels"]["release"] == "prometheus"
+    assert monitor["spec"]["namespaceSelector"] == {"any": True}
+    selector = monitor["spec"]["selector"]
+    # The labels the Kubeflow training operator puts on a PyTorchJob's pods select them; the
+    # model servers' pods are not selected.
+    master = {training.JOB_NAME_LABEL: "teacher", training.REPLICA_TYPE_LABEL: "master"}
+    assert _selects(selector, master)
+    server = build_deployment("digits", "team-a", "img", "models:/digits@champion", "http://m")
+    assert not _selects(selector, server["spec"]["template"]["metadata"]["labels"])
+    # It scrapes the port every replica of the train component's PyTorchJob declares, where the
+    # trainer listens (KUBEFORGE_METRICS_PORT, LOCAL_RANK unset in a pod).
+    (endpoint,) = monitor["spec"]["podMetricsEndpoints"]
+    job = build_pytorchjob("teacher", "ml", "img", ["train"], workers=1)
+    for spec in job["spec"]["pytorchReplicaSpecs"].values():
+        (container,) = spec["template"]["spec"]["containers"]
+        (port,) = container["ports"]
+        env = {e["name"]: e["value"] for e in container["env"]}
+        assert port["name"] == endpoint["port"]
+        assert port["containerPort"] == int(env["KUBEFORGE_METRICS_PORT"])
+    assert endpoint["path"] == "/metrics"
 
 
 @pytest.mark.parametrize(

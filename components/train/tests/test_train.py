@@ -13,6 +13,8 @@ from kubeforge.components.ingest.ingest import load_split
 from kubeforge.components.train.model import accuracy, load
 from kubeforge.components.train.pytorchjob import (
     GROUP,
+    METRICS_PORT,
+    METRICS_PORT_NAME,
     PLURAL,
     VERSION,
     build_pytorchjob,
@@ -138,6 +140,26 @@ def test_pytorchjob_manifest_for_a_gpu_pool() -> None:
     assert pod["tolerations"][0]["key"] == "nvidia.com/gpu"
 
 
+def test_every_pytorchjob_replica_serves_its_throughput_on_the_named_metrics_port() -> None:
+    job = build_pytorchjob("train-1", "ml", "img", ["train"], workers=2, env={"SEED": "7"})
+    for role in ("Master", "Worker"):
+        (container,) = job["spec"]["pytorchReplicaSpecs"][role]["template"]["spec"]["containers"]
+        env = {e["name"]: e["value"] for e in container["env"]}
+        # One trainer per pod, LOCAL_RANK unset: it listens on the port itself, which the pod
+        # declares under the name the chart's training PodMonitor scrapes.
+        assert env == {"SEED": "7", "KUBEFORGE_METRICS_PORT": str(METRICS_PORT)}
+        assert "LOCAL_RANK" not in env
+        assert container["ports"] == [
+            {"name": METRICS_PORT_NAME, "containerPort": METRICS_PORT, "protocol": "TCP"}
+        ]
+
+
+def test_pytorchjob_env_cannot_move_the_metrics_port() -> None:
+    with pytest.raises(KubeforgeError) as err:
+        build_pytorchjob("t", "ml", "img", ["train"], env={"KUBEFORGE_METRICS_PORT": "1234"})
+    assert err.value.parameter == "env"
+
+
 @pytest.mark.cluster
 def test_pytorchjob_is_created_for_real_and_read_back(
     api_client: Any, pytorchjob_crd: str, namespace: str
@@ -162,3 +184,10 @@ def test_pytorchjob_is_created_for_real_and_read_back(
     worker = stored["spec"]["pytorchReplicaSpecs"]["Worker"]["template"]["spec"]
     assert worker["containers"][0]["resources"]["requests"]["nvidia.com/gpu"] == "2"
     assert worker["nodeSelector"] == {"kubeforge.io/pool": "h100"}
+    # The API server keeps the metrics port and env (the CRD's pod schema does not prune them).
+    for role in ("Master", "Worker"):
+        stored_pod = stored["spec"]["pytorchReplicaSpecs"][role]["template"]["spec"]
+        assert stored_pod["containers"][0]["ports"][0]["name"] == METRICS_PORT_NAME
+        assert {"name": "KUBEFORGE_METRICS_PORT", "value": str(METRICS_PORT)} in stored_pod[
+            "containers"
+        ][0]["env"]
