@@ -74,11 +74,9 @@ def resolve_pipeline(name: str) -> tuple[Any, dict[str, dict[str, Any]]]:
     if Path(name).suffix in (".yaml", ".yml"):
         from kfp import components
 
-        ir = read_ir_file(name)
-        declared = {
-            k: {"type": p.type, "default": p.default if p.optional else None}
-            for k, p in ir.parameters.items()
-        }
+        from kubeforge.pipelines.ir import declared_parameters
+
+        declared = declared_parameters(read_ir_file(name))
         return components.load_component_from_file(name), declared
     return get_pipeline(name), pipeline_parameters(name)
 
@@ -273,14 +271,11 @@ def submit(
     import datetime as dt
 
     from kubeforge.core.kfp import KfpBackend
+    from kubeforge.pipelines.ir import declared_parameters
 
     try:
         ir = compiled_ir(pipeline)
-        declared = {
-            k: {"type": p.type, "default": p.default if p.optional else None}
-            for k, p in ir.parameters.items()
-        }
-        params = parse_params(param or [], declared)
+        params = parse_params(param or [], declared_parameters(ir))
         name = run_name or f"{ir.name}-{dt.datetime.now(dt.UTC):%Y%m%d-%H%M%S}"
         kfp = KfpBackend(host, namespace=namespace)
         pipeline_id, version_id = kfp.ensure_pipeline_version(ir.name, ir.text, ir.digest)

@@ -82,6 +82,14 @@ def load_ir(text: str, source: str = "pipeline") -> PipelineIR:
     )
 
 
+def declared_parameters(ir: PipelineIR) -> dict[str, dict[str, Any]]:
+    """``name -> {"type": ..., "default": ...}``, the default None for a required parameter."""
+    return {
+        name: {"type": p.type, "default": p.default if p.optional else None}
+        for name, p in ir.parameters.items()
+    }
+
+
 def _typed_default(kind: str, value: Any) -> Any:
     # The IR writes integer defaults as floats (30.0); give them back their declared type.
     if kind == "NUMBER_INTEGER" and isinstance(value, float) and value.is_integer():

@@ -40,12 +40,7 @@ def compiled_text(name: str) -> str:
 
 
 def pipeline_parameters(name: str) -> dict[str, dict[str, Any]]:
-    """Declared input parameters: ``name -> {"type": ..., "default": ...}``."""
-    spec = get_pipeline(name).pipeline_spec.root.input_definitions.parameters
-    out: dict[str, dict[str, Any]] = {}
-    from google.protobuf.json_format import MessageToDict
+    """Declared input parameters: ``name -> {"type": ..., "default": ...}``, read from the IR."""
+    from kubeforge.pipelines.ir import declared_parameters, load_ir
 
-    for key, value in spec.items():
-        d = MessageToDict(value)
-        out[key] = {"type": d.get("parameterType", ""), "default": d.get("defaultValue")}
-    return out
+    return declared_parameters(load_ir(compiled_text(name), name))
