@@ -148,6 +148,9 @@ class Reconciler:
         persist: bool = False,
     ) -> list[NodeState]:
         states = []
+        by_node: dict[str, list[dict[str, Any]]] = {}
+        for p in pods:
+            by_node.setdefault(p.get("spec", {}).get("nodeName") or "", []).append(p)
         for member in members:
             if member.leaving:
                 continue
@@ -156,7 +159,7 @@ class Reconciler:
                 continue
             noted = (member.node.get("metadata", {}).get("annotations") or {}).get(IDLE_SINCE)
             remembered = self.idle_since.get(member.name, float(noted) if noted else None)
-            on_node = [p for p in pods if p.get("spec", {}).get("nodeName") == member.name]
+            on_node = by_node.get(member.name, [])
             state = node_state(dict(member.node), on_node, remembered, pool.gpu_resource)
             state = replace(state, created_at=member.requested_at)
             if state.busy:
@@ -201,9 +204,12 @@ class Reconciler:
         jobs, pods = self._jobs_and_pods(pool, cluster)
         enforce = pool.mode == "Enforce"
         demands = []
+        by_namespace: dict[str, list[dict[str, Any]]] = {}
+        for p in pods:
+            by_namespace.setdefault(p["metadata"].get("namespace", ""), []).append(p)
         for job in jobs:
             ns = job["metadata"]["namespace"]
-            mine = [p for p in pods if p["metadata"].get("namespace") == ns]
+            mine = by_namespace.get(ns, [])
             demands.append(job_demand(job, mine, pool.gpu_resource))
             wait = job_wait_seconds(job, mine, pool.gpu_resource, now)
             uid = job["metadata"].get("uid", f"{ns}/{job['metadata']['name']}")
