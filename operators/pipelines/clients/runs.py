@@ -208,8 +208,10 @@ class RunReconciler:
         stamp = _stamp(now)
         try:
             ir, values = self.resolve_run(obj)
-            started = self._start_kfp(obj, ir, values) if self.config.kfp_host else None
-            started = started or self._start_job(obj, ir, values)
+            if self.config.kfp_host:
+                started = self._start_kfp(obj, ir, values)
+            else:
+                started = self._start_job(obj, ir, values)
         except KubeforgeError as exc:
             reason = "KfpUnavailable" if exc.parameter == "kfpHost" else "InvalidSpec"
             new = {
