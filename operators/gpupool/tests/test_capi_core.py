@@ -17,6 +17,7 @@ from kubeforge.operators.gpupool.core.planner import Decision, JobVerdict, NodeS
 from kubeforge.operators.gpupool.core.provisioning import check_provisioning
 from kubeforge.operators.gpupool.core.status import Observation, build_status
 from kubeforge.operators.gpupool.core.waits import job_wait_seconds
+from kubeforge.operators.gpupool.tests.test_demand import pod
 
 T0 = "2026-11-23T10:00:00Z"  # 1795428000.0
 T0_S = 1795428000.0
@@ -186,31 +187,14 @@ def test_status_says_the_provider_is_unavailable() -> None:
     assert ready["message"] == "MachineDeployment gpus/md not found"
 
 
-def _bound(kind: str, node: str, scheduled: str = "") -> dict[str, Any]:
-    conditions = [{"type": "PodScheduled", "status": "True", "lastTransitionTime": scheduled}]
-    return {
-        "metadata": {
-            "labels": {
-                "training.kubeflow.org/job-name": "llm",
-                "training.kubeflow.org/replica-type": kind,
-            }
-        },
-        "spec": {
-            "nodeName": node,
-            "containers": [{"resources": {"limits": {"nvidia.com/gpu": "8"}}}],
-        },
-        "status": {"phase": "Running", "conditions": conditions if scheduled else []},
-    }
-
-
 def test_a_job_waits_until_its_last_gpu_pod_is_bound() -> None:
     job = build_pytorchjob("llm", "ml", "img", ["train"], workers=1, gpus_per_replica=8)
     job["metadata"]["creationTimestamp"] = T0
-    master = _bound("master", "n1", "2026-11-23T10:01:00Z")
+    master = pod("master", "n1", scheduled="2026-11-23T10:01:00Z")
     assert job_wait_seconds(job, [master], "nvidia.com/gpu", now=T0_S + 999) is None
-    worker = _bound("worker", "n2", "2026-11-23T10:05:00Z")
+    worker = pod("worker", "n2", scheduled="2026-11-23T10:05:00Z")
     assert job_wait_seconds(job, [master, worker], "nvidia.com/gpu", now=T0_S + 999) == 300.0
-    unscheduled = _bound("worker", "n2")  # bound by nodeName: counts as bound now
+    unscheduled = pod("worker", "n2")  # bound by nodeName: counts as bound now
     assert job_wait_seconds(job, [master, unscheduled], "nvidia.com/gpu", T0_S + 400) == 400.0
 
 

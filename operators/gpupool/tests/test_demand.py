@@ -14,7 +14,15 @@ def pytorchjob(workers: int, gpus: int, **status: Any) -> dict[str, Any]:
     return job
 
 
-def pod(kind: str, node: str = "", phase: str = "Running", gpus: int = 8) -> dict[str, Any]:
+def pod(
+    kind: str, node: str = "", phase: str = "Running", gpus: int = 8, scheduled: str = ""
+) -> dict[str, Any]:
+    """A training pod of job ``llm``; ``scheduled`` is when its PodScheduled became True."""
+    status: dict[str, Any] = {"phase": phase}
+    if scheduled:
+        status["conditions"] = [
+            {"type": "PodScheduled", "status": "True", "lastTransitionTime": scheduled}
+        ]
     return {
         "metadata": {
             "labels": {
@@ -26,7 +34,7 @@ def pod(kind: str, node: str = "", phase: str = "Running", gpus: int = 8) -> dic
             "nodeName": node,
             "containers": [{"resources": {"limits": {"nvidia.com/gpu": str(gpus)}}}],
         },
-        "status": {"phase": phase},
+        "status": status,
     }
 
 
