@@ -6,6 +6,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from kubeforge.operators.conditions import by_type, condition
 from kubeforge.operators.gpupool.core.members import PoolMember
 from kubeforge.operators.gpupool.core.planner import Decision, NodeState, PoolPlan
 
@@ -85,26 +86,6 @@ def gpu_counts(obs: Observation, resource: str) -> dict[str, int]:
     }
 
 
-def _condition(
-    previous: Mapping[str, Mapping[str, Any]],
-    kind: str,
-    active: bool,
-    reason: str,
-    message: str,
-    stamp: str,
-) -> dict[str, str]:
-    status = "True" if active else "False"
-    before = previous.get(kind, {})
-    since = before.get("lastTransitionTime") if before.get("status") == status else None
-    return {
-        "type": kind,
-        "status": status,
-        "reason": reason,
-        "message": message,
-        "lastTransitionTime": str(since or stamp),
-    }
-
-
 def build_status(
     obs: Observation, previous: Mapping[str, Any], resource: str, stamp: str
 ) -> dict[str, Any]:
@@ -113,7 +94,7 @@ def build_status(
     Conditions keep their ``lastTransitionTime`` while their status does not change; the last
     scale times carry over until the next scale in that direction.
     """
-    before = {c.get("type", ""): c for c in previous.get("conditions", []) or []}
+    before = by_type(previous)
     plan = obs.plan
     verdicts = plan.jobs if plan is not None else ()
     blocked = [v for v in verdicts if v.placement in BLOCKED]
@@ -122,11 +103,11 @@ def build_status(
     nodes = node_counts(obs, (n for n in obs.nodes if n.cordoned))
     gpus = gpu_counts(obs, resource)
     if obs.provider_error:
-        ready = _condition(before, "Ready", False, "ProviderUnavailable", obs.provider_error, stamp)
+        ready = condition(before, "Ready", False, "ProviderUnavailable", obs.provider_error, stamp)
     elif obs.failed:
-        ready = _condition(before, "Ready", False, "ProvisionTimeout", obs.failure_reason, stamp)
+        ready = condition(before, "Ready", False, "ProvisionTimeout", obs.failure_reason, stamp)
     else:
-        ready = _condition(
+        ready = condition(
             before,
             "Ready",
             True,
@@ -152,10 +133,10 @@ def build_status(
         ],
         "conditions": [
             ready,
-            _condition(
+            condition(
                 before, "ScalingUp", up, "Scaling" if up else "Idle", reasons if up else "", stamp
             ),
-            _condition(
+            condition(
                 before,
                 "ScalingDown",
                 down,
@@ -163,7 +144,7 @@ def build_status(
                 reasons if down else "",
                 stamp,
             ),
-            _condition(
+            condition(
                 before,
                 "CapacityUnavailable",
                 bool(blocked),

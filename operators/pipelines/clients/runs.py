@@ -15,6 +15,7 @@ from typing import Any
 
 from kubeforge.core.config import IMAGE
 from kubeforge.core.errors import KubeforgeError
+from kubeforge.operators.conditions import by_type, condition
 from kubeforge.operators.events import post_event
 from kubeforge.operators.pipelines.api.crd import GROUP, PIPELINE, RUN, VERSION
 from kubeforge.operators.pipelines.clients.sources import resolve_source
@@ -24,7 +25,6 @@ from kubeforge.operators.pipelines.core.runs import (
     RunState,
     build_ir_configmap,
     build_job,
-    condition,
     duration,
     expired,
     job_state,
@@ -115,7 +115,7 @@ class RunReconciler:
     def reconcile_pipeline(self, obj: dict[str, Any], now: dt.datetime) -> dict[str, Any]:
         """Resolve the pipeline, check its default parameters, write status (Ready or Failed)."""
         meta, spec = obj["metadata"], obj.get("spec", {})
-        stamp = _stamp(now)
+        stamp, before = _stamp(now), by_type(obj.get("status"))
         try:
             ir = resolve_source(self.api_client, meta["namespace"], spec["source"], "spec.source")
             check_parameters(ir, spec.get("parameters", {}), require_all=False)
@@ -124,7 +124,9 @@ class RunReconciler:
                 "observedGeneration": meta.get("generation", 0),
                 "phase": "Failed",
                 "message": str(exc),
-                "conditions": [condition("Ready", False, "InvalidPipeline", str(exc), stamp)],
+                "conditions": [
+                    condition(before, "Ready", False, "InvalidPipeline", str(exc), stamp)
+                ],
             }
             if (obj.get("status") or {}).get("message") != str(exc):
                 self._event(obj, "InvalidPipeline", str(exc), warning=True)
@@ -139,7 +141,7 @@ class RunReconciler:
                     {"name": p.name, "type": p.type, "required": not p.optional}
                     for p in ir.parameters.values()
                 ],
-                "conditions": [condition("Ready", True, "Resolved", "", stamp)],
+                "conditions": [condition(before, "Ready", True, "Resolved", "", stamp)],
             }
         self._write_status(obj, PIPELINE.plural, status)
         return status
@@ -205,7 +207,7 @@ class RunReconciler:
         self, obj: dict[str, Any], status: dict[str, Any], now: dt.datetime
     ) -> dict[str, Any]:
         meta = obj["metadata"]
-        stamp = _stamp(now)
+        stamp, before = _stamp(now), by_type(status)
         try:
             ir, values = self.resolve_run(obj)
             if self.config.kfp_host:
@@ -219,8 +221,8 @@ class RunReconciler:
                 "phase": "Failed",
                 "message": f"not started: {exc}",
                 "conditions": [
-                    condition("Started", False, reason, str(exc), stamp),
-                    condition("Failed", True, reason, str(exc), stamp),
+                    condition(before, "Started", False, reason, str(exc), stamp),
+                    condition(before, "Failed", True, reason, str(exc), stamp),
                 ],
             }
             if status.get("message") != new["message"]:
@@ -234,8 +236,8 @@ class RunReconciler:
             "digest": ir.digest,
             "message": f"started on the {started['backend']} backend",
             "conditions": [
-                condition("Started", True, "Started", "", stamp),
-                condition("Failed", False, "Started", "", stamp),
+                condition(before, "Started", True, "Started", "", stamp),
+                condition(before, "Failed", False, "Started", "", stamp),
             ],
             **started,
         }
@@ -327,7 +329,7 @@ class RunReconciler:
     def _mirror(
         self, obj: dict[str, Any], status: dict[str, Any], now: dt.datetime
     ) -> dict[str, Any]:
-        stamp = _stamp(now)
+        stamp, before = _stamp(now), by_type(status)
         try:
             state = self._observe(obj, status)
         except KubeforgeError as exc:  # e.g. KFP unreachable: keep the phase, say why
@@ -344,13 +346,14 @@ class RunReconciler:
             "duration": duration(state.started_at, state.finished_at, now),
             "mlflowRunId": state.mlflow_run_id or status.get("mlflowRunId", ""),
             "conditions": [
-                condition("Started", True, "Started", "", _kept(status, "Started", stamp)),
+                condition(before, "Started", True, "Started", "", stamp),
                 condition(
+                    before,
                     "Failed",
                     failed,
                     "RunFailed" if failed else "Started",
                     state.message if failed else "",
-                    stamp if failed else _kept(status, "Failed", stamp),
+                    stamp,
                 ),
             ],
         }
@@ -391,11 +394,3 @@ class RunReconciler:
         except ApiException as exc:
             if exc.status != 404:
                 raise
-
-
-def _kept(status: dict[str, Any], kind: str, default: str) -> str:
-    """A condition's previous transition time (conditions keep it while their status holds)."""
-    for cond in status.get("conditions", []) or []:
-        if cond.get("type") == kind:
-            return str(cond.get("lastTransitionTime") or default)
-    return default

@@ -251,14 +251,3 @@ def expired(finished_at: str, ttl_seconds: int | None, now: dt.datetime) -> bool
     return (
         ttl_seconds is not None and end is not None and (now - end).total_seconds() >= ttl_seconds
     )
-
-
-def condition(kind: str, active: bool, reason: str, message: str, stamp: str) -> dict[str, str]:
-    """A status condition."""
-    return {
-        "type": kind,
-        "status": "True" if active else "False",
-        "reason": reason,
-        "message": message,
-        "lastTransitionTime": stamp,
-    }
