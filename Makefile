@@ -55,7 +55,7 @@ compile: install
 crds: install
 	$(PY) -m kubeforge.operators.gpupool.api.crd > manifests/crds/kubeforge.io_gpunodepools.yaml
 	for kind in pipelines pipelineruns; do \
-	  $(PY) -m kubeforge.operators.pipelines.api.crd $$kind > manifests/crds/kubeforge.io_$$kind.yaml; \
+	  $(PY) -m kubeforge.operators.pipelineruns.api.crd $$kind > manifests/crds/kubeforge.io_$$kind.yaml; \
 	done
 	mkdir -p charts/kubeforge/crds && rm -f charts/kubeforge/crds/*.yaml && cp manifests/crds/*.yaml charts/kubeforge/crds/
 

@@ -15,7 +15,7 @@ import kopf
 from prometheus_client import start_http_server
 
 from kubeforge.operators.gpupool.handlers import pool as _gpupool  # noqa: F401 - registers handlers
-from kubeforge.operators.pipelines.handlers import runs as _runs  # noqa: F401 - registers handlers
+from kubeforge.operators.pipelineruns.handlers import pipelinerun  # noqa: F401 - registers handlers
 
 
 @kopf.on.login()

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from kubeforge.core.testing.fixtures import Kubectl, wait_for_crd
-from kubeforge.operators.pipelines.api.crd import CRDS
+from kubeforge.operators.pipelineruns.api.crd import CRDS
+from kubeforge.testing.fixtures import Kubectl, wait_for_crd
 
 CRD_DIR = Path(__file__).parents[3] / "manifests" / "crds"
 

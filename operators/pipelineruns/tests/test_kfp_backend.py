@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from kubeforge.core.testing.fixtures import Kubectl
-from kubeforge.core.testing.kfp_contract import KfpContractServer
-from kubeforge.operators.pipelines.clients.runs import RunConfig, RunReconciler
+from kubeforge.operators.pipelineruns.clients.reconciler import RunConfig, RunReconciler
+from kubeforge.testing.fixtures import Kubectl
+from kubeforge.testing.kfp_contract import KfpContractServer
 
 pytestmark = pytest.mark.cluster
 NOW = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
@@ -76,7 +76,7 @@ def test_a_run_is_uploaded_created_mirrored_and_terminated_through_the_kfp_api(
 def test_an_unreachable_kfp_endpoint_fails_the_run_naming_it_and_starts_nothing(
     pipeline_crds: None, kubectl: Kubectl, api_client: Any, namespace: str
 ) -> None:
-    from kubeforge.core.testing.controlplane import free_port
+    from kubeforge.testing.controlplane import free_port
 
     host = f"http://127.0.0.1:{free_port()}"
     reconciler = RunReconciler(api_client, RunConfig(image="img", kfp_host=host))

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from kubeforge.core.errors import KubeforgeError
-from kubeforge.operators.pipelines.core.runs import (
+from kubeforge.operators.pipelineruns.core.manifests import (
     build_ir_configmap,
     build_job,
     duration,

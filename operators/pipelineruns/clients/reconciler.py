@@ -17,9 +17,9 @@ from kubeforge.core.config import IMAGE
 from kubeforge.core.errors import KubeforgeError
 from kubeforge.operators.conditions import by_type, condition
 from kubeforge.operators.events import post_event
-from kubeforge.operators.pipelines.api.crd import GROUP, PIPELINE, RUN, VERSION
-from kubeforge.operators.pipelines.clients.sources import resolve_source
-from kubeforge.operators.pipelines.core.runs import (
+from kubeforge.operators.pipelineruns.api.crd import GROUP, PIPELINE, RUN, VERSION
+from kubeforge.operators.pipelineruns.clients.sources import resolve_source
+from kubeforge.operators.pipelineruns.core.manifests import (
     FINAL,
     RUN_LABEL,
     RunState,

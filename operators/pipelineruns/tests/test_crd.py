@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from kubeforge.core.testing.fixtures import Kubectl
-from kubeforge.operators.pipelines.api.crd import CRDS, render
+from kubeforge.operators.pipelineruns.api.crd import CRDS, render
+from kubeforge.testing.fixtures import Kubectl
 
 CRD_DIR = Path(__file__).parents[3] / "manifests" / "crds"
 

@@ -1,6 +1,6 @@
 """Typed spec and status of ``Pipeline`` and ``PipelineRun`` (kubeforge.io/v1alpha1).
 
-The single source of truth of both CRDs (:mod:`kubeforge.operators.pipelines.api.crd`).
+The single source of truth of both CRDs (:mod:`kubeforge.operators.pipelineruns.api.crd`).
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from kubeforge.core.testing.fixtures import Kubectl, wait_for
+from kubeforge.testing.fixtures import Kubectl, wait_for
 
 pytestmark = pytest.mark.cluster
 EXAMPLES = Path(__file__).parents[3] / "manifests" / "examples"

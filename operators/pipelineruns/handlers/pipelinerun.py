@@ -10,9 +10,9 @@ import kopf
 
 from kubeforge.core.errors import KubeforgeError
 from kubeforge.core.kube import api_client
-from kubeforge.operators.pipelines.api.crd import GROUP, PIPELINE, RUN, VERSION
-from kubeforge.operators.pipelines.clients.runs import RunReconciler
-from kubeforge.operators.pipelines.core.runs import RUN_LABEL
+from kubeforge.operators.pipelineruns.api.crd import GROUP, PIPELINE, RUN, VERSION
+from kubeforge.operators.pipelineruns.clients.reconciler import RunReconciler
+from kubeforge.operators.pipelineruns.core.manifests import RUN_LABEL
 
 INTERVAL_S = float(os.environ.get("KUBEFORGE_RUN_INTERVAL", "10"))
 _state: dict[str, RunReconciler] = {}

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from kubeforge.core.testing.fixtures import Kubectl
-from kubeforge.operators.pipelines.clients.runs import RunConfig, RunReconciler
+from kubeforge.operators.pipelineruns.clients.reconciler import RunConfig, RunReconciler
+from kubeforge.testing.fixtures import Kubectl
 
 pytestmark = pytest.mark.cluster
 EXAMPLES = Path(__file__).parents[3] / "manifests" / "examples"

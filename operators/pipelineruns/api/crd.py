@@ -6,14 +6,14 @@ import sys
 from typing import Any
 
 from kubeforge.operators import schema
-from kubeforge.operators.pipelines.api import models
+from kubeforge.operators.pipelineruns.api import models
 
 GROUP = "kubeforge.io"
 VERSION = "v1alpha1"
 PIPELINE = schema.CrdNames(GROUP, VERSION, "Pipeline", "pipelines", "pipeline", ("kfpl",))
 RUN = schema.CrdNames(GROUP, VERSION, "PipelineRun", "pipelineruns", "pipelinerun", ("kfrun",))
 RULES = schema.SchemaRules(models.REQUIRED, models.VALIDATIONS)
-MODULE = "kubeforge.operators.pipelines.api.crd"
+MODULE = "kubeforge.operators.pipelineruns.api.crd"
 
 
 def build_pipeline_crd() -> dict[str, Any]:
