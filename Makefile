@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 PIP_VERSION := 26.3
 
-.PHONY: demo test venv install lint typecheck pytest controlplane prometheus compile crds bench clean lock
+.PHONY: demo test unit venv install lint typecheck pytest controlplane prometheus compile crds bench clean lock
 
 # The virtualenv is rebuilt when pyproject.toml changes; the project itself is reinstalled
 # (editable, strict link tree) on every run so new files are always picked up.
@@ -44,6 +44,10 @@ pytest: install controlplane prometheus
 	$(VENV)/bin/pytest
 
 test: lint typecheck pytest
+
+# The inner loop: every test that needs no control plane, no Go build and no Prometheus.
+unit: install
+	$(VENV)/bin/pytest -m "not cluster" -q
 
 demo: install
 	$(VENV)/bin/kubeforge demo

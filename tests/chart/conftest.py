@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 import yaml
 
-from kubeforge.core.testing.controlplane import repo_root
-from kubeforge.core.testing.fixtures import Kubectl, go_module_dir, wait_for_crd
+from kubeforge.testing.controlplane import repo_root
+from kubeforge.testing.fixtures import Kubectl, go_module_dir, wait_for_crd
 
 ROOT = repo_root()
 CHART = ROOT / "charts" / "kubeforge"

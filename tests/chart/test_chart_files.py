@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from kubeforge.core.testing.controlplane import repo_root
+from kubeforge.testing.controlplane import repo_root
 
 ROOT = repo_root()
 CHART = ROOT / "charts" / "kubeforge"
@@ -159,5 +159,5 @@ def test_docker_context_builds_a_wheel_with_the_operator(tmp_path: Path) -> None
     assert not any("/tests/" in name for name in names)
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     assert (
-        "kubeforge = kubeforge.core.cli:app" in zipfile.ZipFile(wheel).read(entry_points).decode()
+        "kubeforge = kubeforge.cli.app:app" in zipfile.ZipFile(wheel).read(entry_points).decode()
     )

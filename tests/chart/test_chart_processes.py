@@ -23,8 +23,8 @@ import pytest
 import yaml
 
 from kubeforge.components.train.pytorchjob import build_pytorchjob, submit_pytorchjob
-from kubeforge.core.testing.controlplane import free_port, stop_process_groups
-from kubeforge.core.testing.fixtures import Kubectl, kwok_pool, wait_for
+from kubeforge.testing.controlplane import free_port, stop_process_groups
+from kubeforge.testing.fixtures import Kubectl, kwok_pool, wait_for
 
 pytestmark = pytest.mark.cluster
 

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
-from kubeforge.core.testing.fixtures import Kubectl
+from kubeforge.testing.fixtures import Kubectl
 
 pytestmark = pytest.mark.cluster
 

@@ -14,7 +14,7 @@ def _kubeforge(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "KUBEFORGE_HOME": str(tmp_path / "home")}
     env.pop("MLFLOW_TRACKING_URI", None)
     return subprocess.run(
-        [sys.executable, "-m", "kubeforge.core.cli", *args],
+        [sys.executable, "-m", "kubeforge.cli.app", *args],
         cwd=tmp_path,
         env=env,
         capture_output=True,

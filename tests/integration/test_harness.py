@@ -15,7 +15,7 @@ import pytest
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
-from kubeforge.core.testing.fixtures import Kubectl
+from kubeforge.testing.fixtures import Kubectl
 
 pytestmark = pytest.mark.cluster
 
@@ -159,7 +159,7 @@ _CHILD = textwrap.dedent(
     """
     import sys, time
     from pathlib import Path
-    from kubeforge.core.testing.controlplane import ControlPlane
+    from kubeforge.testing.controlplane import ControlPlane
     plane = ControlPlane(bin_dir=Path(sys.argv[1]))
     plane.start()
     print(" ".join(str(p) for p in plane.pids()), plane.apiserver_port, flush=True)

@@ -10,8 +10,8 @@ import pytest
 
 from kubeforge.core.errors import KubeforgeError
 from kubeforge.core.kfp import KfpBackend, KfpRefused, KfpUnavailable
-from kubeforge.core.testing.kfp_contract import KfpContractServer
 from kubeforge.pipelines.ir import PipelineIR, load_ir
+from kubeforge.testing.kfp_contract import KfpContractServer
 
 GOLDEN = Path(__file__).parents[2] / "pipelines" / "main" / "main.yaml"
 PARAMS = {"data_uri": "s3://bucket/digits.csv", "epochs": 3, "quantize_int8": True}

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from kubeforge.core.testing.kfp_contract import KfpContractServer, load_contract
+from kubeforge.testing.kfp_contract import KfpContractServer, load_contract
 
 IR = b"pipelineInfo:\n  name: tiny\nroot:\n  dag:\n    tasks: {}\nschemaVersion: 2.1.0\n"
 

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from kubeforge.core.cli import app
-from kubeforge.core.testing.kfp_contract import KfpContractServer
+from kubeforge.cli.app import app
 from kubeforge.pipelines.ir import load_ir
+from kubeforge.testing.kfp_contract import KfpContractServer
 
 GOLDEN = Path(__file__).parents[2] / "pipelines" / "main" / "main.yaml"
 
@@ -94,7 +94,7 @@ def test_an_unreachable_host_fails_with_one_error_line_naming_it(tmp_path: Path)
         sock.bind(("127.0.0.1", 0))
         host = f"http://127.0.0.1:{sock.getsockname()[1]}"  # closed once the block ends
     proc = subprocess.run(
-        [sys.executable, "-m", "kubeforge.core.cli", "submit", str(GOLDEN), "--host", host]
+        [sys.executable, "-m", "kubeforge.cli.app", "submit", str(GOLDEN), "--host", host]
         + ["-p", "data_uri=/data/digits.csv"],
         cwd=tmp_path,
         env={**os.environ, "HOME": str(tmp_path)},

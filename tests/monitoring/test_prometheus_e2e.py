@@ -35,9 +35,9 @@ import yaml
 from kubeforge.components.deploy.server import ModelServer
 from kubeforge.components.train.model import Classifier, ModelSpec
 from kubeforge.components.train.trainer import TrainConfig
-from kubeforge.core.testing.controlplane import free_port, stop_process_groups
-from kubeforge.core.testing.fixtures import Kubectl, kwok_pool, submit_gang, wait_for, wait_for_crd
-from kubeforge.core.testing.prometheus import (
+from kubeforge.testing.controlplane import free_port, stop_process_groups
+from kubeforge.testing.fixtures import Kubectl, kwok_pool, submit_gang, wait_for, wait_for_crd
+from kubeforge.testing.prometheus import (
     PrometheusServer,
     dashboard_queries,
     substitute_variables,

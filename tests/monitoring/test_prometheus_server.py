@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from kubeforge.core.testing.fixtures import StartPrometheus, wait_for
-from kubeforge.core.testing.prometheus import (
+from kubeforge.testing.fixtures import StartPrometheus, wait_for
+from kubeforge.testing.prometheus import (
     PrometheusError,
     dashboard_queries,
     substitute_variables,

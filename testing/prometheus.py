@@ -25,7 +25,7 @@ from typing import Any
 
 import yaml
 
-from kubeforge.core.testing.controlplane import (
+from kubeforge.testing.controlplane import (
     _die_with_parent,
     free_port,
     repo_root,

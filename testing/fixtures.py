@@ -1,9 +1,9 @@
 """Pytest fixtures for tests that need Kubernetes.
 
-Loaded with ``-p kubeforge.core.testing.fixtures``.
+Loaded with ``-p kubeforge.testing.fixtures``.
 
 ``KUBECONFIG`` set in the environment points the tests at that cluster; otherwise the session
-starts a real etcd + kube-apiserver from :mod:`kubeforge.core.testing.controlplane`.
+starts a real etcd + kube-apiserver from :mod:`kubeforge.testing.controlplane`.
 """
 
 from __future__ import annotations
@@ -19,14 +19,14 @@ from typing import Any
 
 import pytest
 
-from kubeforge.core.testing.controlplane import (
+from kubeforge.testing.controlplane import (
     ControlPlane,
     ControlPlaneError,
     build_binaries,
     repo_root,
 )
-from kubeforge.core.testing.kfp_contract import kfp_server  # noqa: F401 - a fixture
-from kubeforge.core.testing.prometheus import PrometheusServer, prometheus_bin_dir
+from kubeforge.testing.kfp_contract import kfp_server  # noqa: F401 - a fixture
+from kubeforge.testing.prometheus import PrometheusServer, prometheus_bin_dir
 
 PYTORCHJOB_CRD = "pytorchjobs.kubeflow.org"
 _TRAINING_OPERATOR = "github.com/kubeflow/training-operator"
@@ -81,6 +81,18 @@ def pytorchjob_crd_path() -> Path:
     if not path.is_file():
         raise ControlPlaneError(f"PyTorchJob CRD not found at {path}")
     return path
+
+
+# Fixtures that need binaries built from Go modules (control plane, helm) or Debian's Prometheus.
+_CLUSTER_FIXTURES = frozenset({"kube_bin_dir", "prometheus_bin"})
+
+
+@pytest.hookimpl(tryfirst=True)  # before ``-m`` deselects by marker
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark ``cluster`` every test that uses the control plane or Prometheus (for ``make unit``)."""
+    for item in items:
+        if _CLUSTER_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.cluster)
 
 
 Kubectl = Callable[..., subprocess.CompletedProcess[str]]
