@@ -5,14 +5,18 @@ timers (daemons inside kopf) get a ``LocalObjectLogger`` that never does, and it
 all carry the reason ``Logging``. So decisions are posted here, with their own reasons.
 The same reason and message on the same object bump ``count`` on one Event (as client-go's
 aggregation does), so a job that stays unschedulable does not flood the namespace.
+Event times come from the caller's clock (:mod:`kubeforge.operators.clock`), never the wall clock.
+
+Shared by every controller's ``clients/`` package; imports only the clock of the operators.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 from collections.abc import Mapping
 from typing import Any
+
+from kubeforge.operators.clock import SYSTEM_CLOCK, Clock, rfc3339
 
 COMPONENT = "kubeforge-operator"
 
@@ -30,6 +34,7 @@ def post_event(
     message: str,
     type_: str = "Normal",
     namespace: str = "default",
+    clock: Clock = SYSTEM_CLOCK,
 ) -> None:
     """Create the Event, or bump the count of the identical one.
 
@@ -40,6 +45,7 @@ def post_event(
         message: What happened, for a person.
         type_: ``Normal`` or ``Warning``.
         namespace: Where to post Events about cluster-scoped objects.
+        clock: Stamps ``firstTimestamp`` / ``lastTimestamp``; the controller's clock.
     """
     from kubernetes import client
     from kubernetes.client.rest import ApiException
@@ -54,7 +60,7 @@ def post_event(
     }
     ns = ref["namespace"] or namespace
     name = event_name(ref, reason, message)
-    now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    now = rfc3339(clock.now())
     core = client.CoreV1Api(api_client)
     try:
         existing = core.read_namespaced_event(name, ns)

@@ -2,12 +2,15 @@
 
 Run with ``kopf run --all-namespaces -m kubeforge.operators.main`` (the chart's container command).
 Each controller keeps its handlers in its own ``handlers/`` package; importing them here registers
-them with kopf, so one process (and one active replica, through peering) runs them all.
+them with kopf, so one process (and one active replica, through peering) runs them all. The
+settings (:mod:`kubeforge.operators.settings`) are read here once, at startup, and reach the
+handlers as ``memo.settings``.
+
+The top of the operators package: it may import every controller's handlers.
 """
 
 from __future__ import annotations
 
-import os
 import random
 from typing import Any
 
@@ -16,6 +19,7 @@ from prometheus_client import start_http_server
 
 from kubeforge.operators.gpupool.handlers import pool as _gpupool  # noqa: F401 - registers handlers
 from kubeforge.operators.pipelineruns.handlers import pipelinerun  # noqa: F401 - registers handlers
+from kubeforge.operators.settings import OperatorSettings, SettingsError
 
 
 @kopf.on.login()
@@ -26,52 +30,29 @@ def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
 
 
 @kopf.on.startup()
-def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
-    """One active replica per cluster through kopf peering; metrics on KUBEFORGE_METRICS_PORT.
+def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    """Read :class:`OperatorSettings` once; peering, metrics server; ``memo.settings`` for all.
 
-    Peering: ``KUBEFORGE_PEERING`` (name), ``KUBEFORGE_PEERING_PRIORITY`` (highest acts) and
-    ``KUBEFORGE_PEERING_LIFETIME`` (seconds a replica's keep-alive stays valid).
+    One active replica per cluster through kopf peering (``KUBEFORGE_PEERING``, the highest
+    ``KUBEFORGE_PEERING_PRIORITY`` acts, ``KUBEFORGE_PEERING_LIFETIME``); metrics on
+    ``KUBEFORGE_METRICS_PORT``. A bad value stops the operator with a message naming it.
     """
     # Read at startup, not import: one test process may run the operator several times.
-    settings.peering.name = os.environ.get("KUBEFORGE_PEERING", "kubeforge")
+    try:
+        config = OperatorSettings.from_env()
+    except SettingsError as exc:
+        raise kopf.PermanentError(str(exc)) from None
+    memo.settings = config  # kopf copies the operator's memo into every resource's memo
+    settings.peering.name = config.peering
     settings.peering.clusterwide = True
     # Replicas of equal priority all pause (kopf's rule), so each replica draws its own.
-    settings.peering.priority = int(os.environ.get("KUBEFORGE_PEERING_PRIORITY", "0")) or (
-        random.randint(1, 2**31 - 1)
-    )
+    settings.peering.priority = config.peering_priority or random.randint(1, 2**31 - 1)
     # How long a silent replica counts as alive: a standby takes over about this long after the
     # active replica dies. kopf's own default (60 s) when unset.
-    lifetime = os.environ.get("KUBEFORGE_PEERING_LIFETIME", "")
-    if lifetime:
-        settings.peering.lifetime = _peering_lifetime(lifetime)
+    if config.peering_lifetime_s is not None:
+        settings.peering.lifetime = config.peering_lifetime_s
     # Handlers' own log lines at INFO and above become Events; timers never post, so the
     # controllers post their decisions themselves (kubeforge.operators.events).
     settings.posting.level = 20
-    port = int(os.environ.get("KUBEFORGE_METRICS_PORT", "8080"))
-    if port:
-        start_http_server(port, addr=os.environ.get("KUBEFORGE_METRICS_ADDR", "0.0.0.0"))
-
-
-# kopf renews a keep-alive 5-10 s before it expires but at most once a second, so a shorter
-# lifetime leaves too little slack: a slow renewal would wake the standby next to the active one.
-# (A lifetime of 0 even deletes the replica's own record, and every replica acts.)
-MIN_PEERING_LIFETIME_S = 5
-
-
-def _peering_lifetime(value: str) -> int:
-    """``KUBEFORGE_PEERING_LIFETIME`` as whole seconds; a bad value stops the operator.
-
-    Raises:
-        kopf.PermanentError: not an integer, or below ``MIN_PEERING_LIFETIME_S``.
-    """
-    try:
-        seconds = int(value)
-    except ValueError:
-        raise kopf.PermanentError(
-            f"KUBEFORGE_PEERING_LIFETIME must be whole seconds, not {value!r}"
-        ) from None
-    if seconds < MIN_PEERING_LIFETIME_S:
-        raise kopf.PermanentError(
-            f"KUBEFORGE_PEERING_LIFETIME must be at least {MIN_PEERING_LIFETIME_S} s, not {seconds}"
-        )
-    return seconds
+    if config.metrics_port:
+        start_http_server(config.metrics_port, addr=config.metrics_addr)

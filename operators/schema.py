@@ -2,18 +2,26 @@
 
 A model field made with :func:`spec_field` carries its description (what ``kubectl explain``
 shows) and its validation keywords; :func:`build_crd` turns spec and status models into a CRD.
+The same models are the parser and the writer: :func:`from_dict` builds them from an object the
+API server returns (applying the field defaults, so defaults live only in the models and the CRD
+generated from them) and :func:`to_dict` serialises a status model.
+
+Shared by every controller's ``api/`` package; imports nothing of the project.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import types
 import typing
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
+
+T = TypeVar("T")
 
 Rules = Mapping[type, list[dict[str, str]]]
 
@@ -25,6 +33,88 @@ def spec_field(description: str, default: Any = None, **schema: Any) -> Any:
         value = default
         return field(default_factory=lambda: type(value)(value), metadata=meta)
     return field(default=default, metadata=meta)
+
+
+def _optional(tp: Any) -> tuple[Any, bool]:
+    """``X | None`` -> (X, True); any other type -> (type, False)."""
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        return args[0], len(args) < len(typing.get_args(tp))
+    return tp, False
+
+
+def _value(tp: Any, raw: Any, where: str) -> Any:
+    tp, optional = _optional(tp)
+    if raw is None:
+        if optional:
+            return None
+        if isinstance(tp, type) and dataclasses.is_dataclass(tp):  # absent: all defaulted
+            return from_dict(tp, {}, where)
+        raise ValueError(f"{where}: a value is required")
+    origin = typing.get_origin(tp)
+    if origin is list:
+        (item,) = typing.get_args(tp)
+        return [_value(item, v, f"{where}[{i}]") for i, v in enumerate(raw)]
+    if origin is dict:
+        value = typing.get_args(tp)[1]
+        return {k: _value(value, v, f"{where}.{k}") for k, v in raw.items()}
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
+        return from_dict(tp, raw, where)
+    if tp is Any:
+        return raw
+    if tp in (int, float) and not isinstance(raw, bool):
+        with contextlib.suppress(TypeError, ValueError):
+            return tp(raw)
+    elif tp is str:
+        return str(raw)
+    elif tp is bool and isinstance(raw, bool):
+        return raw
+    raise ValueError(f"{where}: expected {getattr(tp, '__name__', tp)}, not {raw!r}")
+
+
+def from_dict(cls: type[T], obj: Mapping[str, Any] | None, where: str = "") -> T:
+    """A models dataclass from a resource's dict (e.g. its ``spec``), defaults applied.
+
+    A field missing (or null) in ``obj`` takes the model's default; a missing nested object
+    that is not optional is built from its own defaults, as if it were ``{}``; ``X | None``
+    stays None. Keys the model does not know are ignored (the API server prunes them anyway).
+
+    Raises:
+        ValueError: A value has the wrong type; the message names the field.
+    """
+    hints = typing.get_type_hints(cls)
+    obj = obj or {}
+    values: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+        here = f"{where}.{f.name}" if where else f.name
+        raw = obj.get(f.name)
+        if raw is None:
+            if f.default is not dataclasses.MISSING and f.default is not None:
+                continue  # the field's own default
+            if f.default_factory is not dataclasses.MISSING:
+                continue
+        values[f.name] = _value(hints[f.name], raw, here)
+    return cls(**values)
+
+
+def to_dict(model: Any) -> dict[str, Any]:
+    """A models dataclass as the dict the API server stores; fields that are None are left out."""
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(model):
+        value = getattr(model, f.name)
+        if value is not None:
+            out[f.name] = _plain(value)
+    return out
+
+
+def _plain(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return to_dict(value)
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
 
 
 @dataclass

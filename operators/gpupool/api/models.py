@@ -214,11 +214,11 @@ class GPUNodePoolStatus:
     jobs: list[JobStatus] = spec_field(
         "Pending demand per job, with the decision and its reason.", []
     )
-    lastScaleUpTime: str = spec_field(  # noqa: N815
-        "When the operator last asked for more nodes.", "", format="date-time"
+    lastScaleUpTime: str | None = spec_field(  # noqa: N815
+        "When the operator last asked for more nodes.", None, format="date-time"
     )
-    lastScaleDownTime: str = spec_field(  # noqa: N815
-        "When the operator last removed a node.", "", format="date-time"
+    lastScaleDownTime: str | None = spec_field(  # noqa: N815
+        "When the operator last removed a node.", None, format="date-time"
     )
     conditions: list[Condition] = spec_field(
         "Current conditions of the pool: Ready, ScalingUp, ScalingDown, CapacityUnavailable.", []

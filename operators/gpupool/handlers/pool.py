@@ -1,11 +1,13 @@
-"""kopf glue: reconcile every GPUNodePool on a timer.
+"""kopf glue: reconcile every GPUNodePool every ``pool_interval_s`` seconds.
 
-Loaded by the operator process, :mod:`kubeforge.operators.main` (login, peering, metrics server).
+Loaded by the operator process, :mod:`kubeforge.operators.main` (login, peering, metrics server),
+whose startup handler reads the settings into ``memo.settings``. A kopf timer's interval is fixed
+when its decorator runs (at import), so each pool gets a daemon (kopf runs timers as daemons too)
+that sleeps the interval read at startup between reconciles.
 """
 
 from __future__ import annotations
 
-import os
 import time
 from typing import Any
 
@@ -17,8 +19,8 @@ from kubeforge.operators.gpupool.clients.reconcile import ClusterReads, Reconcil
 from kubeforge.operators.gpupool.core.config import pool_config
 from kubeforge.operators.gpupool.core.demand import JOB_NAME_LABEL
 from kubeforge.operators.gpupool.handlers import metrics
+from kubeforge.operators.settings import OperatorSettings
 
-INTERVAL_S = float(os.environ.get("KUBEFORGE_RECONCILE_INTERVAL", "15"))
 _state: dict[str, Reconciler] = {}
 
 
@@ -58,7 +60,26 @@ def _values(index: kopf.Index[Any, dict[str, Any]]) -> list[dict[str, Any]]:
     return [obj for store in index.values() for obj in store]
 
 
-@kopf.timer(GROUP, VERSION, PLURAL, interval=INTERVAL_S, initial_delay=0.5)
+@kopf.daemon(GROUP, VERSION, PLURAL, initial_delay=0.5)
+def run_pool(
+    stopped: kopf.DaemonStopped,
+    body: kopf.Body,
+    name: str,
+    logger: kopf.Logger,
+    memo: kopf.Memo,
+    **kwargs: Any,
+) -> None:
+    """Reconcile the pool, then sleep ``memo.settings.pool_interval_s``, until it is deleted.
+
+    ``body`` and the indexes are kopf's live views, current at every reconcile. An exception
+    ends the loop; kopf starts it again after its backoff, as it retries a failed timer.
+    """
+    settings: OperatorSettings = memo.settings
+    while not stopped:
+        reconcile_pool(body, name, logger, **kwargs)
+        stopped.wait(settings.pool_interval_s)
+
+
 def reconcile_pool(body: kopf.Body, name: str, logger: kopf.Logger, **kwargs: Any) -> None:
     """Plan and apply; the reconciler posts an Event for every non-noop decision.
 
