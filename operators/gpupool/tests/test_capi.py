@@ -16,11 +16,11 @@ from typing import Any
 import pytest
 
 from kubeforge.components.train.pytorchjob import build_pytorchjob, submit_pytorchjob
-from kubeforge.core.testing.fixtures import Kubectl, read_pool, wait_for_crd
 from kubeforge.operators.gpupool.clients.reconcile import Reconciler
 from kubeforge.operators.gpupool.core.capi import DELETE_MACHINE, DEPLOYMENT_LABEL
 from kubeforge.operators.gpupool.core.nodes import gpu_status_patch
 from kubeforge.operators.gpupool.core.planner import Decision, PoolPlan
+from kubeforge.testing.fixtures import Kubectl, read_pool, wait_for_crd
 
 pytestmark = pytest.mark.cluster
 MANIFEST = Path(__file__).parents[3] / "manifests" / "crds" / "kubeforge.io_gpunodepools.yaml"

@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from kubeforge.core.testing.fixtures import Kubectl, wait_for_crd
 from kubeforge.operators.gpupool.api.crd import build_crd, render
+from kubeforge.testing.fixtures import Kubectl, wait_for_crd
 
 MANIFEST = Path(__file__).parents[3] / "manifests" / "crds" / "kubeforge.io_gpunodepools.yaml"
 

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 
 from kubeforge.components.train.pytorchjob import build_pytorchjob, submit_pytorchjob
-from kubeforge.core.testing.controlplane import free_port
-from kubeforge.core.testing.fixtures import Kubectl, kwok_pool, wait_for, wait_for_crd
+from kubeforge.testing.controlplane import free_port
+from kubeforge.testing.fixtures import Kubectl, kwok_pool, wait_for, wait_for_crd
 
 pytestmark = pytest.mark.cluster
 Sample = tuple[str, tuple[tuple[str, str], ...]]

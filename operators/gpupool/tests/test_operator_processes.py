@@ -18,10 +18,10 @@ from typing import Any
 
 import pytest
 
-from kubeforge.core.testing.controlplane import free_port, stop_process_groups
-from kubeforge.core.testing.fixtures import Kubectl, submit_gang, wait_for, wait_for_crd
 from kubeforge.operators.gpupool.clients.kwok import KwokProvider
 from kubeforge.operators.gpupool.tests.test_operator import parse_metrics
+from kubeforge.testing.controlplane import free_port, stop_process_groups
+from kubeforge.testing.fixtures import Kubectl, submit_gang, wait_for, wait_for_crd
 
 pytestmark = pytest.mark.cluster
 CRDS = Path(__file__).parents[3] / "manifests" / "crds"
