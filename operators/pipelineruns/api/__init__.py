@@ -1,1 +1,1 @@
-"""Typed models of Pipeline and PipelineRun, and their CRDs."""
+"""Typed models of Pipeline and PipelineRun, and their CRDs; imports no other layer of its own."""

@@ -1,17 +1,55 @@
 """Typed spec and status of ``Pipeline`` and ``PipelineRun`` (kubeforge.io/v1alpha1).
 
-The single source of truth of both CRDs (:mod:`kubeforge.operators.pipelineruns.api.crd`).
+The single source of truth of both CRDs (:mod:`kubeforge.operators.pipelineruns.api.crd`) and
+the parser of the objects the operator reads (:func:`kubeforge.operators.schema.from_dict`):
+spec defaults live here and nowhere else. A status field left None is not written, so a status
+model doubles as the merge patch a reconcile sends.
+
+May import :mod:`kubeforge.operators.schema` and the pipeline registry; nothing of the
+controller's other layers.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import enum
+from dataclasses import dataclass, field
 from typing import Any
 
 from kubeforge.operators.schema import Condition, spec_field
 from kubeforge.pipelines.registry import PIPELINES
 
-PHASES = ["Pending", "Running", "Succeeded", "Failed", "Terminating"]
+
+def _observed_generation() -> Any:
+    """``status.observedGeneration``: 0 by default in the CRD, None (not written) in a patch."""
+    description = "Spec generation this status describes."
+    return field(default=None, metadata={"description": description, "schema": {"default": 0}})
+
+
+class PipelinePhase(enum.StrEnum):
+    """``status.phase`` of a Pipeline."""
+
+    READY = "Ready"
+    FAILED = "Failed"
+
+
+class RunPhase(enum.StrEnum):
+    """``status.phase`` of a PipelineRun."""
+
+    PENDING = "Pending"
+    RUNNING = "Running"
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+    TERMINATING = "Terminating"
+
+
+FINISHED = (RunPhase.SUCCEEDED, RunPhase.FAILED)
+
+
+class Backend(enum.StrEnum):
+    """``status.backend``: where a started PipelineRun executes."""
+
+    KFP = "kfp"
+    JOB = "job"
 
 
 @dataclass
@@ -66,13 +104,15 @@ class DeclaredParameter:
 class PipelineStatus:
     """What the operator found when it read the pipeline."""
 
-    observedGeneration: int = spec_field("Spec generation this status describes.", 0)  # noqa: N815
-    phase: str = spec_field("Ready or Failed.", "", enum=["Ready", "Failed"])
-    pipelineName: str = spec_field("Name inside the compiled IR.", "")  # noqa: N815
-    digest: str = spec_field("sha256 of the compiled IR.", "")
-    parameters: list[DeclaredParameter] = spec_field("Parameters the pipeline declares.", [])
-    message: str = spec_field("Why the pipeline cannot be used, when it cannot.", "")
-    conditions: list[Condition] = spec_field("Current conditions (Ready).", [])
+    observedGeneration: int | None = _observed_generation()  # noqa: N815
+    phase: str | None = spec_field("Ready or Failed.", None, enum=[p.value for p in PipelinePhase])
+    pipelineName: str | None = spec_field("Name inside the compiled IR.", None)  # noqa: N815
+    digest: str | None = spec_field("sha256 of the compiled IR.", None)
+    parameters: list[DeclaredParameter] | None = spec_field(
+        "Parameters the pipeline declares.", None
+    )
+    message: str | None = spec_field("Why the pipeline cannot be used, when it cannot.", None)
+    conditions: list[Condition] | None = spec_field("Current conditions (Ready).", None)
 
 
 @dataclass
@@ -112,25 +152,37 @@ class PipelineRunSpec:
 class PipelineRunStatus:
     """Where the run is, mirrored from its backend."""
 
-    observedGeneration: int = spec_field("Spec generation this status describes.", 0)  # noqa: N815
-    phase: str = spec_field("Pending, Running, Succeeded, Failed or Terminating.", "", enum=PHASES)
-    backend: str = spec_field(
+    observedGeneration: int | None = _observed_generation()  # noqa: N815
+    phase: str | None = spec_field(
+        "Pending, Running, Succeeded, Failed or Terminating.",
+        None,
+        enum=[p.value for p in RunPhase],
+    )
+    backend: str | None = spec_field(
         "Where the run executes: kfp (Kubeflow Pipelines) or job (a Kubernetes Job); set once "
         "the run started, after which the spec cannot change.",
-        "",
-        enum=["kfp", "job"],
+        None,
+        enum=[b.value for b in Backend],
     )
-    pipelineName: str = spec_field("Name inside the compiled IR.", "")  # noqa: N815
-    digest: str = spec_field("sha256 of the compiled IR the run uses.", "")
-    jobName: str = spec_field("The Kubernetes Job of the run (job backend).", "")  # noqa: N815
-    kfpRunId: str = spec_field("The Kubeflow Pipelines run id (kfp backend).", "")  # noqa: N815
-    url: str = spec_field("Where to watch the run (the Kubeflow UI).", "")
-    mlflowRunId: str = spec_field("The run's MLflow run.", "")  # noqa: N815
-    startedAt: str = spec_field("When the run started.", "", format="date-time")  # noqa: N815
-    finishedAt: str = spec_field("When the run finished.", "", format="date-time")  # noqa: N815
-    duration: str = spec_field("How long the run took (or has taken), e.g. 3m12s.", "")
-    message: str = spec_field("The last thing that happened, for a person.", "")
-    conditions: list[Condition] = spec_field("Current conditions (Started, Failed).", [])
+    pipelineName: str | None = spec_field("Name inside the compiled IR.", None)  # noqa: N815
+    digest: str | None = spec_field("sha256 of the compiled IR the run uses.", None)
+    jobName: str | None = spec_field(  # noqa: N815
+        "The Kubernetes Job of the run (job backend).", None
+    )
+    kfpRunId: str | None = spec_field(  # noqa: N815
+        "The Kubeflow Pipelines run id (kfp backend).", None
+    )
+    url: str | None = spec_field("Where to watch the run (the Kubeflow UI).", None)
+    mlflowRunId: str | None = spec_field("The run's MLflow run.", None)  # noqa: N815
+    startedAt: str | None = spec_field(  # noqa: N815
+        "When the run started.", None, format="date-time"
+    )
+    finishedAt: str | None = spec_field(  # noqa: N815
+        "When the run finished.", None, format="date-time"
+    )
+    duration: str | None = spec_field("How long the run took (or has taken), e.g. 3m12s.", None)
+    message: str | None = spec_field("The last thing that happened, for a person.", None)
+    conditions: list[Condition] | None = spec_field("Current conditions (Started, Failed).", None)
 
 
 REQUIRED: dict[type, list[str]] = {

@@ -1,4 +1,7 @@
-"""Read a pipeline source (a Kubeforge pipeline by name, inline IR, or a ConfigMap) as IR."""
+"""Read a pipeline source (a Kubeforge pipeline by name, inline IR, or a ConfigMap) as IR.
+
+Client code (it reads ConfigMaps); may import the controller's ``api/`` models.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +9,7 @@ import importlib.metadata
 from typing import Any
 
 from kubeforge.core.errors import KubeforgeError
+from kubeforge.operators.pipelineruns.api.models import ConfigMapSource, PipelineSource
 from kubeforge.pipelines.ir import PipelineIR, load_ir
 from kubeforge.pipelines.registry import compiled_text
 
@@ -16,7 +20,7 @@ def operator_version() -> str:
 
 
 def resolve_source(
-    api_client: Any, namespace: str, source: dict[str, Any], field: str
+    api_client: Any, namespace: str, source: PipelineSource, field: str
 ) -> PipelineIR:
     """The compiled pipeline a source names.
 
@@ -30,26 +34,26 @@ def resolve_source(
         KubeforgeError: A version this operator does not have, a missing ConfigMap or key, or
             text that is not a compiled pipeline; ``parameter`` names the field.
     """
-    if source.get("name"):
-        wanted = source.get("version", "")
+    if source.name:
+        wanted = source.version
         if wanted and wanted != operator_version():
             raise KubeforgeError(
-                f"{field}.version: pipeline {source['name']!r} version {wanted} is not available;"
+                f"{field}.version: pipeline {source.name!r} version {wanted} is not available;"
                 f" this operator runs Kubeforge {operator_version()}",
                 f"{field}.version",
             )
-        return load_ir(compiled_text(source["name"]), f"{field}.name")
-    if source.get("ir"):
-        return load_ir(source["ir"], f"{field}.ir")
-    ref = source.get("configMap") or {}
+        return load_ir(compiled_text(source.name), f"{field}.name")
+    if source.ir:
+        return load_ir(source.ir, f"{field}.ir")
+    ref = source.configMap or ConfigMapSource()
     return load_ir(_configmap_text(api_client, namespace, ref, field), f"{field}.configMap")
 
 
-def _configmap_text(api_client: Any, namespace: str, ref: dict[str, Any], field: str) -> str:
+def _configmap_text(api_client: Any, namespace: str, ref: ConfigMapSource, field: str) -> str:
     from kubernetes import client
     from kubernetes.client.rest import ApiException
 
-    name, key = ref.get("name", ""), ref.get("key", "pipeline.yaml")
+    name, key = ref.name, ref.key
     try:
         cm = client.CoreV1Api(api_client).read_namespaced_config_map(name, namespace)
     except ApiException as exc:

@@ -1,16 +1,17 @@
-"""Pure decisions of the pipeline-run controller: what to create, and what a backend's state means.
+"""What a PipelineRun creates: its Job and IR ConfigMap, their names and labels, its KFP run name.
 
-Manifests come from ``build_*`` functions; a backend's state becomes a :class:`RunState`.
-No Kubernetes calls, no clock (``now`` is passed in).
+Pure ``build_*`` functions from the run object and its typed spec; no Kubernetes calls.
+May import the controller's ``api/`` models only.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import re
-from dataclasses import dataclass
+from collections.abc import Mapping
 from typing import Any
+
+from kubeforge.operators.pipelineruns.api.models import PipelineRunSpec
 
 RUN_LABEL = "kubeforge.io/pipelinerun"
 MANAGED_LABEL = "app.kubernetes.io/managed-by"
@@ -18,30 +19,6 @@ MANAGER = "kubeforge"
 IR_MOUNT = "/etc/kubeforge/pipeline"
 IR_KEY = "pipeline.yaml"
 SUMMARY_PATH = "/dev/termination-log"
-FINAL = ("Succeeded", "Failed")
-
-KFP_PHASES = {
-    "PENDING": "Pending",
-    "RUNTIME_STATE_UNSPECIFIED": "Pending",
-    "RUNNING": "Running",
-    "PAUSED": "Running",
-    "CANCELING": "Terminating",
-    "SUCCEEDED": "Succeeded",
-    "SKIPPED": "Succeeded",
-    "FAILED": "Failed",
-    "CANCELED": "Failed",
-}
-
-
-@dataclass(frozen=True)
-class RunState:
-    """What a backend says about a run, in PipelineRun terms."""
-
-    phase: str
-    message: str = ""
-    started_at: str = ""
-    finished_at: str = ""
-    mlflow_run_id: str = ""
 
 
 def resource_name(run_name: str, suffix: str = "") -> str:
@@ -70,7 +47,7 @@ def parameter_args(values: dict[str, Any]) -> list[str]:
     return args
 
 
-def _owner(run: dict[str, Any]) -> list[dict[str, Any]]:
+def _owner(run: Mapping[str, Any]) -> list[dict[str, Any]]:
     meta = run["metadata"]
     return [
         {
@@ -84,11 +61,11 @@ def _owner(run: dict[str, Any]) -> list[dict[str, Any]]:
     ]
 
 
-def _labels(run: dict[str, Any]) -> dict[str, str]:
+def _labels(run: Mapping[str, Any]) -> dict[str, str]:
     return {RUN_LABEL: run["metadata"]["name"], MANAGED_LABEL: MANAGER}
 
 
-def build_ir_configmap(run: dict[str, Any], ir_text: str, digest: str) -> dict[str, Any]:
+def build_ir_configmap(run: Mapping[str, Any], ir_text: str, digest: str) -> dict[str, Any]:
     """The ConfigMap holding the exact IR the run executes (kept with the run, for the record)."""
     return {
         "apiVersion": "v1",
@@ -105,7 +82,8 @@ def build_ir_configmap(run: dict[str, Any], ir_text: str, digest: str) -> dict[s
 
 
 def build_job(
-    run: dict[str, Any],
+    run: Mapping[str, Any],
+    spec: PipelineRunSpec,
     values: dict[str, Any],
     image: str,
     tracking_uri: str,
@@ -114,11 +92,17 @@ def build_job(
 
     The pod reads the IR from the run's ConfigMap, tracks to ``tracking_uri`` and leaves its
     summary (MLflow run id, or the error) as its termination message for the operator to read.
+
+    Args:
+        run: The PipelineRun object (its metadata names and owns the Job).
+        spec: Its parsed spec.
+        values: The checked parameter values.
+        image: The project image that runs ``kubeforge run``.
+        tracking_uri: MLflow tracking URI for the pod ("" for none).
     """
-    spec = run["spec"]
     meta = run["metadata"]
     args = ["run", f"{IR_MOUNT}/{IR_KEY}", *parameter_args(values)]
-    args += ["--experiment", spec.get("experiment", "kubeforge"), "--summary-file", SUMMARY_PATH]
+    args += ["--experiment", spec.experiment, "--summary-file", SUMMARY_PATH]
     env = [
         {"name": "KUBEFORGE_HOME", "value": "/tmp/kubeforge"},
         {"name": "KUBEFORGE_PIPELINERUN", "value": f"{meta['namespace']}/{meta['name']}"},
@@ -140,7 +124,7 @@ def build_job(
                 "metadata": {"labels": _labels(run)},
                 "spec": {
                     "restartPolicy": "Never",
-                    "serviceAccountName": spec.get("serviceAccountName", "default"),
+                    "serviceAccountName": spec.serviceAccountName,
                     "securityContext": {
                         "runAsNonRoot": True,
                         "runAsUser": 10001,
@@ -177,77 +161,3 @@ def build_job(
             },
         },
     }
-
-
-def _summary(pods: list[dict[str, Any]]) -> dict[str, Any]:
-    """The run summary a finished pod left as its termination message ({} when none)."""
-    for pod in pods:
-        for status in pod.get("status", {}).get("containerStatuses", []) or []:
-            message = ((status.get("state") or {}).get("terminated") or {}).get("message", "")
-            if message:
-                try:
-                    parsed = json.loads(message)
-                except ValueError:
-                    return {"error": message.strip().splitlines()[-1][:500]}
-                return parsed if isinstance(parsed, dict) else {}
-    return {}
-
-
-def job_state(job: dict[str, Any], pods: list[dict[str, Any]]) -> RunState:
-    """A Job's status (and its pod's termination message) as a PipelineRun state."""
-    status = job.get("status", {}) or {}
-    conditions = {c["type"]: c for c in status.get("conditions", []) or [] if c["status"] == "True"}
-    started = status.get("startTime", "") or ""
-    summary = _summary(pods)
-    mlflow_run = str(summary.get("mlflow_run_id", ""))
-    if "Complete" in conditions:
-        finished = status.get("completionTime") or conditions["Complete"].get(
-            "lastTransitionTime", ""
-        )
-        return RunState("Succeeded", "the pipeline finished", started, finished, mlflow_run)
-    if "Failed" in conditions:
-        cond = conditions["Failed"]
-        detail = summary.get("error") or cond.get("message") or cond.get("reason", "")
-        return RunState(
-            "Failed", f"the pipeline failed: {detail}", started, cond.get("lastTransitionTime", ""),
-            mlflow_run,
-        )  # fmt: skip
-    if status.get("active") or status.get("ready"):
-        return RunState("Running", "the pipeline is running", started, "", mlflow_run)
-    return RunState("Pending", "waiting for the Job's pod to start", started)
-
-
-def kfp_state(state: str, error: str, created_at: str, finished_at: str) -> RunState:
-    """A KFP v2beta1 run state as a PipelineRun state."""
-    phase = KFP_PHASES.get(state, "Pending")
-    message = f"Kubeflow Pipelines run is {state}" + (f": {error}" if error else "")
-    return RunState(phase, message, created_at, finished_at if phase in FINAL else "")
-
-
-def parse_time(stamp: str) -> dt.datetime | None:
-    """An RFC 3339 time from the API server, or None."""
-    if not stamp:
-        return None
-    return dt.datetime.fromisoformat(stamp.replace("Z", "+00:00"))
-
-
-def duration(started_at: str, finished_at: str, now: dt.datetime) -> str:
-    """``3m12s``-style time from start to finish (or to ``now`` while running)."""
-    start = parse_time(started_at)
-    if start is None:
-        return ""
-    end = parse_time(finished_at) or now
-    seconds = max(0, int((end - start).total_seconds()))
-    hours, rest = divmod(seconds, 3600)
-    minutes, secs = divmod(rest, 60)
-    if hours:
-        return f"{hours}h{minutes}m{secs}s"
-    return f"{minutes}m{secs}s" if minutes else f"{secs}s"
-
-
-def expired(finished_at: str, ttl_seconds: int | None, now: dt.datetime) -> bool:
-    """The run finished more than ``ttlSecondsAfterFinished`` ago."""
-    end = parse_time(finished_at)
-    return (
-        ttl_seconds is not None and end is not None and (now - end).total_seconds() >= ttl_seconds
-    )

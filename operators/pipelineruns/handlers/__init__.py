@@ -1,1 +1,1 @@
-"""Thin kopf glue of the pipeline-run controller."""
+"""kopf handlers of the pipeline-run controller (``pipelinerun``); may import every layer below."""

@@ -9,13 +9,23 @@ from typing import Any
 
 import pytest
 
-from kubeforge.operators.pipelineruns.clients.reconciler import RunConfig, RunReconciler
+from kubeforge.operators.clock import ManualClock
+from kubeforge.operators.pipelineruns.clients.reconciler import RunReconciler
+from kubeforge.operators.pipelineruns.tests.builders import MAIN_IR, PipelineRunBuilder, pipelinerun
+from kubeforge.operators.settings import OperatorSettings
 from kubeforge.testing.fixtures import Kubectl
 
 pytestmark = pytest.mark.cluster
 EXAMPLES = Path(__file__).parents[3] / "manifests" / "examples"
-NOW = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
-CONFIG = RunConfig(image="registry.example/kubeforge:test", tracking_uri="http://mlflow.kf:5000")
+NOW = dt.datetime(2026, 1, 1, tzinfo=dt.UTC).timestamp()
+SETTINGS = OperatorSettings(
+    image="registry.example/kubeforge:test", tracking_uri="http://mlflow.kf:5000"
+)
+
+
+def _reconciler(api_client: Any) -> tuple[RunReconciler, ManualClock]:
+    clock = ManualClock(NOW)
+    return RunReconciler(api_client, SETTINGS, clock), clock
 
 
 def _get(kubectl: Kubectl, kind: str, name: str, namespace: str) -> dict[str, Any]:
@@ -49,19 +59,19 @@ def test_applied_examples_run_as_exactly_one_job_whose_status_the_run_follows(
     from kubernetes import client
 
     kubectl("apply", "-n", namespace, "-f", str(EXAMPLES))
-    reconciler = RunReconciler(api_client, CONFIG)
-    pipeline = _get(kubectl, "pipeline", "digits", namespace)
-    status = reconciler.reconcile_pipeline(pipeline, NOW)
+    reconciler, clock = _reconciler(api_client)
+    reconciler.reconcile_pipeline(_get(kubectl, "pipeline", "digits", namespace))
+    status = _get(kubectl, "pipeline", "digits", namespace)["status"]
     assert status["phase"] == "Ready"
     assert {"name": "data_uri", "type": "STRING", "required": True} in status["parameters"]
 
     run = _get(kubectl, "pipelinerun", "digits-1", namespace)
-    reconciler.reconcile_run(run, NOW)
+    reconciler.reconcile_run(run)
     for _ in range(2):  # a repeated reconcile, and a restarted operator with no status yet
-        reconciler.reconcile_run(_get(kubectl, "pipelinerun", "digits-1", namespace), NOW)
-        reconciler.reconcile_run(run, NOW)
+        reconciler.reconcile_run(_get(kubectl, "pipelinerun", "digits-1", namespace))
+        reconciler.reconcile_run(run)
     kubectl("apply", "-n", namespace, "-f", str(EXAMPLES))  # re-applying changes nothing
-    reconciler.reconcile_run(_get(kubectl, "pipelinerun", "digits-1", namespace), NOW)
+    reconciler.reconcile_run(_get(kubectl, "pipelinerun", "digits-1", namespace))
 
     jobs = _jobs(api_client, namespace)
     assert [j.metadata.name for j in jobs] == ["digits-1"]
@@ -73,7 +83,7 @@ def test_applied_examples_run_as_exactly_one_job_whose_status_the_run_follows(
     assert "-p data_uri=s3://my-team-data/digits/digits.csv" in args
     assert "-p epochs=10" in args and "-p gold_budget=0.05" in args
     assert "--experiment digits" in args
-    assert {e.name: e.value for e in container.env}["MLFLOW_TRACKING_URI"] == CONFIG.tracking_uri
+    assert {e.name: e.value for e in container.env}["MLFLOW_TRACKING_URI"] == SETTINGS.tracking_uri
     ir = client.CoreV1Api(api_client).read_namespaced_config_map("digits-1-ir", namespace)
     assert "kubeforge-main" in ir.data["pipeline.yaml"]
 
@@ -85,7 +95,8 @@ def test_applied_examples_run_as_exactly_one_job_whose_status_the_run_follows(
     _set_job_status(
         api_client, namespace, "digits-1", {"active": 1, "startTime": "2026-01-01T00:00:00Z"}
     )
-    reconciler.reconcile_run(run, NOW + dt.timedelta(seconds=42))
+    clock.at = NOW + 42
+    reconciler.reconcile_run(run)
     run = _get(kubectl, "pipelinerun", "digits-1", namespace)
     assert (run["status"]["phase"], run["status"]["duration"]) == ("Running", "42s")
 
@@ -123,7 +134,8 @@ def test_applied_examples_run_as_exactly_one_job_whose_status_the_run_follows(
             ],
         },
     )
-    reconciler.reconcile_run(run, NOW + dt.timedelta(minutes=5))
+    clock.at = NOW + 5 * 60
+    reconciler.reconcile_run(run)
     row = kubectl("get", "kfrun", "digits-1", "-n", namespace).stdout.splitlines()[1].split()
     assert row[:3] == ["digits-1", "kubeforge-main", "Succeeded"]
     assert row[4:6] == ["3m12s", "abc123"]  # row[3] is "Started", shown as an age
@@ -134,7 +146,8 @@ def test_applied_examples_run_as_exactly_one_job_whose_status_the_run_follows(
     assert "Succeeded" in _events(kubectl, namespace, "digits-1")
 
     # Past ttlSecondsAfterFinished the run deletes itself; cleanup removes the Job and IR.
-    reconciler.reconcile_run(run, NOW + dt.timedelta(days=8))
+    clock.at = NOW + 8 * 24 * 3600
+    reconciler.reconcile_run(run)
     assert kubectl("get", "pipelinerun", "digits-1", "-n", namespace, check=False).returncode != 0
     reconciler.delete_run(run)
     assert _jobs(api_client, namespace) == []
@@ -142,15 +155,10 @@ def test_applied_examples_run_as_exactly_one_job_whose_status_the_run_follows(
     assert "digits-1-ir" not in [c.metadata.name for c in cms]
 
 
-def _run(kubectl: Kubectl, namespace: str, name: str, spec: dict[str, Any]) -> dict[str, Any]:
-    body = {
-        "apiVersion": "kubeforge.io/v1alpha1",
-        "kind": "PipelineRun",
-        "metadata": {"name": name, "namespace": namespace},
-        "spec": spec,
-    }
-    kubectl("apply", "-f", "-", stdin=json.dumps(body))
-    return _get(kubectl, "pipelinerun", name, namespace)
+def _apply(kubectl: Kubectl, run: PipelineRunBuilder) -> dict[str, Any]:
+    kubectl("apply", "-f", "-", stdin=run.json())
+    meta = run.obj()["metadata"]
+    return _get(kubectl, "pipelinerun", meta["name"], meta["namespace"])
 
 
 MAIN = {"name": "main"}
@@ -177,8 +185,8 @@ def test_invalid_runs_fail_naming_the_field_post_an_event_and_start_nothing(
     spec: dict[str, Any],
     field: str,
 ) -> None:
-    run = _run(kubectl, namespace, "bad", spec)
-    RunReconciler(api_client, CONFIG).reconcile_run(run, NOW)
+    run = _apply(kubectl, pipelinerun("bad", namespace).spec(**spec))
+    _reconciler(api_client)[0].reconcile_run(run)
     status = _get(kubectl, "pipelinerun", "bad", namespace)["status"]
     assert status["phase"] == "Failed"
     assert field in status["message"]
@@ -194,15 +202,16 @@ def test_a_run_waiting_for_its_configmap_starts_once_the_configmap_exists(
 ) -> None:
     from kubernetes import client
 
-    reconciler = RunReconciler(api_client, CONFIG)
-    spec = {"pipeline": {"configMap": {"name": "ir"}}, "parameters": {"data_uri": "x"}}
-    reconciler.reconcile_run(_run(kubectl, namespace, "later", spec), NOW)
-    assert _get(kubectl, "pipelinerun", "later", namespace)["status"]["phase"] == "Failed"
-    golden = Path(__file__).parents[3] / "pipelines" / "main" / "main.yaml"
-    client.CoreV1Api(api_client).create_namespaced_config_map(
-        namespace, {"metadata": {"name": "ir"}, "data": {"pipeline.yaml": golden.read_text()}}
+    reconciler, _ = _reconciler(api_client)
+    run = (
+        pipelinerun("later", namespace).pipeline(configMap={"name": "ir"}).parameters(data_uri="x")
     )
-    reconciler.reconcile_run(_get(kubectl, "pipelinerun", "later", namespace), NOW)
+    reconciler.reconcile_run(_apply(kubectl, run))
+    assert _get(kubectl, "pipelinerun", "later", namespace)["status"]["phase"] == "Failed"
+    client.CoreV1Api(api_client).create_namespaced_config_map(
+        namespace, {"metadata": {"name": "ir"}, "data": {"pipeline.yaml": MAIN_IR.read_text()}}
+    )
+    reconciler.reconcile_run(_get(kubectl, "pipelinerun", "later", namespace))
     status = _get(kubectl, "pipelinerun", "later", namespace)["status"]
     assert (status["phase"], status["jobName"]) == ("Pending", "later")
     assert [j.metadata.name for j in _jobs(api_client, namespace)] == ["later"]
@@ -224,8 +233,8 @@ def test_a_job_of_the_same_name_that_is_not_the_runs_own_is_left_alone(
             },
         },
     )
-    spec = {"pipeline": {"name": "main"}, "parameters": {"data_uri": "x"}}
-    RunReconciler(api_client, CONFIG).reconcile_run(_run(kubectl, namespace, "taken", spec), NOW)
+    run = pipelinerun("taken", namespace).pipeline("main").parameters(data_uri="x")
+    _reconciler(api_client)[0].reconcile_run(_apply(kubectl, run))
     status = _get(kubectl, "pipelinerun", "taken", namespace)["status"]
     assert status["phase"] == "Failed" and "is not this run's" in status["message"]
     assert (

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from kubeforge.operators.pipelineruns.api.crd import CRDS, render
+from kubeforge.operators.pipelineruns.tests.builders import pipeline, pipelinerun
 from kubeforge.testing.fixtures import Kubectl
 
 CRD_DIR = Path(__file__).parents[3] / "manifests" / "crds"
@@ -37,12 +38,8 @@ def test_every_field_has_a_description(plural: str) -> None:
 
 
 def _apply(kubectl: Kubectl, namespace: str, kind: str, name: str, spec: dict[str, Any]) -> Any:
-    body = {
-        "apiVersion": "kubeforge.io/v1alpha1",
-        "kind": kind,
-        "metadata": {"name": name, "namespace": namespace},
-        "spec": spec,
-    }
+    builder = pipeline(name, namespace) if kind == "Pipeline" else pipelinerun(name, namespace)
+    body = {**builder.obj(), "spec": spec}  # as given: some specs must be refused
     return kubectl("apply", "-f", "-", stdin=json.dumps(body), check=False)
 
 

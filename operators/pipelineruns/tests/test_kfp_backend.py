@@ -8,23 +8,25 @@ from typing import Any
 
 import pytest
 
-from kubeforge.operators.pipelineruns.clients.reconciler import RunConfig, RunReconciler
+from kubeforge.operators.clock import ManualClock
+from kubeforge.operators.pipelineruns.clients.reconciler import RunReconciler
+from kubeforge.operators.pipelineruns.tests.builders import pipelinerun
+from kubeforge.operators.settings import OperatorSettings
 from kubeforge.testing.fixtures import Kubectl
 from kubeforge.testing.kfp_contract import KfpContractServer
 
 pytestmark = pytest.mark.cluster
-NOW = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
-SPEC = {"pipeline": {"name": "main"}, "parameters": {"data_uri": "gs://b/d.csv", "epochs": 3}}
+NOW = dt.datetime(2026, 1, 1, tzinfo=dt.UTC).timestamp()
 
 
 def _apply_run(kubectl: Kubectl, namespace: str, name: str) -> dict[str, Any]:
-    body = {
-        "apiVersion": "kubeforge.io/v1alpha1",
-        "kind": "PipelineRun",
-        "metadata": {"name": name, "namespace": namespace},
-        "spec": {**SPEC, "experiment": "team-a"},
-    }
-    kubectl("apply", "-f", "-", stdin=json.dumps(body))
+    run = (
+        pipelinerun(name, namespace)
+        .pipeline("main")
+        .parameters(data_uri="gs://b/d.csv", epochs=3)
+        .experiment("team-a")
+    )
+    kubectl("apply", "-f", "-", stdin=run.json())
     return _get(kubectl, namespace, name)
 
 
@@ -39,11 +41,13 @@ def test_a_run_is_uploaded_created_mirrored_and_terminated_through_the_kfp_api(
     namespace: str,
     kfp_server: KfpContractServer,
 ) -> None:
-    config = RunConfig(image="img", tracking_uri="http://mlflow:5000", kfp_host=kfp_server.host)
-    reconciler = RunReconciler(api_client, config)
+    settings = OperatorSettings(
+        image="img", tracking_uri="http://mlflow:5000", kfp_host=kfp_server.host
+    )
+    reconciler = RunReconciler(api_client, settings, ManualClock(NOW))
     run = _apply_run(kubectl, namespace, "first")
-    reconciler.reconcile_run(run, NOW)
-    reconciler.reconcile_run(run, NOW)  # a repeated start (no status seen yet) adopts the run
+    reconciler.reconcile_run(run)
+    reconciler.reconcile_run(run)  # a repeated start (no status seen yet) adopts the run
     status = _get(kubectl, namespace, "first")["status"]
     assert status["backend"] == "kfp" and status["phase"] == "Pending"
     assert len(kfp_server.runs()) == 1
@@ -54,12 +58,12 @@ def test_a_run_is_uploaded_created_mirrored_and_terminated_through_the_kfp_api(
     assert created.runtime_config.parameters["mlflow_tracking_uri"] == "http://mlflow:5000"
 
     kfp_server.set_run_state(run_id, "RUNNING")
-    reconciler.reconcile_run(_get(kubectl, namespace, "first"), NOW)
+    reconciler.reconcile_run(_get(kubectl, namespace, "first"))
     assert _get(kubectl, namespace, "first")["status"]["phase"] == "Running"
 
     # A second run of the same pipeline uploads nothing new.
     second = _apply_run(kubectl, namespace, "second")
-    reconciler.reconcile_run(second, NOW)
+    reconciler.reconcile_run(second)
     assert len(kfp_server.runs()) == 2
 
     reconciler.delete_run(_get(kubectl, namespace, "first"))  # what the finalizer does
@@ -79,8 +83,9 @@ def test_an_unreachable_kfp_endpoint_fails_the_run_naming_it_and_starts_nothing(
     from kubeforge.testing.controlplane import free_port
 
     host = f"http://127.0.0.1:{free_port()}"
-    reconciler = RunReconciler(api_client, RunConfig(image="img", kfp_host=host))
-    reconciler.reconcile_run(_apply_run(kubectl, namespace, "nowhere"), NOW)
+    settings = OperatorSettings(image="img", kfp_host=host)
+    reconciler = RunReconciler(api_client, settings, ManualClock(NOW))
+    reconciler.reconcile_run(_apply_run(kubectl, namespace, "nowhere"))
     status = _get(kubectl, namespace, "nowhere")["status"]
     assert status["phase"] == "Failed"
     failed = {c["type"]: c for c in status["conditions"]}["Failed"]

@@ -1,0 +1,81 @@
+"""What a backend says about a run, in PipelineRun terms: a Job (and its pod) or a KFP run state.
+
+Pure: the caller reads the Job, its pods or the KFP run and passes them in.
+May import the controller's ``api/`` models only.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from kubeforge.operators.pipelineruns.api.models import FINISHED, RunPhase
+
+KFP_PHASES = {
+    "PENDING": RunPhase.PENDING,
+    "RUNTIME_STATE_UNSPECIFIED": RunPhase.PENDING,
+    "RUNNING": RunPhase.RUNNING,
+    "PAUSED": RunPhase.RUNNING,
+    "CANCELING": RunPhase.TERMINATING,
+    "SUCCEEDED": RunPhase.SUCCEEDED,
+    "SKIPPED": RunPhase.SUCCEEDED,
+    "FAILED": RunPhase.FAILED,
+    "CANCELED": RunPhase.FAILED,
+}
+
+
+@dataclass(frozen=True)
+class RunState:
+    """What a backend says about a run, in PipelineRun terms ("" for a time it did not give)."""
+
+    phase: RunPhase
+    message: str = ""
+    started_at: str = ""
+    finished_at: str = ""
+    mlflow_run_id: str = ""
+
+
+def _summary(pods: list[dict[str, Any]]) -> dict[str, Any]:
+    """The run summary a finished pod left as its termination message ({} when none)."""
+    for pod in pods:
+        for status in pod.get("status", {}).get("containerStatuses", []) or []:
+            message = ((status.get("state") or {}).get("terminated") or {}).get("message", "")
+            if message:
+                try:
+                    parsed = json.loads(message)
+                except ValueError:
+                    return {"error": message.strip().splitlines()[-1][:500]}
+                return parsed if isinstance(parsed, dict) else {}
+    return {}
+
+
+def job_state(job: dict[str, Any], pods: list[dict[str, Any]]) -> RunState:
+    """A Job's status (and its pod's termination message) as a PipelineRun state."""
+    status = job.get("status", {}) or {}
+    conditions = {c["type"]: c for c in status.get("conditions", []) or [] if c["status"] == "True"}
+    started = status.get("startTime", "") or ""
+    summary = _summary(pods)
+    mlflow_run = str(summary.get("mlflow_run_id", ""))
+    if "Complete" in conditions:
+        finished = status.get("completionTime") or conditions["Complete"].get(
+            "lastTransitionTime", ""
+        )
+        return RunState(RunPhase.SUCCEEDED, "the pipeline finished", started, finished, mlflow_run)
+    if "Failed" in conditions:
+        cond = conditions["Failed"]
+        detail = summary.get("error") or cond.get("message") or cond.get("reason", "")
+        return RunState(
+            RunPhase.FAILED, f"the pipeline failed: {detail}", started,
+            cond.get("lastTransitionTime", ""), mlflow_run,
+        )  # fmt: skip
+    if status.get("active") or status.get("ready"):
+        return RunState(RunPhase.RUNNING, "the pipeline is running", started, "", mlflow_run)
+    return RunState(RunPhase.PENDING, "waiting for the Job's pod to start", started)
+
+
+def kfp_state(state: str, error: str, created_at: str, finished_at: str) -> RunState:
+    """A KFP v2beta1 run state as a PipelineRun state."""
+    phase = KFP_PHASES.get(state, RunPhase.PENDING)
+    message = f"Kubeflow Pipelines run is {state}" + (f": {error}" if error else "")
+    return RunState(phase, message, created_at, finished_at if phase in FINISHED else "")
