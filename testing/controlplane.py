@@ -1,4 +1,4 @@
-"""A real Kubernetes control plane (etcd + kube-apiserver [+ kube-scheduler]) for tests.
+"""A real Kubernetes control plane (etcd, kube-apiserver, kube-controller-manager, scheduler).
 
 The binaries come from ``hack/controlplane/build.sh`` (built from their Go modules and cached
 under ``~/.cache/kubeforge``). :class:`ControlPlane` starts them on free loopback ports with RBAC
@@ -99,6 +99,21 @@ def _die_with_parent() -> None:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
+def spawn(
+    command: Sequence[str], log: Path, env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
+    """Start ``command`` in its own process group, dying with this process, logging to ``log``."""
+    with log.open("wb") as out:
+        return subprocess.Popen(  # noqa: S603 - binaries we built ourselves
+            list(command),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env={**os.environ, **(env or {})},
+            preexec_fn=_die_with_parent,  # noqa: PLW1509 - needed for the parent-death signal
+        )
+
+
 @dataclass
 class _Certs:
     ca: Path
@@ -172,7 +187,7 @@ def _write_certs(directory: Path) -> _Certs:
 
 @dataclass
 class ControlPlane:
-    """etcd + kube-apiserver (and optionally kube-scheduler) on loopback ports.
+    """etcd + kube-apiserver (and optionally the controller manager and scheduler) on loopback.
 
     Use as a context manager; :attr:`kubeconfig` is valid between ``start`` and ``stop``.
     """
@@ -180,6 +195,7 @@ class ControlPlane:
     bin_dir: Path
     workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="kubeforge-cp-")))
     with_scheduler: bool = False
+    with_controller_manager: bool = False
     admin_token: str = field(default_factory=lambda: secrets.token_hex(16))
     _procs: list[tuple[str, subprocess.Popen[bytes]]] = field(default_factory=list)
     apiserver_port: int = 0
@@ -207,15 +223,7 @@ class ControlPlane:
         self.stop()
 
     def _spawn(self, name: str, args: list[str]) -> subprocess.Popen[bytes]:
-        log = (self.workdir / f"{name}.log").open("wb")
-        proc = subprocess.Popen(  # noqa: S603 - binaries we built ourselves
-            [str(self.bin_dir / name), *args],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            preexec_fn=_die_with_parent,  # noqa: PLW1509 - needed for the parent-death signal
-        )
-        log.close()
+        proc = spawn([str(self.bin_dir / name), *args], self.workdir / f"{name}.log")
         self._procs.append((name, proc))
         return proc
 
@@ -278,6 +286,27 @@ class ControlPlane:
         except ControlPlaneError:
             self.stop()
             raise
+        if self.with_controller_manager:
+            self._spawn(
+                "kube-controller-manager",
+                [
+                    f"--kubeconfig={self.kubeconfig}",
+                    f"--authentication-kubeconfig={self.kubeconfig}",
+                    f"--authorization-kubeconfig={self.kubeconfig}",
+                    "--bind-address=127.0.0.1",
+                    f"--secure-port={free_port()}",
+                    "--leader-elect=false",
+                    f"--root-ca-file={certs.ca}",
+                    f"--service-account-private-key-file={certs.sa_key}",
+                    "--use-service-account-credentials=true",
+                    "--service-cluster-ip-range=10.96.0.0/16",
+                    "--cluster-cidr=10.244.0.0/16",
+                    "--allocate-node-cidrs=true",
+                    # Test namespaces go away fast; garbage collection and Jobs react at once.
+                    "--concurrent-namespace-syncs=5",
+                    "--v=0",
+                ],
+            )
         if self.with_scheduler:
             self._spawn(
                 "kube-scheduler",

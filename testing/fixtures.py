@@ -8,7 +8,6 @@ starts a real etcd + kube-apiserver from :mod:`kubeforge.testing.controlplane`.
 
 from __future__ import annotations
 
-import json
 import os
 import secrets
 import subprocess
@@ -21,66 +20,18 @@ import pytest
 
 from kubeforge.testing.controlplane import (
     ControlPlane,
-    ControlPlaneError,
     build_binaries,
-    repo_root,
 )
 from kubeforge.testing.kfp_contract import kfp_server  # noqa: F401 - a fixture
+from kubeforge.testing.modules import (
+    CLUSTER_API_CRDS,  # noqa: F401 - tests import it from here
+    cluster_api_crd_paths,
+    go_module_dir,  # noqa: F401 - tests import it from here
+    pytorchjob_crd_path,
+)
 from kubeforge.testing.prometheus import PrometheusServer, prometheus_bin_dir
 
 PYTORCHJOB_CRD = "pytorchjobs.kubeflow.org"
-_TRAINING_OPERATOR = "github.com/kubeflow/training-operator"
-_CLUSTER_API = "sigs.k8s.io/cluster-api"
-CLUSTER_API_CRDS = ("machinedeployments", "machines")
-
-
-def go_module_dir(module: str) -> Path:
-    """Download a Go module pinned by ``hack/controlplane/crds/go.mod`` into the module cache.
-
-    The version is the one that go.mod requires; returns the module's directory.
-    """
-    moddir = repo_root() / "hack" / "controlplane" / "crds"
-    env = {**os.environ, "GOFLAGS": "-mod=mod", "GOTOOLCHAIN": "local"}
-    proc = subprocess.run(
-        ["go", "mod", "download", "-json", module],
-        cwd=moddir,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if proc.returncode != 0:
-        raise ControlPlaneError(f"go mod download {module} failed: {proc.stderr}")
-    return Path(json.loads(proc.stdout)["Dir"])
-
-
-def training_operator_module_dir() -> Path:
-    """Download the pinned Kubeflow training-operator module into the Go module cache."""
-    return go_module_dir(_TRAINING_OPERATOR)
-
-
-def cluster_api_crd_paths() -> list[Path]:
-    """Paths of the real Cluster API MachineDeployment and Machine CRDs in the module cache."""
-    bases = go_module_dir(_CLUSTER_API) / "config" / "crd" / "bases"
-    paths = [bases / f"cluster.x-k8s.io_{plural}.yaml" for plural in CLUSTER_API_CRDS]
-    for path in paths:
-        if not path.is_file():
-            raise ControlPlaneError(f"Cluster API CRD not found at {path}")
-    return paths
-
-
-def pytorchjob_crd_path() -> Path:
-    """Path of the real PyTorchJob CRD manifest in the Go module cache."""
-    path = (
-        training_operator_module_dir()
-        / "manifests"
-        / "base"
-        / "crds"
-        / "kubeflow.org_pytorchjobs.yaml"
-    )
-    if not path.is_file():
-        raise ControlPlaneError(f"PyTorchJob CRD not found at {path}")
-    return path
 
 
 # Fixtures that need binaries built from Go modules (control plane, helm) or Debian's Prometheus.
@@ -241,24 +192,24 @@ def digits_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def digits_splits(digits_csv: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Digits ingested into ``train.parquet`` / ``val.parquet`` / ``test.parquet``."""
-    from kubeforge.components.ingest.ingest import Schema, ingest
+    from kubeforge.components.ingest.prepare import IngestParams, prepare_splits
 
     out = tmp_path_factory.mktemp("digits-splits")
-    ingest(str(digits_csv), out, Schema("label"))
+    prepare_splits(IngestParams.defaults(data_uri=str(digits_csv)), out)
     return out
 
 
 @pytest.fixture(scope="session")
 def digits_labelled(digits_splits: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The digits training split labelled by the label stage (5% gold)."""
-    from kubeforge.components.ingest.ingest import load_split
-    from kubeforge.components.label.labeling import label
+    from kubeforge.components.common.splits import load_split
+    from kubeforge.components.label.labeling import LabelParams, label_split
 
     out = tmp_path_factory.mktemp("digits-labelled")
-    label(
+    label_split(
         load_split(digits_splits / "train.parquet"),
         out,
-        "kubeforge.components.label.examples.digits",
+        LabelParams.defaults(labeling_functions="kubeforge.components.label.examples.digits"),
     )
     return out
 
@@ -278,18 +229,17 @@ def digits_teacher(
     digits_labelled: Path, digits_splits: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Any:
     """A classifier trained on the labelled digits (in-process, 15 epochs)."""
-    from kubeforge.components.train.model import load
-    from kubeforge.components.train.trainer import TrainConfig, run_local
+    from kubeforge.components.common.model import load
+    from kubeforge.components.train.trainer import TrainConfig, TrainParams, run_local
 
     out = tmp_path_factory.mktemp("digits-teacher")
     config = TrainConfig(
         str(digits_labelled / "train.parquet"),
         str(digits_splits / "val.parquet"),
         str(out),
-        hidden=[256, 256],
-        epochs=15,
+        TrainParams.defaults(hidden="256,256", epochs=15, nproc=1),
     )
-    run_local(config, nproc=1)
+    run_local(config)
     return load(out / "model.pt")
 
 

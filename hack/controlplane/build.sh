@@ -1,12 +1,21 @@
 #!/usr/bin/env bash
-# Build (or reuse) the real control-plane binaries the tests run:
-#   kube-apiserver, kube-scheduler, kubectl  from k8s.io/kubernetes   (kube/go.mod)
-#   etcd                                     from go.etcd.io/etcd/server/v3 (etcd/)
-#   helm                                     from helm.sh/helm/v3     (helm/go.mod)
-# Each is a plain `go build` through the Go module proxy. Binaries are cached under
-# ${KUBEFORGE_CACHE:-~/.cache/kubeforge}/<versions>/bin, so a second run builds nothing.
-# Prints the bin directory on the last line of stdout.
+# Build (or reuse) the real Kubernetes binaries the tests run, each a plain `go build` through the
+# Go module proxy:
+#   kube-apiserver, kube-controller-manager, kube-scheduler, kubectl
+#                                     from k8s.io/kubernetes (kube/go.mod), with the release's
+#                                     version string linked in (else it reads v0.0.0-master)
+#   etcd                              from go.etcd.io/etcd/server/v3 (etcd/)
+#   helm                              from helm.sh/helm/v3 (helm/go.mod)
+#   kwok                              from sigs.k8s.io/kwok (simulated nodes and pod lifecycles)
+#   training-operator                 from github.com/kubeflow/training-operator (PyTorchJob)
+# kwok and the training operator are built inside their own downloaded module, so their go.mod
+# (and any replace directives in it) applies exactly as upstream builds it.
+# Binaries are cached under ${KUBEFORGE_CACHE:-~/.cache/kubeforge}/<versions>/bin, so a second
+# run builds nothing. Prints the bin directory on the last line of stdout.
 set -euo pipefail
+
+# Bump when the way a binary is built changes (flags, patches), so caches are rebuilt.
+RECIPE=2
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 modver() { # modver DIR MODULE -> the version DIR/go.mod pins for MODULE
@@ -15,29 +24,63 @@ modver() { # modver DIR MODULE -> the version DIR/go.mod pins for MODULE
 k8s="$(modver kube k8s.io/kubernetes)"
 etcd="$(modver etcd go.etcd.io/etcd/server/v3)"
 helm="$(modver helm helm.sh/helm/v3)"
+# Built inside their own modules, at the versions crds/go.mod pins (the tests read them there too).
+kwok="$(modver crds sigs.k8s.io/kwok)"
+training_operator="$(modver crds github.com/kubeflow/training-operator)"
 gover="$(go env GOVERSION)"
 cache="${KUBEFORGE_CACHE:-$HOME/.cache/kubeforge}"
-bin="$cache/k8s-${k8s}_etcd-${etcd}_helm-${helm}_${gover}/bin"
+bin="$cache/k8s-${k8s}_etcd-${etcd}_helm-${helm}_kwok-${kwok}_to-${training_operator}_${gover}_r${RECIPE}/bin"
 mkdir -p "$bin"
+# One build at a time per cache (test sessions may start together).
+exec 9>"$bin/.lock"
+flock 9
 
 export GOTOOLCHAIN=local GOFLAGS="-mod=mod -trimpath" CGO_ENABLED=0
 
-build() { # build NAME MODULE_DIR PACKAGE
-  local name="$1" dir="$2" pkg="$3"
-  if [[ -x "$bin/$name" ]]; then
-    echo "controlplane: $name cached ($bin/$name)" >&2
-    return
+minor="${k8s#v1.}"; minor="${minor%%.*}"
+kube_ldflags="-s -w"
+for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+  kube_ldflags+=" -X $pkg.gitVersion=$k8s -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor"
+  kube_ldflags+=" -X $pkg.gitTreeState=clean -X $pkg.buildDate=1970-01-01T00:00:00Z"
+done
+
+cached() { # cached NAME -> true when NAME is built already
+  if [[ -x "$bin/$1" ]]; then
+    echo "controlplane: $1 cached ($bin/$1)" >&2
+    return 0
   fi
-  echo "controlplane: building $name from $pkg ..." >&2
+  echo "controlplane: building $1 ..." >&2
+  return 1
+}
+
+build() { # build NAME MODULE_DIR PACKAGE [LDFLAGS]: from one of our wrapper modules
+  local name="$1" dir="$2" pkg="$3" ldflags="${4:--s -w}"
+  cached "$name" && return
   local start=$SECONDS
-  (cd "$here/$dir" && go build -ldflags="-s -w" -o "$bin/$name.tmp" "$pkg")
+  (cd "$here/$dir" && go build -ldflags="$ldflags" -o "$bin/$name.tmp" "$pkg")
+  mv "$bin/$name.tmp" "$bin/$name"
+  echo "controlplane: built $name in $((SECONDS - start))s" >&2
+}
+
+build_upstream() { # build_upstream NAME MODULE VERSION PACKAGE: inside the module itself
+  local name="$1" module="$2" version="$3" pkg="$4"
+  cached "$name" && return
+  local start=$SECONDS dir
+  dir="$(cd "$here/crds" && go mod download -json "$module@$version" |
+    sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')"
+  [[ -d "$dir" ]] || { echo "controlplane: cannot download $module@$version" >&2; exit 1; }
+  (cd "$dir" && GOFLAGS="-mod=readonly -trimpath" go build -ldflags="-s -w" -o "$bin/$name.tmp" "$pkg")
   mv "$bin/$name.tmp" "$bin/$name"
   echo "controlplane: built $name in $((SECONDS - start))s" >&2
 }
 
 build etcd etcd .
-build kube-apiserver kube k8s.io/kubernetes/cmd/kube-apiserver
-build kubectl kube k8s.io/kubernetes/cmd/kubectl
-build kube-scheduler kube k8s.io/kubernetes/cmd/kube-scheduler
+build kube-apiserver kube k8s.io/kubernetes/cmd/kube-apiserver "$kube_ldflags"
+build kube-controller-manager kube k8s.io/kubernetes/cmd/kube-controller-manager "$kube_ldflags"
+build kube-scheduler kube k8s.io/kubernetes/cmd/kube-scheduler "$kube_ldflags"
+build kubectl kube k8s.io/kubernetes/cmd/kubectl "$kube_ldflags"
 build helm helm helm.sh/helm/v3/cmd/helm
+build_upstream kwok sigs.k8s.io/kwok "$kwok" ./cmd/kwok
+build_upstream training-operator github.com/kubeflow/training-operator \
+  "$training_operator" ./cmd/training-operator.v1
 echo "$bin"
