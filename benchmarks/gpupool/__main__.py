@@ -24,7 +24,6 @@ from typing import Any
 from kubeforge.operators.gpupool.core.planner import (
     JobDemand,
     NodeState,
-    PoolPolicy,
     Snapshot,
     plan,
 )
@@ -83,7 +82,11 @@ def worst_case_decisions(
         JobDemand("sim", f"job-{i:05d}", float(i), shapes[i % len(shapes)]) for i in range(jobs)
     )
     snapshot = Snapshot(tuple(states), demands)
-    policy = PoolPolicy(gpus_per_node, 0, max_nodes, max_in_flight=max_nodes)
+    # The simulated pool's scale-down settings; nothing here is idle long enough to matter.
+    pool = ClusterSettings(
+        gpus_per_node=gpus_per_node, max_nodes=max_nodes, max_in_flight=max_nodes
+    )
+    policy = pool.pool_policy()
     wall, cpu = [], []
     gc.collect()
     for _ in range(repeats):

@@ -1,11 +1,14 @@
-"""Typed spec of ``GPUNodePool`` (kubeforge.io/v1alpha1): the one source of truth for its CRD.
+"""Typed spec and status of ``GPUNodePool`` (kubeforge.io/v1alpha1): the one source of truth.
 
-Every field carries its description (shown by ``kubectl explain``) and its validation in the
-field metadata; :mod:`kubeforge.operators.gpupool.api.crd` turns these classes into the CRD.
+Every field carries its description (shown by ``kubectl explain``), its default and its
+validation in the field metadata; :mod:`kubeforge.operators.gpupool.api.crd` turns these classes
+into the CRD, and :func:`kubeforge.operators.schema.from_dict` reads a pool object into them, so
+a default is written here and nowhere else.
 """
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass
 
 from kubeforge.operators.schema import Condition, spec_field
@@ -186,15 +189,26 @@ class GpuCounts:
     idle: int = spec_field("Allocatable GPUs no pod requests.", 0)
 
 
+class Placement(enum.StrEnum):
+    """Where a job's pending pods go, as the pool's plan sees it (``status.jobs[].placement``)."""
+
+    FITS = "fits"  # on free GPUs of GPU-ready nodes
+    WAITING = "waiting"  # on nodes in flight, or behind a scale-up
+    NEEDS_NODES = "needs_nodes"  # the plan adds nodes for it
+    CAPACITY_UNAVAILABLE = "capacity_unavailable"  # would take the pool above maxNodes
+    UNSCHEDULABLE = "unschedulable"  # a pod asks for more GPUs than a node has
+
+
 @dataclass
 class JobStatus:
-    """One job's pending GPU demand and what the pool decided for it."""
+    """One job's pending GPU demand and where the pool's plan places it."""
 
     job: str = spec_field("The PyTorchJob, namespace/name.", "")
     gpus: int = spec_field("GPUs of the job's pods not bound to a node yet.", 0)
-    decision: str = spec_field(
+    placement: str = spec_field(
         "fits, waiting (for nodes in flight), needs_nodes, capacity_unavailable or unschedulable.",
         "",
+        enum=[p.value for p in Placement],
     )
     reason: str = spec_field("Why, for a person.", "")
 
@@ -212,7 +226,7 @@ class GPUNodePoolStatus:
     nodes: NodeCounts = spec_field("The pool's nodes by state.", None)
     gpus: GpuCounts = spec_field("The pool's GPUs by state.", None)
     jobs: list[JobStatus] = spec_field(
-        "Pending demand per job, with the decision and its reason.", []
+        "Pending demand per job, with its placement and the reason.", []
     )
     lastScaleUpTime: str | None = spec_field(  # noqa: N815
         "When the operator last asked for more nodes.", None, format="date-time"

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kubeforge.operators.gpupool.clients.provider import ProviderError
-from kubeforge.operators.gpupool.core.capi import (
+from kubeforge.operators.gpupool.core.machines import (
     DELETE_MACHINE,
     DEPLOYMENT_LABEL,
     GROUP,

@@ -5,8 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from kubeforge.operators.clock import parse_rfc3339
 from kubeforge.operators.gpupool.clients.provider import ProviderError
-from kubeforge.operators.gpupool.core.members import PoolMember, timestamp
+from kubeforge.operators.gpupool.core.members import PoolMember
 from kubeforge.operators.gpupool.core.nodes import (
     MANAGED_LABEL,
     MANAGER,
@@ -57,7 +58,7 @@ class KwokProvider:
                 PoolMember(
                     name=meta["name"],
                     requested_at=(
-                        float(requested) if requested else timestamp(meta["creationTimestamp"])
+                        float(requested) if requested else parse_rfc3339(meta["creationTimestamp"])
                     ),
                     node=raw,
                     leaving=bool(meta.get("deletionTimestamp")),

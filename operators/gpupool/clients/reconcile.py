@@ -7,48 +7,38 @@ handlers), or from a LIST when called without them (tests); the provider's own o
 pool's Nodes, a MachineDeployment and its Machines) are read per reconcile. A node's idle
 start is kept on the Node (``kubeforge.io/idle-since``) so a restart does not reset it. Every
 non-noop decision becomes an Event with its reasons; a
-provider that cannot be read or refuses backs off (exponentially, on the caller's clock) and
-says so in the ``Ready`` condition and a Warning Event.
+provider that cannot be read or refuses backs off (exponentially, on the reconciler's clock) and
+says so in the ``Ready`` condition and a Warning Event. The time comes from the injected
+:class:`~kubeforge.operators.clock.Clock` only; :meth:`Reconciler.reconcile` returns a
+:class:`ReconcileResult` for the handler to report.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from kubeforge.operators.clock import SYSTEM_CLOCK, Clock
 from kubeforge.operators.events import post_event
 from kubeforge.operators.gpupool.api.crd import GROUP, KIND, PLURAL, VERSION
 from kubeforge.operators.gpupool.clients.capi import ClusterApiProvider
+from kubeforge.operators.gpupool.clients.executor import Action, Applied, apply_plan
 from kubeforge.operators.gpupool.clients.kwok import KwokProvider
 from kubeforge.operators.gpupool.clients.provider import NodeProvider, ProviderError
-from kubeforge.operators.gpupool.core.config import PoolConfig, pool_config
 from kubeforge.operators.gpupool.core.demand import JOB_NAME_LABEL, job_demand, node_state
 from kubeforge.operators.gpupool.core.members import PoolMember
-from kubeforge.operators.gpupool.core.planner import (
-    Decision,
-    NodeState,
-    PoolPlan,
-    Snapshot,
-    plan,
-)
+from kubeforge.operators.gpupool.core.planner import NodeState, PoolPlan, Snapshot, plan
+from kubeforge.operators.gpupool.core.pool_config import PoolConfig, pool_config
 from kubeforge.operators.gpupool.core.provisioning import check_provisioning
+from kubeforge.operators.gpupool.core.reasons import BLOCKED, DECISION_EVENTS, EventReason
 from kubeforge.operators.gpupool.core.selection import serves
 from kubeforge.operators.gpupool.core.status import Observation, build_status
 from kubeforge.operators.gpupool.core.waits import job_wait_seconds
+from kubeforge.operators.schema import to_dict
 
 IDLE_SINCE = "kubeforge.io/idle-since"
 BACKOFF_BASE_S = 5.0
 BACKOFF_MAX_S = 300.0
-
-
-@dataclass(frozen=True)
-class Action:
-    """A change applied to the pool, for metrics: direction, reason and node count."""
-
-    direction: str  # "up" or "down"
-    reason: str  # "gang_demand", "min_nodes", "idle", "provision_timeout"
-    nodes: int
 
 
 @dataclass(frozen=True)
@@ -71,16 +61,33 @@ def list_cluster(api_client: Any) -> ClusterReads:
     return ClusterReads(list(jobs), [serialize(p) for p in pods])
 
 
+@dataclass(frozen=True)
+class ReconcileResult:
+    """What one reconcile of a pool found and did, for the handler's metrics and log.
+
+    Attributes:
+        pool: The pool's spec, as read for this reconcile.
+        plan: The plan; None when the provider was backing off or could not be read.
+        observation: What the status now reports; None while backing off (nothing was tried).
+        actions: Changes applied to the pool (Enforce mode), for the scale metrics.
+        job_waits: Seconds each job waited for all its GPU pods to be bound, for jobs whose
+            pods this reconciler saw all bound for the first time.
+    """
+
+    pool: PoolConfig
+    plan: PoolPlan | None = None
+    observation: Observation | None = None
+    actions: tuple[Action, ...] = ()
+    job_waits: tuple[float, ...] = ()
+
+
 @dataclass
 class Reconciler:
     """Reconciles GPUNodePools; remembers idle timers, provider backoff and measured waits."""
 
     api_client: Any
+    clock: Clock = SYSTEM_CLOCK
     idle_since: dict[str, float] = field(default_factory=dict)
-    last_snapshot: Snapshot | None = None
-    last_observation: Observation | None = None
-    last_actions: list[Action] = field(default_factory=list)
-    job_waits: list[float] = field(default_factory=list)
     backoff: dict[str, tuple[int, float]] = field(default_factory=dict)
     _waited: set[str] = field(default_factory=set)
 
@@ -174,36 +181,30 @@ class Reconciler:
         return states
 
     def reconcile(
-        self, obj: dict[str, Any], now: float, cluster: ClusterReads | None = None
-    ) -> PoolPlan | None:
+        self, obj: dict[str, Any], cluster: ClusterReads | None = None
+    ) -> ReconcileResult:
         """Plan for the pool and, in Enforce mode, apply the plan; then write status.
 
         Args:
             obj: The GPUNodePool.
-            now: The time, in seconds, on the caller's clock.
             cluster: PyTorchJobs and training pods as the caller's watches hold them; None to
                 LIST them from the API server.
-
-        Returns:
-            The plan, or None when the provider is backing off or could not be read.
         """
+        now = self.clock.now()
         pool = pool_config(obj)
-        self.last_actions = []
-        self.job_waits = []
-        self.last_observation = None
         failures, retry_at = self.backoff.get(pool.name, (0, 0.0))
         if failures and now < retry_at:
-            return None
+            return ReconcileResult(pool)
         provider = self.provider(pool)
         try:
             provider.prepare(now)
             members = provider.members()
         except ProviderError as exc:
-            self._provider_failed(obj, pool, str(exc), now)
-            return None
+            failed_obs = self._provider_failed(obj, pool, str(exc), now)
+            return ReconcileResult(pool, observation=failed_obs)
         jobs, pods = self._jobs_and_pods(pool, cluster)
-        enforce = pool.mode == "Enforce"
         demands = []
+        waits: list[float] = []
         by_namespace: dict[str, list[dict[str, Any]]] = {}
         for p in pods:
             by_namespace.setdefault(p["metadata"].get("namespace", ""), []).append(p)
@@ -215,45 +216,24 @@ class Reconciler:
             uid = job["metadata"].get("uid", f"{ns}/{job['metadata']['name']}")
             if wait is not None and uid not in self._waited:
                 self._waited.add(uid)
-                self.job_waits.append(wait)
-        states = self._node_states(pool, members, pods, now, persist=enforce)
+                waits.append(wait)
+        states = self._node_states(pool, members, pods, now, persist=pool.enforce)
         check = check_provisioning(states, pool.provision_timeout_s, now)
-        snap = Snapshot(check.healthy, tuple(demands))
-        self.last_snapshot = snap
-        decision = plan(snap, pool.policy, now)
+        decision = plan(Snapshot(check.healthy, tuple(demands)), pool.policy, now)
         failure_reason = check.reason(pool.provision_timeout_s, now)
-        scaled_up = scaled_down = False
-        try:
-            if pool.mode == "Enforce":
-                for failed in check.failed:
-                    provider.remove(failed.name)
-                    self.idle_since.pop(failed.name, None)
-                if check.failed:
-                    self.last_actions.append(Action("down", "provision_timeout", len(check.failed)))
-                if decision.decision is Decision.SCALE_UP:
-                    provider.add_nodes(decision.add_nodes, now)
-                    scaled_up = True
-                    reason = (
-                        "gang_demand"
-                        if any(v.placement == "needs_nodes" for v in decision.jobs)
-                        else "min_nodes"
-                    )
-                    self.last_actions.append(Action("up", reason, decision.add_nodes))
-                for name in decision.nodes_to_drain:
-                    provider.cordon(name)
-                for name in decision.nodes_to_remove:
-                    provider.remove(name)
-                    self.idle_since.pop(name, None)
-                if decision.nodes_to_remove:
-                    scaled_down = True
-                    self.last_actions.append(Action("down", "idle", len(decision.nodes_to_remove)))
-        except ProviderError as exc:
-            self._provider_failed(obj, pool, str(exc), now)
-            return decision
+        applied = Applied(())  # Observe mode: plan and report only
+        if pool.enforce:
+            failed = tuple(n.name for n in check.failed)
+            applied = apply_plan(decision, provider, now, failed)
+            for name in failed + decision.nodes_to_remove:
+                self.idle_since.pop(name, None)
+        if applied.error:
+            obs = self._provider_failed(obj, pool, applied.error, now)
+            return ReconcileResult(pool, decision, obs, applied.actions, tuple(waits))
         self.backoff.pop(pool.name, None)
-        if self.last_actions or decision.nodes_to_drain:
+        if applied.actions or decision.nodes_to_drain:
             members = provider.members()  # report what the pool looks like after acting
-            states = self._node_states(pool, members, pods, now, persist=enforce)
+            states = self._node_states(pool, members, pods, now, persist=pool.enforce)
         obs = Observation(
             generation=int(obj["metadata"].get("generation", 0)),
             members=members,
@@ -261,30 +241,29 @@ class Reconciler:
             failed=check.failed,
             failure_reason=failure_reason,
             plan=decision,
-            scaled_up=scaled_up,
-            scaled_down=scaled_down or bool(check.failed and pool.mode == "Enforce"),
+            scaled_up=applied.scaled_up,
+            scaled_down=applied.scaled_down,
         )
-        self.last_observation = obs
         self._post_events(obj, pool, decision, failure_reason, jobs)
-        self._write_status(obj, obs, pool)
-        return decision
+        self._write_status(obj, obs, pool, now)
+        return ReconcileResult(pool, decision, obs, applied.actions, tuple(waits))
 
     def _provider_failed(
         self, obj: dict[str, Any], pool: PoolConfig, error: str, now: float
-    ) -> None:
+    ) -> Observation:
         failures = self.backoff.get(pool.name, (0, 0.0))[0] + 1
         delay = min(BACKOFF_MAX_S, BACKOFF_BASE_S * 2 ** (failures - 1))
         self.backoff[pool.name] = (failures, now + delay)
         message = f"{error}; retrying in {delay:.0f}s (attempt {failures})"
-        _post(self.api_client, obj, "ProviderUnavailable", error, "Warning")
+        self._post(obj, EventReason.PROVIDER_UNAVAILABLE, error, "Warning")
         obs = Observation(
             generation=int(obj["metadata"].get("generation", 0)),
             members=(),
             nodes=(),
             provider_error=message,
         )
-        self.last_observation = obs
-        self._write_status(obj, obs, pool)
+        self._write_status(obj, obs, pool, now)
+        return obs
 
     def _post_events(
         self,
@@ -294,42 +273,37 @@ class Reconciler:
         failure_reason: str,
         jobs: list[dict[str, Any]],
     ) -> None:
-        prefix = "" if pool.mode == "Enforce" else "Observe mode, not applied: "
+        prefix = "" if pool.enforce else "Observe mode, not applied: "
         reasons = "; ".join(decision.reasons)
-        kinds = {
-            Decision.SCALE_UP: "ScaleUp",
-            Decision.DRAIN: "Cordon",
-            Decision.SCALE_DOWN: "ScaleDown",
-        }
-        if decision.decision in kinds:
-            _post(self.api_client, obj, kinds[decision.decision], prefix + reasons, "Normal")
+        if decision.decision in DECISION_EVENTS:
+            self._post(obj, DECISION_EVENTS[decision.decision], prefix + reasons, "Normal")
         if failure_reason:
-            _post(self.api_client, obj, "ProvisionTimeout", prefix + failure_reason, "Warning")
+            self._post(obj, EventReason.PROVISION_TIMEOUT, prefix + failure_reason, "Warning")
         by_key = {f"{j['metadata']['namespace']}/{j['metadata']['name']}": j for j in jobs}
         for verdict in decision.jobs:
-            if verdict.placement not in ("unschedulable", "capacity_unavailable"):
+            if verdict.placement not in BLOCKED:
                 continue
-            reason = (
-                "Unschedulable" if verdict.placement == "unschedulable" else "CapacityUnavailable"
-            )
+            reason = BLOCKED[verdict.placement]
             message = f"pool {pool.name}: {verdict.reason}"
-            _post(self.api_client, obj, reason, f"{verdict.job}: {verdict.reason}", "Warning")
+            self._post(obj, reason, f"{verdict.job}: {verdict.reason}", "Warning")
             if verdict.job in by_key:
-                _post(self.api_client, by_key[verdict.job], reason, message, "Warning")
+                self._post(by_key[verdict.job], reason, message, "Warning")
 
-    def _write_status(self, obj: dict[str, Any], obs: Observation, pool: PoolConfig) -> None:
+    def _post(self, obj: dict[str, Any], reason: EventReason, message: str, type_: str) -> None:
+        involved = dict(obj)
+        involved.setdefault("apiVersion", f"{GROUP}/{VERSION}")
+        involved.setdefault("kind", KIND)
+        post_event(self.api_client, involved, reason.value, message, type_, clock=self.clock)
+
+    def _write_status(
+        self, obj: dict[str, Any], obs: Observation, pool: PoolConfig, now: float
+    ) -> None:
         from kubernetes import client
 
         custom = client.CustomObjectsApi(self.api_client)
         name = obj["metadata"]["name"]
         previous = custom.get_cluster_custom_object(GROUP, VERSION, PLURAL, name).get("status", {})
-        stamp = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        status = build_status(obs, previous or {}, pool.gpu_resource, stamp)
-        custom.patch_cluster_custom_object_status(GROUP, VERSION, PLURAL, name, {"status": status})
-
-
-def _post(api_client: Any, obj: dict[str, Any], reason: str, message: str, type_: str) -> None:
-    involved = dict(obj)
-    involved.setdefault("apiVersion", f"{GROUP}/{VERSION}")
-    involved.setdefault("kind", KIND)
-    post_event(api_client, involved, reason, message, type_)
+        status = build_status(obs, previous or {}, pool.gpu_resource, now)
+        custom.patch_cluster_custom_object_status(
+            GROUP, VERSION, PLURAL, name, {"status": to_dict(status)}
+        )

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from datetime import datetime
 from typing import Any
 
+from kubeforge.operators.clock import parse_rfc3339
 from kubeforge.operators.gpupool.core.planner import JobDemand, NodeState
 
 TERMINAL = ("Succeeded", "Failed")
@@ -13,13 +13,8 @@ JOB_NAME_LABEL = "training.kubeflow.org/job-name"
 REPLICA_TYPE_LABEL = "training.kubeflow.org/replica-type"
 
 
-def _timestamp(value: str | None) -> float:
-    if not value:
-        return 0.0
-    return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
-
-
-def _quantity(value: Any) -> int:
+def quantity(value: Any) -> int:
+    """A resource quantity of whole units (GPUs) as an int; 0 when unset."""
     return int(str(value)) if value not in (None, "") else 0
 
 
@@ -29,7 +24,7 @@ def pod_gpus(pod_spec: Mapping[str, Any], resource: str) -> int:
     for container in pod_spec.get("containers", []) or []:
         res = container.get("resources", {}) or {}
         asked = (res.get("limits") or {}).get(resource, (res.get("requests") or {}).get(resource))
-        total += _quantity(asked)
+        total += quantity(asked)
     return total
 
 
@@ -73,9 +68,9 @@ def job_demand(
     return JobDemand(
         namespace=str(meta.get("namespace", "")),
         name=str(meta.get("name", "")),
-        created_at=_timestamp(meta.get("creationTimestamp")),
+        created_at=parse_rfc3339(meta.get("creationTimestamp")),
         unbound_pod_gpus=tuple(unbound),
-        priority=_quantity(priority.get("priority")) if "priority" in priority else 0,
+        priority=quantity(priority.get("priority")) if "priority" in priority else 0,
     )
 
 
@@ -93,8 +88,8 @@ def node_state(
     meta = node.get("metadata", {})
     # The provider records when it asked for the node on the operator's clock; prefer that.
     requested = (meta.get("annotations") or {}).get("kubeforge.io/requested-at")
-    created = float(requested) if requested else _timestamp(meta.get("creationTimestamp"))
-    allocatable = _quantity((node.get("status", {}).get("allocatable") or {}).get(resource))
+    created = float(requested) if requested else parse_rfc3339(meta.get("creationTimestamp"))
+    allocatable = quantity((node.get("status", {}).get("allocatable") or {}).get(resource))
     live = [p for p in pods_on_node if p.get("status", {}).get("phase") not in TERMINAL]
     allocated = sum(pod_gpus(p.get("spec", {}), resource) for p in live)
     busy = any(JOB_NAME_LABEL in (p.get("metadata", {}).get("labels") or {}) for p in live)

@@ -4,15 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
-
-
-def timestamp(value: str | None) -> float:
-    """An RFC 3339 timestamp from the API server as seconds since the epoch (0 when unset)."""
-    if not value:
-        return 0.0
-    return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,8 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+from kubeforge.operators.gpupool.api.models import Placement
+
 
 class Decision(enum.StrEnum):
     """What the executor should do to the pool."""
@@ -21,14 +23,14 @@ class Decision(enum.StrEnum):
 
 @dataclass(frozen=True)
 class PoolPolicy:
-    """The parts of a GPUNodePool spec the planner reads."""
+    """The parts of a GPUNodePool spec the planner reads (defaults: the spec's, in api/)."""
 
     gpus_per_node: int
-    min_nodes: int = 0
-    max_nodes: int = 10
-    max_in_flight: int = 10
-    idle_after_s: float = 600.0
-    min_node_age_s: float = 600.0
+    min_nodes: int
+    max_nodes: int
+    max_in_flight: int
+    idle_after_s: float
+    min_node_age_s: float
 
 
 @dataclass(frozen=True)
@@ -91,7 +93,7 @@ class JobVerdict:
 
     job: str
     gpus: int
-    placement: str  # "fits", "needs_nodes", "waiting", "unschedulable", "capacity_unavailable"
+    placement: Placement
     reason: str
 
 
@@ -162,7 +164,7 @@ def plan(snapshot: Snapshot, policy: PoolPolicy, now: float) -> PoolPlan:
        GPU-ready nodes and of nodes still coming (counted as full), so nodes in flight are never
        requested twice.
     2. A job that does not fit gets fresh nodes, unless that would pass ``max_nodes``: then it
-       is ``capacity_unavailable`` and causes no scale-up at all.
+       is :attr:`Placement.CAPACITY_UNAVAILABLE` and causes no scale-up at all.
     3. With nothing to add, idle nodes (no pod of a running job, older than ``min_node_age_s``,
        idle longer than ``idle_after_s``, above ``min_nodes``) are cordoned, then removed.
     """
@@ -188,13 +190,13 @@ def plan(snapshot: Snapshot, policy: PoolPolicy, now: float) -> PoolPlan:
                 JobVerdict(
                     job.key,
                     job.gpus,
-                    "unschedulable",
+                    Placement.UNSCHEDULABLE,
                     f"a pod asks for {max(too_big)} GPUs but the pool's nodes have {per_node}",
                 )
             )
             continue
         if bins.place(job.unbound_pod_gpus):
-            state = "fits" if not in_flight and add == 0 else "waiting"
+            state = Placement.FITS if not in_flight and add == 0 else Placement.WAITING
             verdicts.append(
                 JobVerdict(job.key, job.gpus, state, "fits on ready or in-flight nodes")
             )
@@ -206,7 +208,7 @@ def plan(snapshot: Snapshot, policy: PoolPolicy, now: float) -> PoolPlan:
                 JobVerdict(
                     job.key,
                     job.gpus,
-                    "capacity_unavailable",
+                    Placement.CAPACITY_UNAVAILABLE,
                     f"needs {extra} more node(s) of {per_node} GPUs; the pool would have "
                     f"{total + add + extra} nodes, above maxNodes {policy.max_nodes}",
                 )
@@ -215,7 +217,9 @@ def plan(snapshot: Snapshot, policy: PoolPolicy, now: float) -> PoolPlan:
         bins.counts = placed
         add += extra
         verdicts.append(
-            JobVerdict(job.key, job.gpus, "needs_nodes", f"whole job needs {extra} new node(s)")
+            JobVerdict(
+                job.key, job.gpus, Placement.NEEDS_NODES, f"whole job needs {extra} new node(s)"
+            )
         )
     if total + add < policy.min_nodes:
         reasons.append(f"pool below minNodes {policy.min_nodes}")
@@ -231,7 +235,7 @@ def plan(snapshot: Snapshot, policy: PoolPolicy, now: float) -> PoolPlan:
         reasons.append(
             f"scale up by {add}: "
             + "; ".join(
-                f"{v.job} ({v.gpus} GPUs)" for v in verdicts if v.placement == "needs_nodes"
+                f"{v.job} ({v.gpus} GPUs)" for v in verdicts if v.placement is Placement.NEEDS_NODES
             )
         )
         return PoolPlan(
@@ -239,7 +243,7 @@ def plan(snapshot: Snapshot, policy: PoolPolicy, now: float) -> PoolPlan:
         )
 
     # Nothing to add: look for idle nodes to give back, never below minNodes.
-    reserved = bool(in_flight) or any(v.placement in ("waiting",) for v in verdicts)
+    reserved = bool(in_flight) or any(v.placement is Placement.WAITING for v in verdicts)
     removable = [
         n
         for n in snapshot.nodes
@@ -262,7 +266,9 @@ def plan(snapshot: Snapshot, policy: PoolPolicy, now: float) -> PoolPlan:
             tuple(verdicts),
             nodes_to_remove=names,
         )
-    pending_gpus = sum(v.gpus for v in verdicts if v.placement in ("fits", "waiting"))
+    pending_gpus = sum(
+        v.gpus for v in verdicts if v.placement in (Placement.FITS, Placement.WAITING)
+    )
     if not reserved and pending_gpus == 0 and room > 0:
         idle = sorted((n for n in removable if not n.cordoned), key=lambda n: n.idle_since or 0)
         drain = tuple(n.name for n in idle[:room])

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from kubeforge.operators.gpupool.core.config import PoolConfig
+from kubeforge.operators.gpupool.core.pool_config import PoolConfig
 
 
 def serves(pool: PoolConfig, job: Mapping[str, Any]) -> bool:

@@ -1,4 +1,8 @@
-"""Build a GPUNodePool's status from one reconcile's facts. Pure: the caller passes the time."""
+"""Build a GPUNodePool's typed status from one reconcile's facts. Pure: the caller passes the time.
+
+The result is the api model :class:`~kubeforge.operators.gpupool.api.models.GPUNodePoolStatus`;
+the reconciler serialises it once (:func:`~kubeforge.operators.schema.to_dict`).
+"""
 
 from __future__ import annotations
 
@@ -6,11 +10,19 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from kubeforge.operators.clock import rfc3339
 from kubeforge.operators.conditions import by_type, condition
+from kubeforge.operators.gpupool.api.models import (
+    GpuCounts,
+    GPUNodePoolStatus,
+    JobStatus,
+    NodeCounts,
+)
+from kubeforge.operators.gpupool.core.demand import quantity
 from kubeforge.operators.gpupool.core.members import PoolMember
 from kubeforge.operators.gpupool.core.planner import Decision, NodeState, PoolPlan
-
-BLOCKED = ("capacity_unavailable", "unschedulable")
+from kubeforge.operators.gpupool.core.reasons import BLOCKED, ConditionReason
+from kubeforge.operators.schema import Condition
 
 
 @dataclass(frozen=True)
@@ -40,10 +52,6 @@ class Observation:
     scaled_down: bool = False
 
 
-def _quantity(value: Any) -> int:
-    return int(str(value)) if value not in (None, "") else 0
-
-
 def node_counts(obs: Observation, cordoned: Iterable[NodeState]) -> dict[str, int]:
     """The pool's nodes by state: requested, registering, gpuReady, cordoned, draining, failed."""
     by_name = {n.name: n for n in obs.nodes}
@@ -71,7 +79,7 @@ def node_counts(obs: Observation, cordoned: Iterable[NodeState]) -> dict[str, in
 def gpu_counts(obs: Observation, resource: str) -> dict[str, int]:
     """The pool's GPUs: capacity of registered nodes, allocatable, allocated, idle."""
     capacity = sum(
-        _quantity(((m.node.get("status") or {}).get("capacity") or {}).get(resource))
+        quantity(((m.node.get("status") or {}).get("capacity") or {}).get(resource))
         for m in obs.members
         if m.node is not None and not m.leaving
     )
@@ -87,13 +95,14 @@ def gpu_counts(obs: Observation, resource: str) -> dict[str, int]:
 
 
 def build_status(
-    obs: Observation, previous: Mapping[str, Any], resource: str, stamp: str
-) -> dict[str, Any]:
+    obs: Observation, previous: Mapping[str, Any], resource: str, now: float
+) -> GPUNodePoolStatus:
     """The whole ``status`` of the pool; ``previous`` is the status before this reconcile.
 
     Conditions keep their ``lastTransitionTime`` while their status does not change; the last
     scale times carry over until the next scale in that direction.
     """
+    stamp = rfc3339(now)
     before = by_type(previous)
     plan = obs.plan
     verdicts = plan.jobs if plan is not None else ()
@@ -103,60 +112,52 @@ def build_status(
     nodes = node_counts(obs, (n for n in obs.nodes if n.cordoned))
     gpus = gpu_counts(obs, resource)
     if obs.provider_error:
-        ready = condition(before, "Ready", False, "ProviderUnavailable", obs.provider_error, stamp)
+        ready = condition(
+            before, "Ready", False, ConditionReason.PROVIDER_UNAVAILABLE, obs.provider_error, stamp
+        )
     elif obs.failed:
-        ready = condition(before, "Ready", False, "ProvisionTimeout", obs.failure_reason, stamp)
+        ready = condition(
+            before, "Ready", False, ConditionReason.PROVISION_TIMEOUT, obs.failure_reason, stamp
+        )
     else:
         ready = condition(
             before,
             "Ready",
             True,
-            "Reconciled",
+            ConditionReason.RECONCILED,
             f"{nodes['gpuReady']} GPU-ready node(s), {nodes['requested'] + nodes['registering']}"
             " in flight",
             stamp,
         )
     up = decision is Decision.SCALE_UP
     down = decision in (Decision.DRAIN, Decision.SCALE_DOWN)
-    status: dict[str, Any] = {
-        "observedGeneration": obs.generation,
-        "desiredNodes": plan.desired_nodes if plan is not None else len(obs.nodes),
-        "readyNodes": sum(1 for n in obs.nodes if n.gpu_ready),
-        "gpusAllocatable": gpus["allocatable"],
-        "gpusAllocated": gpus["allocated"],
-        "pendingJobs": sum(1 for v in verdicts if v.gpus),
-        "nodes": nodes,
-        "gpus": gpus,
-        "jobs": [
-            {"job": v.job, "gpus": v.gpus, "decision": v.placement, "reason": v.reason}
-            for v in verdicts
-        ],
-        "conditions": [
-            ready,
-            condition(
-                before, "ScalingUp", up, "Scaling" if up else "Idle", reasons if up else "", stamp
-            ),
-            condition(
-                before,
-                "ScalingDown",
-                down,
-                "Scaling" if down else "Idle",
-                reasons if down else "",
-                stamp,
-            ),
-            condition(
-                before,
-                "CapacityUnavailable",
-                bool(blocked),
-                "JobsDoNotFit" if blocked else "AllJobsFit",
-                "; ".join(f"{v.job}: {v.reason}" for v in blocked) or "every job fits",
-                stamp,
-            ),
-        ],
-    }
-    for key, done in (("lastScaleUpTime", obs.scaled_up), ("lastScaleDownTime", obs.scaled_down)):
-        if done:
-            status[key] = stamp
-        elif previous.get(key):
-            status[key] = previous[key]
-    return status
+    scaling, idle = ConditionReason.SCALING, ConditionReason.IDLE
+    conditions = [
+        ready,
+        condition(before, "ScalingUp", up, scaling if up else idle, reasons if up else "", stamp),
+        condition(
+            before, "ScalingDown", down, scaling if down else idle, reasons if down else "", stamp
+        ),
+        condition(
+            before,
+            "CapacityUnavailable",
+            bool(blocked),
+            ConditionReason.JOBS_DO_NOT_FIT if blocked else ConditionReason.ALL_JOBS_FIT,
+            "; ".join(f"{v.job}: {v.reason}" for v in blocked) or "every job fits",
+            stamp,
+        ),
+    ]
+    return GPUNodePoolStatus(
+        observedGeneration=obs.generation,
+        desiredNodes=plan.desired_nodes if plan is not None else len(obs.nodes),
+        readyNodes=sum(1 for n in obs.nodes if n.gpu_ready),
+        gpusAllocatable=gpus["allocatable"],
+        gpusAllocated=gpus["allocated"],
+        pendingJobs=sum(1 for v in verdicts if v.gpus),
+        nodes=NodeCounts(**nodes),
+        gpus=GpuCounts(**gpus),
+        jobs=[JobStatus(v.job, v.gpus, v.placement, v.reason) for v in verdicts],
+        lastScaleUpTime=stamp if obs.scaled_up else previous.get("lastScaleUpTime") or None,
+        lastScaleDownTime=stamp if obs.scaled_down else previous.get("lastScaleDownTime") or None,
+        conditions=[Condition(**c) for c in conditions],
+    )

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from kubeforge.operators.clock import parse_rfc3339
 from kubeforge.operators.gpupool.core.demand import JOB_NAME_LABEL, job_is_terminal, pod_gpus
-from kubeforge.operators.gpupool.core.members import timestamp
 
 
 def gpu_pods_wanted(job: Mapping[str, Any], resource: str) -> int:
@@ -40,9 +40,9 @@ def job_wait_seconds(
         when = now
         for cond in pod.get("status", {}).get("conditions") or []:
             if cond.get("type") == "PodScheduled" and cond.get("status") == "True":
-                when = timestamp(cond.get("lastTransitionTime")) or now
+                when = parse_rfc3339(cond.get("lastTransitionTime")) or now
         bound_at.append(when)
     if not wanted or len(bound_at) < wanted:
         return None
-    created = timestamp(job.get("metadata", {}).get("creationTimestamp"))
+    created = parse_rfc3339(job.get("metadata", {}).get("creationTimestamp"))
     return max(0.0, max(bound_at) - created)

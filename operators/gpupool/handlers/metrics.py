@@ -6,7 +6,7 @@ from collections.abc import Iterable
 
 from prometheus_client import Counter, Gauge, Histogram
 
-from kubeforge.operators.gpupool.clients.reconcile import Action
+from kubeforge.operators.gpupool.clients.executor import Action
 from kubeforge.operators.gpupool.core.status import Observation, gpu_counts, node_counts
 
 NODES = Gauge(

@@ -16,8 +16,8 @@ import kopf
 from kubeforge.core.kube import api_client
 from kubeforge.operators.gpupool.api.crd import GROUP, PLURAL, VERSION
 from kubeforge.operators.gpupool.clients.reconcile import ClusterReads, Reconciler
-from kubeforge.operators.gpupool.core.config import pool_config
 from kubeforge.operators.gpupool.core.demand import JOB_NAME_LABEL
+from kubeforge.operators.gpupool.core.planner import Decision
 from kubeforge.operators.gpupool.handlers import metrics
 from kubeforge.operators.settings import OperatorSettings
 
@@ -25,8 +25,8 @@ _state: dict[str, Reconciler] = {}
 
 
 def _reconciler(pool: str) -> Reconciler:
-    # One per pool: kopf runs different pools' timers in parallel threads, and a shared
-    # Reconciler's last_observation/last_actions would reach another pool's metrics.
+    # One per pool: kopf runs different pools' daemons in parallel threads; each reconciler
+    # keeps its own pool's idle timers, backoff and measured waits.
     if pool not in _state:
         _state[pool] = Reconciler(api_client())
     return _state[pool]
@@ -91,21 +91,21 @@ def reconcile_pool(body: kopf.Body, name: str, logger: kopf.Logger, **kwargs: An
         _values(kwargs["pytorchjob_index"]), _values(kwargs["training_pod_index"])
     )
     try:
-        decision = reconciler.reconcile(dict(body), now=time.time(), cluster=cluster)
+        result = reconciler.reconcile(dict(body), cluster=cluster)
     except Exception:
         metrics.ERRORS.labels(name).inc()
         raise
-    obs = reconciler.last_observation
+    decision, obs = result.plan, result.observation
     if obs is not None and (decision is not None or obs.provider_error):
         metrics.record(
             name,
             obs,
-            pool_config(dict(body)).gpu_resource,
+            result.pool.gpu_resource,
             time.perf_counter() - started,
-            reconciler.last_actions,
-            reconciler.job_waits,
+            result.actions,
+            result.job_waits,
         )
-    if decision is not None and decision.decision.value != "noop":
+    if decision is not None and decision.decision is not Decision.NOOP:
         logger.info(f"{decision.decision.value}: {'; '.join(decision.reasons)}")
     elif obs is not None and obs.provider_error:
         logger.warning(obs.provider_error)

@@ -2,7 +2,8 @@
 
 The Kubeforge policy calls the operator's own :func:`~kubeforge.operators.gpupool.core.planner.plan`
 on a :class:`~kubeforge.operators.gpupool.core.planner.Snapshot` of the simulated pool at every
-reconcile, and applies its decision (add nodes, cordon, remove) exactly as the reconciler does.
+reconcile, and applies its decision (add nodes, cordon, remove) with the reconciler's own
+executor, :func:`~kubeforge.operators.gpupool.clients.executor.apply_plan`.
 The baselines are a per-pending-pod autoscaler (Cluster-Autoscaler-like) and a static pool.
 
 Model:
@@ -40,8 +41,8 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from kubeforge.operators.gpupool.clients.executor import apply_plan
 from kubeforge.operators.gpupool.core.planner import (
-    Decision,
     JobDemand,
     NodeState,
     PoolPolicy,
@@ -236,6 +237,22 @@ class _Job:
     demand: JobDemand | None = None  # the planner's view, rebuilt only after a change
 
 
+class _SimulatedPool:
+    """The simulated pool as the plan executor sees it: nodes added, cordoned, removed by name."""
+
+    def __init__(self, sim: _Simulation) -> None:
+        self.sim = sim
+
+    def add_nodes(self, count: int, now: float) -> list[str]:
+        return [self.sim.add_node(now).name for _ in range(count)]
+
+    def cordon(self, name: str) -> None:
+        self.sim.cordon(self.sim.by_name[name])
+
+    def remove(self, name: str) -> None:
+        self.sim.remove(self.sim.by_name[name])
+
+
 class _Simulation:
     def __init__(
         self, trace: Sequence[TraceJob], policy: PolicySpec, settings: ClusterSettings
@@ -272,6 +289,7 @@ class _Simulation:
         self.deadlocked_at: float | None = None
         self.idle_gpu_s_at_deadlock = 0.0
         self.rng = random.Random(settings.seed)  # pod order of ``per_pod_any_order``
+        self.changes = _SimulatedPool(self)
 
     # -- events and accounting ---------------------------------------------------------------
 
@@ -531,13 +549,7 @@ class _Simulation:
         self.decision_seconds.append(time.perf_counter() - started)
         self.decision_cpu_seconds.append(time.thread_time() - cpu)
         self.decisions[decision.decision.value] = self.decisions.get(decision.decision.value, 0) + 1
-        if decision.decision is Decision.SCALE_UP:
-            for _ in range(decision.add_nodes):
-                self.add_node(now)
-        for name in decision.nodes_to_drain:
-            self.cordon(self.by_name[name])
-        for name in decision.nodes_to_remove:
-            self.remove(self.by_name[name])
+        apply_plan(decision, self.changes, now)
 
     def per_pod_tick(self, now: float) -> None:
         """Add nodes for pending pods that fit nowhere, else remove old, long-idle empty nodes.

@@ -15,12 +15,13 @@ from typing import Any
 
 import pytest
 
-from kubeforge.components.train.pytorchjob import build_pytorchjob, submit_pytorchjob
-from kubeforge.operators.gpupool.clients.reconcile import Reconciler
-from kubeforge.operators.gpupool.core.capi import DELETE_MACHINE, DEPLOYMENT_LABEL
+from kubeforge.operators.clock import ManualClock
+from kubeforge.operators.gpupool.clients.reconcile import Reconciler, ReconcileResult
+from kubeforge.operators.gpupool.core.machines import DELETE_MACHINE, DEPLOYMENT_LABEL
 from kubeforge.operators.gpupool.core.nodes import gpu_status_patch
 from kubeforge.operators.gpupool.core.planner import Decision, PoolPlan
-from kubeforge.testing.fixtures import Kubectl, read_pool, wait_for_crd
+from kubeforge.testing.builders import finish_job, gpu_pool, pytorchjob, read_pool, training_pod
+from kubeforge.testing.fixtures import Kubectl, wait_for_crd
 
 pytestmark = pytest.mark.cluster
 MANIFEST = Path(__file__).parents[3] / "manifests" / "crds" / "kubeforge.io_gpunodepools.yaml"
@@ -121,10 +122,18 @@ class FakeCapi:
             self.core.delete_node(node)
 
 
+def reconcile_at(r: Reconciler, api_client: Any, pool: str, now: float) -> ReconcileResult:
+    """One reconcile of ``pool`` with the reconciler's clock set to ``now``."""
+    assert isinstance(r.clock, ManualClock)
+    r.clock.at = now
+    return r.reconcile(read_pool(api_client, pool))
+
+
 def step(r: Reconciler, api_client: Any, pool: str, now: float) -> PoolPlan:
-    decision = r.reconcile(read_pool(api_client, pool), now=now)
-    assert decision is not None
-    return decision
+    """One reconcile at ``now``; the provider is reachable, so a plan comes back."""
+    result = reconcile_at(r, api_client, pool, now)
+    assert result.plan is not None
+    return result.plan
 
 
 @pytest.fixture
@@ -139,65 +148,21 @@ def capi_pool(
     wait_for_crd(api_client, "gpunodepools.kubeforge.io")
     name = f"capi-{secrets.token_hex(3)}"
     kubectl("apply", "-f", "-", stdin=json.dumps(machine_deployment("gpu-md", namespace)))
-    body = {
-        "apiVersion": "kubeforge.io/v1alpha1",
-        "kind": "GPUNodePool",
-        "metadata": {"name": name},
-        "spec": {
-            "gpu": {"perNode": 8},
-            "provider": {"clusterAPI": {"namespace": namespace, "machineDeployment": "gpu-md"}},
-            "scaling": {"maxNodes": 4},
-            "scaleDown": {"idleAfter": "5m", "minNodeAge": "1m"},
-            "jobSelector": {"namespaces": [namespace]},
-            "nodeTemplate": {"labels": {"kubeforge.io/gpu": "h100"}, "taints": [TAINT]},
-        },
-    }
+    body = (
+        gpu_pool(name)
+        .cluster_api(namespace, "gpu-md")
+        .scaling(maxNodes=4)
+        .scale_down(idleAfter="5m", minNodeAge="1m")
+        .job_namespaces(namespace)
+        .node_labels(**{"kubeforge.io/gpu": "h100"})
+        .taint(**TAINT)
+        .obj()
+    )
     kubectl("apply", "-f", "-", stdin=json.dumps(body))
     capi = FakeCapi(api_client, namespace, "gpu-md")
     yield name, capi
     capi.cleanup()
     kubectl("delete", "gpunodepool", name)
-
-
-def _job(api_client: Any, namespace: str, name: str, workers: int) -> None:
-    submit_pytorchjob(
-        api_client,
-        build_pytorchjob(name, namespace, "img", ["train"], workers=workers, gpus_per_replica=8),
-    )
-
-
-def _bind(api_client: Any, namespace: str, job: str, kind: str, node: str) -> str:
-    from kubernetes import client
-
-    name = f"{job}-{kind}-{secrets.token_hex(2)}"
-    labels = {"training.kubeflow.org/job-name": job, "training.kubeflow.org/replica-type": kind}
-    limits = {"nvidia.com/gpu": "8"}
-    pod = {
-        "metadata": {"name": name, "labels": labels},
-        "spec": {
-            "nodeName": node,
-            "containers": [{"name": "pytorch", "image": "img", "resources": {"limits": limits}}],
-        },
-    }
-    client.CoreV1Api(api_client).create_namespaced_pod(namespace, pod)
-    return name
-
-
-def _finish(api_client: Any, namespace: str, job: str, pods: list[str]) -> None:
-    from kubernetes import client
-
-    for pod in pods:
-        client.CoreV1Api(api_client).patch_namespaced_pod_status(
-            pod, namespace, {"status": {"phase": "Succeeded"}}
-        )
-    client.CustomObjectsApi(api_client).patch_namespaced_custom_object_status(
-        "kubeflow.org",
-        "v1",
-        namespace,
-        "pytorchjobs",
-        job,
-        {"status": {"conditions": [{"type": "Succeeded", "status": "True"}]}},
-    )
 
 
 def test_scale_up_restart_safe_then_remove_exactly_the_idle_machines(
@@ -208,16 +173,17 @@ def test_scale_up_restart_safe_then_remove_exactly_the_idle_machines(
     pool, capi = capi_pool
     core = client.CoreV1Api(api_client)
     t0 = time.time()  # Machines carry real creation times; the injected clock starts there
-    _job(api_client, namespace, "big", workers=1)  # 2 nodes
-    _job(api_client, namespace, "small", workers=0)  # 1 node
+    clock = ManualClock(t0)
+    pytorchjob("big").namespace(namespace).workers(1).gpus(8).submit(api_client)  # 2 nodes
+    pytorchjob("small").namespace(namespace).workers(0).gpus(8).submit(api_client)  # 1 node
 
-    first = step(Reconciler(api_client), api_client, pool, t0)
+    first = step(Reconciler(api_client, clock), api_client, pool, t0)
     assert first.decision is Decision.SCALE_UP and first.add_nodes == 3
     assert capi.replicas() == 3
     assert read_pool(api_client, pool)["status"]["nodes"]["requested"] == 3
 
     # A restarted operator (a fresh Reconciler, no memory) asks for nothing more.
-    r = Reconciler(api_client)
+    r = Reconciler(api_client, clock)
     assert step(r, api_client, pool, t0 + 5).decision is Decision.NOOP
     assert capi.replicas() == 3
 
@@ -239,13 +205,13 @@ def test_scale_up_restart_safe_then_remove_exactly_the_idle_machines(
     assert read_pool(api_client, pool)["status"]["nodes"]["gpuReady"] == 3
     small_node, *big_nodes = capi.nodes
     big_pods = [
-        _bind(api_client, namespace, "big", kind, node)
+        training_pod("big", kind).on(node).create(api_client, namespace)
         for kind, node in zip(("master", "worker"), big_nodes, strict=True)
     ]
-    _bind(api_client, namespace, "small", "master", small_node)
+    training_pod("small", "master").on(small_node).create(api_client, namespace)
     assert step(r, api_client, pool, t0 + 30).decision is Decision.NOOP
 
-    _finish(api_client, namespace, "big", big_pods)  # small keeps running
+    finish_job(api_client, namespace, "big", big_pods)  # small keeps running
     step(r, api_client, pool, t0 + 100)  # idle from here
     drain = step(r, api_client, pool, t0 + 401)
     assert drain.decision is Decision.DRAIN and sorted(drain.nodes_to_drain) == sorted(big_nodes)
@@ -261,7 +227,7 @@ def test_scale_up_restart_safe_then_remove_exactly_the_idle_machines(
     assert marked == set(big_nodes)
     assert capi.replicas() == 1
     # Restarted again before Cluster API deleted them: nothing is removed twice.
-    again = step(Reconciler(api_client), api_client, pool, t0 + 403)
+    again = step(Reconciler(api_client, clock), api_client, pool, t0 + 403)
     assert again.decision is Decision.NOOP
     assert capi.replicas() == 1
     assert read_pool(api_client, pool)["status"]["nodes"]["draining"] == 2
@@ -300,11 +266,13 @@ def test_a_removal_stopped_between_mark_and_decrement_is_finished_once(
             }
         },
     )
-    r = Reconciler(api_client)
-    step(r, api_client, pool, time.time())
+    t0 = time.time()
+    clock = ManualClock(t0)
+    r = Reconciler(api_client, clock)
+    step(r, api_client, pool, t0)
     assert capi.replicas() == 1  # the decrement is made...
-    step(r, api_client, pool, time.time() + 1)
-    step(Reconciler(api_client), api_client, pool, time.time() + 2)
+    step(r, api_client, pool, t0 + 1)
+    step(Reconciler(api_client, clock), api_client, pool, t0 + 2)
     assert capi.replicas() == 1  # ...once
     status = read_pool(api_client, pool)["status"]["nodes"]
     assert (status["draining"], status["requested"], status["gpuReady"]) == (1, 0, 1)
@@ -325,8 +293,8 @@ def test_a_missing_machine_deployment_backs_off_and_says_so(
         "-p",
         json.dumps({"spec": {"provider": {"clusterAPI": {"machineDeployment": "absent"}}}}),
     )
-    r = Reconciler(api_client)
-    assert r.reconcile(read_pool(api_client, pool), now=1000) is None
+    r = Reconciler(api_client, ManualClock())
+    assert reconcile_at(r, api_client, pool, 1000).plan is None
     ready = {c["type"]: c for c in read_pool(api_client, pool)["status"]["conditions"]}["Ready"]
     assert (ready["status"], ready["reason"]) == ("False", "ProviderUnavailable")
     assert f"MachineDeployment {namespace}/absent not found" in ready["message"]
@@ -345,12 +313,13 @@ def test_a_missing_machine_deployment_backs_off_and_says_so(
     )["items"]
     assert warnings and warnings[0]["type"] == "Warning"
 
-    assert r.reconcile(read_pool(api_client, pool), now=1002) is None  # backing off: not tried
+    backing_off = reconcile_at(r, api_client, pool, 1002)
+    assert backing_off.plan is None and backing_off.observation is None  # not tried
     assert "(attempt 1)" in json.dumps(read_pool(api_client, pool)["status"]["conditions"])
-    assert r.reconcile(read_pool(api_client, pool), now=1006) is None  # tried again, failed again
+    assert reconcile_at(r, api_client, pool, 1006).plan is None  # tried again, failed again
     assert "retrying in 10s (attempt 2)" in json.dumps(read_pool(api_client, pool)["status"])
 
     kubectl("apply", "-f", "-", stdin=json.dumps(machine_deployment("absent", namespace)))
-    assert r.reconcile(read_pool(api_client, pool), now=1017) is not None
+    assert reconcile_at(r, api_client, pool, 1017).plan is not None
     ready = {c["type"]: c for c in read_pool(api_client, pool)["status"]["conditions"]}["Ready"]
     assert ready["status"] == "True"

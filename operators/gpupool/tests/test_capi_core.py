@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from kubeforge.components.train.pytorchjob import build_pytorchjob
-from kubeforge.operators.gpupool.core.capi import (
+from kubeforge.operators.gpupool.api.models import Placement
+from kubeforge.operators.gpupool.core.machines import (
     DELETE_MACHINE,
     interrupted_removal,
     machine_members,
@@ -17,7 +17,8 @@ from kubeforge.operators.gpupool.core.planner import Decision, JobVerdict, NodeS
 from kubeforge.operators.gpupool.core.provisioning import check_provisioning
 from kubeforge.operators.gpupool.core.status import Observation, build_status
 from kubeforge.operators.gpupool.core.waits import job_wait_seconds
-from kubeforge.operators.gpupool.tests.test_demand import pod
+from kubeforge.operators.schema import to_dict
+from kubeforge.testing.builders import pytorchjob, training_pod
 
 T0 = "2026-11-23T10:00:00Z"  # 1795428000.0
 T0_S = 1795428000.0
@@ -145,7 +146,7 @@ def test_status_counts_nodes_by_state_and_keeps_transition_times() -> None:
         NodeState("md/requested-0", 0, False),
         NodeState("c", 0, True, 8, 0, cordoned=True),
     ]
-    verdict = JobVerdict("ml/llm", 16, "needs_nodes", "whole job needs 2 new node(s)")
+    verdict = JobVerdict("ml/llm", 16, Placement.NEEDS_NODES, "whole job needs 2 new node(s)")
     obs = Observation(3, members, nodes, plan=_plan(Decision.SCALE_UP, verdict), scaled_up=True)
     previous = {
         "lastScaleDownTime": "2026-11-23T09:00:00Z",
@@ -153,7 +154,7 @@ def test_status_counts_nodes_by_state_and_keeps_transition_times() -> None:
             {"type": "ScalingUp", "status": "True", "lastTransitionTime": "2026-11-23T09:30:00Z"}
         ],
     }
-    status = build_status(obs, previous, "nvidia.com/gpu", "2026-11-23T10:00:00Z")
+    status = to_dict(build_status(obs, previous, "nvidia.com/gpu", T0_S))
     assert status["nodes"] == {
         "requested": 1,
         "registering": 1,
@@ -167,7 +168,7 @@ def test_status_counts_nodes_by_state_and_keeps_transition_times() -> None:
         {
             "job": "ml/llm",
             "gpus": 16,
-            "decision": "needs_nodes",
+            "placement": "needs_nodes",
             "reason": "whole job needs 2 new node(s)",
         }
     ]
@@ -181,20 +182,21 @@ def test_status_counts_nodes_by_state_and_keeps_transition_times() -> None:
 
 def test_status_says_the_provider_is_unavailable() -> None:
     obs = Observation(1, (), (), provider_error="MachineDeployment gpus/md not found")
-    status = build_status(obs, {}, "nvidia.com/gpu", "2026-11-23T10:00:00Z")
+    status = to_dict(build_status(obs, {}, "nvidia.com/gpu", T0_S))
+    assert "lastScaleUpTime" not in status and "lastScaleDownTime" not in status
     ready = {c["type"]: c for c in status["conditions"]}["Ready"]
     assert (ready["status"], ready["reason"]) == ("False", "ProviderUnavailable")
     assert ready["message"] == "MachineDeployment gpus/md not found"
 
 
 def test_a_job_waits_until_its_last_gpu_pod_is_bound() -> None:
-    job = build_pytorchjob("llm", "ml", "img", ["train"], workers=1, gpus_per_replica=8)
-    job["metadata"]["creationTimestamp"] = T0
-    master = pod("master", "n1", scheduled="2026-11-23T10:01:00Z")
+    job = pytorchjob("llm").namespace("ml").workers(1).gpus(8).created(T0).obj()
+    master = training_pod("llm", "master").on("n1").scheduled("2026-11-23T10:01:00Z").obj()
     assert job_wait_seconds(job, [master], "nvidia.com/gpu", now=T0_S + 999) is None
-    worker = pod("worker", "n2", scheduled="2026-11-23T10:05:00Z")
+    worker = training_pod("llm", "worker").on("n2").scheduled("2026-11-23T10:05:00Z").obj()
     assert job_wait_seconds(job, [master, worker], "nvidia.com/gpu", now=T0_S + 999) == 300.0
-    unscheduled = pod("worker", "n2")  # bound by nodeName: counts as bound now
+    # Bound by nodeName (no scheduler): counts as bound now.
+    unscheduled = training_pod("llm", "worker").on("n2").obj()
     assert job_wait_seconds(job, [master, unscheduled], "nvidia.com/gpu", T0_S + 400) == 400.0
 
 

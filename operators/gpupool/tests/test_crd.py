@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from kubeforge.operators.gpupool.api.crd import build_crd, render
+from kubeforge.testing.builders import gpu_pool
 from kubeforge.testing.fixtures import Kubectl, wait_for_crd
 
 MANIFEST = Path(__file__).parents[3] / "manifests" / "crds" / "kubeforge.io_gpunodepools.yaml"
@@ -33,16 +34,6 @@ def test_every_field_has_a_description() -> None:
     assert _every_property_described(schema) == []
 
 
-def _pool(name: str, **spec: Any) -> str:
-    body = {
-        "apiVersion": "kubeforge.io/v1alpha1",
-        "kind": "GPUNodePool",
-        "metadata": {"name": name},
-        "spec": {"gpu": {"perNode": 8}, "provider": {"kwok": {}}, **spec},
-    }
-    return json.dumps(body)
-
-
 @pytest.fixture(scope="module")
 def gpupool_crd(kubectl: Kubectl, api_client: Any) -> str:
     kubectl("apply", "--server-side", "-f", str(MANIFEST))
@@ -52,7 +43,7 @@ def gpupool_crd(kubectl: Kubectl, api_client: Any) -> str:
 
 @pytest.mark.cluster
 def test_valid_pool_is_stored_with_defaults(kubectl: Kubectl, gpupool_crd: str) -> None:
-    kubectl("apply", "-f", "-", stdin=_pool("h100", scaling={"maxNodes": 4}))
+    kubectl("apply", "-f", "-", stdin=json.dumps(gpu_pool("h100").scaling(maxNodes=4).obj()))
     stored = json.loads(kubectl("get", "gpunodepool", "h100", "-o", "json").stdout)
     assert stored["spec"]["gpu"]["resourceName"] == "nvidia.com/gpu"
     assert stored["spec"]["mode"] == "Enforce"
@@ -77,7 +68,9 @@ def test_valid_pool_is_stored_with_defaults(kubectl: Kubectl, gpupool_crd: str) 
 def test_invalid_pools_are_refused_by_the_api_server(
     kubectl: Kubectl, gpupool_crd: str, spec: dict[str, Any], words: str
 ) -> None:
-    proc = kubectl("apply", "-f", "-", stdin=_pool("bad", **spec), check=False)
+    proc = kubectl(
+        "apply", "-f", "-", stdin=json.dumps(gpu_pool("bad").spec(**spec).obj()), check=False
+    )
     assert proc.returncode != 0
     assert words in proc.stderr
 

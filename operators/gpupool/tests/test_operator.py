@@ -11,43 +11,11 @@ from typing import Any
 
 import pytest
 
-from kubeforge.components.train.pytorchjob import build_pytorchjob, submit_pytorchjob
+from kubeforge.testing.builders import kwok_pool, parse_metrics, pytorchjob, training_pod
 from kubeforge.testing.controlplane import free_port
-from kubeforge.testing.fixtures import Kubectl, kwok_pool, wait_for, wait_for_crd
+from kubeforge.testing.fixtures import Kubectl, wait_for, wait_for_crd
 
 pytestmark = pytest.mark.cluster
-Sample = tuple[str, tuple[tuple[str, str], ...]]
-
-
-def parse_metrics(text: str) -> dict[Sample, float]:
-    """Prometheus text -> {(sample name, sorted labels): value}."""
-    from prometheus_client.parser import text_string_to_metric_families
-
-    return {
-        (s.name, tuple(sorted(s.labels.items()))): s.value
-        for family in text_string_to_metric_families(text)
-        for s in family.samples
-    }
-
-
-def bind_pod(api_client: Any, namespace: str, job: str, kind: str, node: str) -> None:
-    from kubernetes import client
-
-    labels = {"training.kubeflow.org/job-name": job, "training.kubeflow.org/replica-type": kind}
-    container = {
-        "name": "pytorch",
-        "image": "img",
-        "resources": {"limits": {"nvidia.com/gpu": "8"}},
-    }
-    client.CoreV1Api(api_client).create_namespaced_pod(
-        namespace,
-        {
-            "metadata": {"name": f"{job}-{kind}-0", "labels": labels},
-            "spec": {"nodeName": node, "containers": [container]},
-        },
-    )
-
-
 MANIFEST = Path(__file__).parents[3] / "manifests" / "crds" / "kubeforge.io_gpunodepools.yaml"
 
 
@@ -75,18 +43,7 @@ def test_operator_scales_a_pool_and_exports_metrics(
     monkeypatch.setenv("KUBEFORGE_RECONCILE_INTERVAL", "1")
     monkeypatch.setenv("KUBEFORGE_METRICS_PORT", str(port))
     monkeypatch.setenv("KUBEFORGE_METRICS_ADDR", "127.0.0.1")
-    submit_pytorchjob(
-        api_client,
-        build_pytorchjob(
-            "bert",
-            namespace,
-            "img",
-            ["train"],
-            workers=1,
-            gpus_per_replica=8,
-            node_selector={"kubeforge.io/pool": pool},
-        ),
-    )
+    pytorchjob("bert").namespace(namespace).workers(1).gpus(8).pool(pool).submit(api_client)
 
     def pool_nodes() -> list[str]:
         out = kubectl("get", "nodes", "-l", f"kubeforge.io/pool={pool}", "-o", "name").stdout
@@ -108,7 +65,8 @@ def test_operator_scales_a_pool_and_exports_metrics(
 
             # The job's pods are bound (as the scheduler would): its queue wait is measured once.
             for kind, node in zip(("master", "worker"), sorted(pool_nodes()), strict=True):
-                bind_pod(api_client, namespace, "bert", kind, node.removeprefix("node/"))
+                bound = training_pod("bert", kind).named(f"bert-{kind}-0")
+                bound.on(node.removeprefix("node/")).create(api_client, namespace)
             wait_key = ("kubeforge_pool_job_wait_seconds_count", (("pool", pool),))
 
             def waited() -> bool:

@@ -19,9 +19,9 @@ from typing import Any
 import pytest
 
 from kubeforge.operators.gpupool.clients.kwok import KwokProvider
-from kubeforge.operators.gpupool.tests.test_operator import parse_metrics
+from kubeforge.testing.builders import gpu_pool, parse_metrics, submit_gang
 from kubeforge.testing.controlplane import free_port, stop_process_groups
-from kubeforge.testing.fixtures import Kubectl, submit_gang, wait_for, wait_for_crd
+from kubeforge.testing.fixtures import Kubectl, wait_for, wait_for_crd
 
 pytestmark = pytest.mark.cluster
 CRDS = Path(__file__).parents[3] / "manifests" / "crds"
@@ -71,17 +71,13 @@ class Operator:
 
 
 @contextlib.contextmanager
-def kwok_pool(kubectl: Kubectl, api_client: Any, spec: dict[str, Any]) -> Iterator[str]:
+def applied_pool(kubectl: Kubectl, api_client: Any, **kwok: str) -> Iterator[str]:
+    """A kwok pool (``kwok`` fields, e.g. ``gpuDelay="1h"``) serving the jobs that select it."""
     kubectl("apply", "--server-side", "-f", str(CRDS / "kubeforge.io_gpunodepools.yaml"))
     wait_for_crd(api_client, "gpunodepools.kubeforge.io")
     name = f"proc-{secrets.token_hex(3)}"
-    spec = {**spec, "jobSelector": {"nodeSelector": {"kubeforge.io/pool": name}}}
-    body = {
-        "apiVersion": "kubeforge.io/v1alpha1",
-        "kind": "GPUNodePool",
-        "metadata": {"name": name},
-    }
-    kubectl("apply", "-f", "-", stdin=json.dumps({**body, "spec": spec}))
+    body = gpu_pool(name).kwok(**kwok).serving().obj()
+    kubectl("apply", "-f", "-", stdin=json.dumps(body))
     try:
         yield name
     finally:
@@ -150,9 +146,7 @@ def test_killed_mid_scale_up_and_restarted_repeats_nothing(
     tmp_path: Path,
 ) -> None:
     # GPUs take an hour to appear: the scale-up stays in flight for the whole test.
-    with kwok_pool(
-        kubectl, api_client, {"gpu": {"perNode": 8}, "provider": {"kwok": {"gpuDelay": "1h"}}}
-    ) as pool:
+    with applied_pool(kubectl, api_client, gpuDelay="1h") as pool:
         # What a crashed operator left behind: one of the job's two nodes already created.
         KwokProvider(api_client, pool, gpu_delay_s=3600).add_nodes(1, now=time.time())
         submit_gang(api_client, namespace, pool, workers=1)  # 2 nodes of 8 GPUs
@@ -170,7 +164,7 @@ def test_killed_mid_scale_up_and_restarted_repeats_nothing(
             assert len(pool_nodes(kubectl, pool)) == 2  # nothing repeated
             status = json.loads(kubectl("get", "gpool", pool, "-o", "json").stdout)["status"]
             assert status["nodes"]["registering"] == 2
-            assert status["jobs"][0]["decision"] == "waiting"
+            assert status["jobs"][0]["placement"] == "waiting"
             kubectl("delete", "gpool", pool, "--wait=true", "--timeout=60s")
         finally:
             second.stop()
@@ -191,7 +185,7 @@ def test_two_replicas_only_one_acts(
 ) -> None:
     with (
         cluster_peering(kubectl, api_client) as peering,
-        kwok_pool(kubectl, api_client, {"gpu": {"perNode": 8}, "provider": {"kwok": {}}}) as pool,
+        applied_pool(kubectl, api_client) as pool,
     ):
         low = Operator(
             kubeconfig,
@@ -234,10 +228,9 @@ def test_standby_takes_over_when_the_active_replica_dies(
     tmp_path: Path,
 ) -> None:
     # GPUs take an hour to appear: the first job's nodes are still in flight at the takeover.
-    spec = {"gpu": {"perNode": 8}, "provider": {"kwok": {"gpuDelay": "1h"}}}
     with (
         cluster_peering(kubectl, api_client) as peering,
-        kwok_pool(kubectl, api_client, spec) as pool,
+        applied_pool(kubectl, api_client, gpuDelay="1h") as pool,
     ):
         env = {"KUBEFORGE_PEERING": peering, "KUBEFORGE_PEERING_LIFETIME": str(LIFETIME_S)}
         high = Operator(kubeconfig, tmp_path / "high.log", KUBEFORGE_PEERING_PRIORITY="20", **env)
@@ -276,7 +269,7 @@ def test_standby_takes_over_when_the_active_replica_dies(
             assert len(pool_nodes(kubectl, pool)) == 4  # each job's nodes requested once
             status = json.loads(kubectl("get", "gpool", pool, "-o", "json").stdout)["status"]
             assert status["nodes"]["registering"] == 4
-            assert sorted((j["job"], j["decision"]) for j in status["jobs"]) == [
+            assert sorted((j["job"], j["placement"]) for j in status["jobs"]) == [
                 (f"{namespace}/first", "waiting"),
                 (f"{namespace}/second", "waiting"),
             ]

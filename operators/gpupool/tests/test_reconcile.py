@@ -9,10 +9,11 @@ from typing import Any
 
 import pytest
 
-from kubeforge.components.train.pytorchjob import build_pytorchjob, submit_pytorchjob
-from kubeforge.operators.gpupool.clients.reconcile import Reconciler
+from kubeforge.operators.clock import ManualClock
+from kubeforge.operators.gpupool.clients.reconcile import Reconciler, ReconcileResult
 from kubeforge.operators.gpupool.core.planner import Decision, PoolPlan
-from kubeforge.testing.fixtures import Kubectl, read_pool, wait_for_crd
+from kubeforge.testing.builders import finish_job, gpu_pool, pytorchjob, read_pool, training_pod
+from kubeforge.testing.fixtures import Kubectl, wait_for_crd
 
 pytestmark = pytest.mark.cluster
 MANIFEST = Path(__file__).parents[3] / "manifests" / "crds" / "kubeforge.io_gpunodepools.yaml"
@@ -25,19 +26,16 @@ def pool(kubectl: Kubectl, api_client: Any, pytorchjob_crd: str) -> Any:
     kubectl("apply", "--server-side", "-f", str(MANIFEST))
     wait_for_crd(api_client, "gpunodepools.kubeforge.io")
     name = f"sim-{secrets.token_hex(3)}"
-    body = {
-        "apiVersion": "kubeforge.io/v1alpha1",
-        "kind": "GPUNodePool",
-        "metadata": {"name": name},
-        "spec": {
-            "gpu": {"perNode": 8, "product": "NVIDIA-H100"},
-            "provider": {"kwok": {"gpuDelay": "30s"}},
-            "scaling": {"maxNodes": 3},
-            "scaleDown": {"idleAfter": "5m", "minNodeAge": "1m"},
-            "jobSelector": {"nodeSelector": {"kubeforge.io/pool": name}},
-            "nodeTemplate": {"labels": {"kubeforge.io/pool-label": name}},
-        },
-    }
+    body = (
+        gpu_pool(name)
+        .product("NVIDIA-H100")
+        .kwok(gpuDelay="30s")
+        .scaling(maxNodes=3)
+        .scale_down(idleAfter="5m", minNodeAge="1m")
+        .serving()
+        .node_labels(**{"kubeforge.io/pool-label": name})
+        .obj()
+    )
     kubectl("apply", "-f", "-", stdin=json.dumps(body))
     yield name
     for node in Reconciler(api_client).provider_nodes(read_pool(api_client, name)):
@@ -45,11 +43,23 @@ def pool(kubectl: Kubectl, api_client: Any, pytorchjob_crd: str) -> Any:
     kubectl("delete", "gpunodepool", name)
 
 
+def reconciler(api_client: Any, clock: ManualClock) -> Reconciler:
+    """A reconciler on the test's clock (a fresh one is what a restarted operator has)."""
+    return Reconciler(api_client, clock)
+
+
 def step(r: Reconciler, api_client: Any, pool: str, now: float) -> PoolPlan:
     """One reconcile of ``pool`` at ``now``; the provider is reachable, so a plan comes back."""
-    decision = r.reconcile(read_pool(api_client, pool), now=now)
-    assert decision is not None
-    return decision
+    result = reconcile_at(r, api_client, pool, now)
+    assert result.plan is not None
+    return result.plan
+
+
+def reconcile_at(r: Reconciler, api_client: Any, pool: str, now: float) -> ReconcileResult:
+    """One reconcile of ``pool`` with the reconciler's clock set to ``now``."""
+    assert isinstance(r.clock, ManualClock)
+    r.clock.at = now
+    return r.reconcile(read_pool(api_client, pool))
 
 
 def events(kubectl: Kubectl, namespace: str, name: str) -> dict[str, str]:
@@ -67,56 +77,16 @@ def events(kubectl: Kubectl, namespace: str, name: str) -> dict[str, str]:
     return {e["reason"]: e["message"] for e in json.loads(out)["items"]}
 
 
-def _job(
-    api_client: Any, namespace: str, pool: str, name: str, workers: int, gpus: int = 8
-) -> None:
-    manifest = build_pytorchjob(
-        name,
-        namespace,
-        "img",
-        ["train"],
-        workers=workers,
-        gpus_per_replica=gpus,
-        node_selector={"kubeforge.io/pool": pool},
-    )
-    submit_pytorchjob(api_client, manifest)
-
-
-def _bind_pod(api_client: Any, namespace: str, job: str, kind: str, node: str) -> str:
-    from kubernetes import client
-
-    name = f"{job}-{kind}-{secrets.token_hex(2)}"
-    pod = client.V1Pod(
-        metadata=client.V1ObjectMeta(
-            name=name,
-            labels={
-                "training.kubeflow.org/job-name": job,
-                "training.kubeflow.org/replica-type": kind,
-            },
-        ),
-        spec=client.V1PodSpec(
-            node_name=node,
-            containers=[
-                client.V1Container(
-                    name="pytorch",
-                    image="img",
-                    resources=client.V1ResourceRequirements(limits={"nvidia.com/gpu": "8"}),
-                )
-            ],
-        ),
-    )
-    client.CoreV1Api(api_client).create_namespaced_pod(namespace, pod)
-    return name
-
-
 def test_a_job_arrives_nodes_come_gpus_appear_job_ends_nodes_go(
     api_client: Any, kubectl: Kubectl, namespace: str, pool: str
 ) -> None:
     from kubernetes import client
 
     core = client.CoreV1Api(api_client)
-    r = Reconciler(api_client)
-    _job(api_client, namespace, pool, "llm", workers=1)  # Master + 1 Worker, 8 GPUs each
+    clock = ManualClock()
+    r = reconciler(api_client, clock)
+    # Master + 1 Worker, 8 GPUs each
+    pytorchjob("llm").namespace(namespace).workers(1).gpus(8).pool(pool).submit(api_client)
 
     first = step(r, api_client, pool, 0)
     assert first.decision is Decision.SCALE_UP and first.add_nodes == 2
@@ -128,7 +98,7 @@ def test_a_job_arrives_nodes_come_gpus_appear_job_ends_nodes_go(
         {
             "job": f"{namespace}/llm",
             "gpus": 16,
-            "decision": "needs_nodes",
+            "placement": "needs_nodes",
             "reason": "whole job needs 2 new node(s)",
         }
     ]
@@ -149,33 +119,23 @@ def test_a_job_arrives_nodes_come_gpus_appear_job_ends_nodes_go(
     assert ready["status"] == "True" and ready["message"].startswith("2 GPU-ready node(s)")
 
     pods = [
-        _bind_pod(api_client, namespace, "llm", k, n)
-        for k, n in zip(("master", "worker"), nodes, strict=True)
+        training_pod("llm", kind).on(node).create(api_client, namespace)
+        for kind, node in zip(("master", "worker"), nodes, strict=True)
     ]
-    busy = step(r, api_client, pool, 50)
-    assert busy.decision is Decision.NOOP
+    busy = reconcile_at(r, api_client, pool, 50)
+    assert busy.plan is not None and busy.plan.decision is Decision.NOOP
     status = read_pool(api_client, pool)["status"]
     assert status["gpusAllocated"] == 16 and status["gpus"]["idle"] == 0
     assert status["jobs"] == [] and status["pendingJobs"] == 0
-    assert r.job_waits and r.job_waits[0] >= 0  # all pods bound: the job's wait is measured
+    assert busy.job_waits and busy.job_waits[0] >= 0  # all pods bound: the job's wait is measured
 
-    # The job finishes: pods succeed, the job's Succeeded condition is set.
-    for name in pods:
-        core.patch_namespaced_pod_status(name, namespace, {"status": {"phase": "Succeeded"}})
-    client.CustomObjectsApi(api_client).patch_namespaced_custom_object_status(
-        "kubeflow.org",
-        "v1",
-        namespace,
-        "pytorchjobs",
-        "llm",
-        {"status": {"conditions": [{"type": "Succeeded", "status": "True"}]}},
-    )
+    finish_job(api_client, namespace, "llm", pods)
     assert step(r, api_client, pool, 100).decision is Decision.NOOP  # idle from 100
     # A restarted operator (a fresh Reconciler) keeps the idle timers: they live on the Nodes.
-    r = Reconciler(api_client)
+    r = reconciler(api_client, clock)
     assert step(r, api_client, pool, 300).decision is Decision.NOOP  # < idleAfter
     assert core.read_node(nodes[0]).metadata.annotations["kubeforge.io/idle-since"] == "100.000"
-    r = Reconciler(api_client)
+    r = reconciler(api_client, clock)
     drain = step(r, api_client, pool, 401)
     assert drain.decision is Decision.DRAIN and sorted(drain.nodes_to_drain) == nodes
     assert all(core.read_node(n).spec.unschedulable for n in nodes)
@@ -191,8 +151,9 @@ def test_a_job_arrives_nodes_come_gpus_appear_job_ends_nodes_go(
 def test_a_job_larger_than_the_pool_is_reported_and_scales_nothing(
     api_client: Any, namespace: str, pool: str
 ) -> None:
-    _job(api_client, namespace, pool, "huge", workers=5)  # 6 nodes of 8 GPUs; maxNodes is 3
-    r = Reconciler(api_client)
+    # 6 nodes of 8 GPUs; maxNodes is 3
+    pytorchjob("huge").namespace(namespace).workers(5).gpus(8).pool(pool).submit(api_client)
+    r = reconciler(api_client, ManualClock())
     decision = step(r, api_client, pool, 0)
     assert decision.decision is Decision.NOOP
     assert r.provider_nodes(read_pool(api_client, pool)) == []
@@ -204,8 +165,9 @@ def test_a_job_larger_than_the_pool_is_reported_and_scales_nothing(
 def test_a_pod_larger_than_a_node_gets_an_event_on_the_job(
     api_client: Any, kubectl: Kubectl, namespace: str, pool: str
 ) -> None:
-    _job(api_client, namespace, pool, "wide", workers=1, gpus=16)  # nodes have 8 GPUs
-    r = Reconciler(api_client)
+    # The pool's nodes have 8 GPUs.
+    pytorchjob("wide").namespace(namespace).workers(1).gpus(16).pool(pool).submit(api_client)
+    r = reconciler(api_client, ManualClock())
     assert step(r, api_client, pool, 0).decision is Decision.NOOP
     assert r.provider_nodes(read_pool(api_client, pool)) == []
     on_job = events(kubectl, namespace, "wide")
@@ -216,7 +178,7 @@ def test_a_pod_larger_than_a_node_gets_an_event_on_the_job(
     conditions = {c["type"]: c for c in status["conditions"]}
     assert conditions["CapacityUnavailable"]["status"] == "True"
     assert "asks for 16 GPUs" in conditions["CapacityUnavailable"]["message"]
-    assert status["jobs"][0]["decision"] == "unschedulable"
+    assert status["jobs"][0]["placement"] == "unschedulable"
     # The same verdict on the next reconcile is the same Event, counted, not a new one.
     step(r, api_client, pool, 15)
     listed = json.loads(
@@ -247,8 +209,8 @@ def test_nodes_not_gpu_ready_within_provision_timeout_are_replaced(
         "-p",
         json.dumps({"spec": {"scaling": {"provisionTimeout": "20s"}}}),
     )  # gpuDelay is 30s: the first nodes can never make it in time
-    _job(api_client, namespace, pool, "slow", workers=1)
-    r = Reconciler(api_client)
+    pytorchjob("slow").namespace(namespace).workers(1).gpus(8).pool(pool).submit(api_client)
+    r = reconciler(api_client, ManualClock())
     assert step(r, api_client, pool, 0).add_nodes == 2
     retry = step(r, api_client, pool, 25)
     # The late nodes stop counting as in flight: they are removed and asked for again.

@@ -10,7 +10,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from kubeforge.operators.gpupool.core.members import PoolMember, timestamp
+from kubeforge.operators.clock import parse_rfc3339
+from kubeforge.operators.gpupool.core.members import PoolMember
 
 GROUP = "cluster.x-k8s.io"
 VERSION = "v1beta2"
@@ -44,7 +45,7 @@ def machine_members(
     meta = deployment.get("metadata", {})
     replicas = int((deployment.get("spec") or {}).get("replicas") or 0)
     scaled = (meta.get("annotations") or {}).get(SCALED_UP_AT)
-    pending_since = float(scaled) if scaled else timestamp(meta.get("creationTimestamp"))
+    pending_since = float(scaled) if scaled else parse_rfc3339(meta.get("creationTimestamp"))
     members: list[PoolMember] = []
     kept = 0
     for machine in sorted(machines, key=lambda m: str(m.get("metadata", {}).get("name"))):
@@ -58,7 +59,7 @@ def machine_members(
         members.append(
             PoolMember(
                 name=node_name if node is not None else f"machine/{name}",
-                requested_at=timestamp(mmeta.get("creationTimestamp")),
+                requested_at=parse_rfc3339(mmeta.get("creationTimestamp")),
                 node=node,
                 machine=name,
                 leaving=leaving,

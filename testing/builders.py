@@ -1,0 +1,301 @@
+"""Small fluent builders of the objects tests create, and readers of what the operator wrote.
+
+A builder starts from a sensible object and each call changes one thing; ``obj()`` returns the
+plain dict (what the API server takes and returns), so a test reads as the case it sets up::
+
+    pytorchjob("llm").namespace("ml").workers(3).gpus(8).obj()
+    training_pod("llm", "worker").on("node-1").gpus(4).obj()
+    gpu_pool("h100").kwok(gpu_delay="30s").scaling(maxNodes=3).obj()
+
+Part of the test harness (``kubeforge.testing``): it may import the product packages below it.
+"""
+
+from __future__ import annotations
+
+import copy
+import secrets
+from typing import Any
+
+from kubeforge.components.train.pytorchjob import build_pytorchjob, submit_pytorchjob
+
+GPU = "nvidia.com/gpu"
+POOL_SELECTOR = "kubeforge.io/pool"  # the node label a pool's kwok nodes carry
+JOB_NAME_LABEL = "training.kubeflow.org/job-name"
+REPLICA_TYPE_LABEL = "training.kubeflow.org/replica-type"
+CREATED = "2026-11-23T10:00:00Z"  # a fixed creation time for objects that never reach a cluster
+
+
+class PyTorchJobBuilder:
+    """A PyTorchJob of one Master and some Workers (kubeflow.org/v1), built by the product code."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+        self._namespace = "default"
+        self._workers = 1
+        self._gpus = 8
+        self._node_selector: dict[str, str] = {}
+        self._created = ""
+        self._status: dict[str, Any] = {}
+
+    def namespace(self, namespace: str) -> PyTorchJobBuilder:
+        """In ``namespace``."""
+        self._namespace = namespace
+        return self
+
+    def workers(self, workers: int) -> PyTorchJobBuilder:
+        """``workers`` Workers beside the Master."""
+        self._workers = workers
+        return self
+
+    def gpus(self, gpus: int) -> PyTorchJobBuilder:
+        """Each replica asks for ``gpus`` GPUs."""
+        self._gpus = gpus
+        return self
+
+    def pool(self, pool: str) -> PyTorchJobBuilder:
+        """Its pods select the nodes of the kwok pool ``pool`` (see ``GpuPoolBuilder.serving``)."""
+        self._node_selector = {POOL_SELECTOR: pool}
+        return self
+
+    def created(self, stamp: str = CREATED) -> PyTorchJobBuilder:
+        """With ``metadata.creationTimestamp`` (the API server sets it on a real object)."""
+        self._created = stamp
+        return self
+
+    def succeeded(self) -> PyTorchJobBuilder:
+        """With its Succeeded condition true."""
+        self._status = {"conditions": [{"type": "Succeeded", "status": "True"}]}
+        return self
+
+    def obj(self) -> dict[str, Any]:
+        """The manifest."""
+        job = build_pytorchjob(
+            self._name,
+            self._namespace,
+            "img",
+            ["train"],
+            workers=self._workers,
+            gpus_per_replica=self._gpus,
+            node_selector=self._node_selector or None,
+        )
+        if self._created:
+            job["metadata"]["creationTimestamp"] = self._created
+        if self._status:
+            job["status"] = copy.deepcopy(self._status)
+        return job
+
+    def submit(self, api_client: Any) -> dict[str, Any]:
+        """Create it (get-or-create) in the cluster; returns the stored object."""
+        return submit_pytorchjob(api_client, self.obj())
+
+
+def pytorchjob(name: str = "train") -> PyTorchJobBuilder:
+    """A PyTorchJob ``name``: one Master and one Worker of 8 GPUs each, in ``default``."""
+    return PyTorchJobBuilder(name)
+
+
+class TrainingPodBuilder:
+    """A pod of a training job, labelled as the training operator labels it."""
+
+    def __init__(self, job: str, kind: str) -> None:
+        self._job = job
+        self._kind = kind
+        self._name = ""
+        self._node = ""
+        self._phase = "Running"
+        self._gpus = 8
+        self._scheduled = ""
+
+    def named(self, name: str) -> TrainingPodBuilder:
+        """Named ``name`` (else ``<job>-<kind>-<random>``)."""
+        self._name = name
+        return self
+
+    def on(self, node: str) -> TrainingPodBuilder:
+        """Bound to ``node`` (``spec.nodeName``)."""
+        self._node = node
+        return self
+
+    def phase(self, phase: str) -> TrainingPodBuilder:
+        """In ``phase`` (``Running`` unless told)."""
+        self._phase = phase
+        return self
+
+    def gpus(self, gpus: int) -> TrainingPodBuilder:
+        """Asking for ``gpus`` GPUs (limits)."""
+        self._gpus = gpus
+        return self
+
+    def scheduled(self, stamp: str) -> TrainingPodBuilder:
+        """With its PodScheduled condition true since ``stamp``."""
+        self._scheduled = stamp
+        return self
+
+    def obj(self) -> dict[str, Any]:
+        """The pod."""
+        status: dict[str, Any] = {"phase": self._phase}
+        if self._scheduled:
+            status["conditions"] = [
+                {"type": "PodScheduled", "status": "True", "lastTransitionTime": self._scheduled}
+            ]
+        container = {
+            "name": "pytorch",
+            "image": "img",
+            "resources": {"limits": {GPU: str(self._gpus)}},
+        }
+        spec: dict[str, Any] = {"containers": [container]}
+        if self._node:
+            spec["nodeName"] = self._node
+        return {
+            "metadata": {
+                "name": self._name or f"{self._job}-{self._kind}-{secrets.token_hex(2)}",
+                "labels": {JOB_NAME_LABEL: self._job, REPLICA_TYPE_LABEL: self._kind},
+            },
+            "spec": spec,
+            "status": status,
+        }
+
+    def create(self, api_client: Any, namespace: str) -> str:
+        """Create it in ``namespace`` (already bound when :meth:`on` was called); its name."""
+        from kubernetes import client
+
+        pod = self.obj()
+        client.CoreV1Api(api_client).create_namespaced_pod(namespace, pod)
+        return str(pod["metadata"]["name"])
+
+
+def training_pod(job: str = "train", kind: str = "worker") -> TrainingPodBuilder:
+    """A running pod of replica type ``kind`` of the job ``job``, 8 GPUs, not bound yet."""
+    return TrainingPodBuilder(job, kind)
+
+
+class GpuPoolBuilder:
+    """A GPUNodePool (kubeforge.io/v1alpha1). Unset fields keep the CRD's defaults."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+        self._spec: dict[str, Any] = {"gpu": {"perNode": 8}, "provider": {"kwok": {}}}
+
+    def _section(self, key: str, **fields: Any) -> GpuPoolBuilder:
+        self._spec[key] = {**self._spec.get(key, {}), **fields}
+        return self
+
+    def per_node(self, gpus: int) -> GpuPoolBuilder:
+        """Nodes of ``gpus`` GPUs (8 unless told)."""
+        return self._section("gpu", perNode=gpus)
+
+    def product(self, product: str) -> GpuPoolBuilder:
+        """The GPU product label of its nodes."""
+        return self._section("gpu", product=product)
+
+    def kwok(self, **fields: Any) -> GpuPoolBuilder:
+        """Nodes from the kwok provider (the default), e.g. ``kwok(gpuDelay="30s")``."""
+        self._spec["provider"] = {"kwok": dict(fields)}
+        return self
+
+    def cluster_api(self, namespace: str, deployment: str) -> GpuPoolBuilder:
+        """Nodes from the Cluster API MachineDeployment ``namespace/deployment``."""
+        self._spec["provider"] = {
+            "clusterAPI": {"namespace": namespace, "machineDeployment": deployment}
+        }
+        return self
+
+    def scaling(self, **fields: Any) -> GpuPoolBuilder:
+        """``spec.scaling`` fields, e.g. ``scaling(maxNodes=3)``."""
+        return self._section("scaling", **fields)
+
+    def scale_down(self, **fields: Any) -> GpuPoolBuilder:
+        """``spec.scaleDown`` fields, e.g. ``scale_down(idleAfter="5m", minNodeAge="1m")``."""
+        return self._section("scaleDown", **fields)
+
+    def serving(self) -> GpuPoolBuilder:
+        """It serves the jobs whose pods select its nodes (:meth:`PyTorchJobBuilder.pool`)."""
+        return self._section("jobSelector", nodeSelector={POOL_SELECTOR: self._name})
+
+    def job_namespaces(self, *namespaces: str) -> GpuPoolBuilder:
+        """It serves the jobs of ``namespaces``."""
+        return self._section("jobSelector", namespaces=list(namespaces))
+
+    def node_labels(self, **labels: str) -> GpuPoolBuilder:
+        """Labels it puts on its nodes."""
+        template = self._spec.setdefault("nodeTemplate", {})
+        template["labels"] = {**template.get("labels", {}), **labels}
+        return self
+
+    def taint(self, key: str, value: str, effect: str = "NoSchedule") -> GpuPoolBuilder:
+        """A taint it puts on its nodes."""
+        template = self._spec.setdefault("nodeTemplate", {})
+        template.setdefault("taints", []).append({"key": key, "value": value, "effect": effect})
+        return self
+
+    def spec(self, **fields: Any) -> GpuPoolBuilder:
+        """Replace whole ``spec`` entries as given (e.g. an invalid one the API server refuses)."""
+        self._spec.update(copy.deepcopy(fields))
+        return self
+
+    def obj(self) -> dict[str, Any]:
+        """The manifest."""
+        return {
+            "apiVersion": "kubeforge.io/v1alpha1",
+            "kind": "GPUNodePool",
+            "metadata": {"name": self._name},
+            "spec": copy.deepcopy(self._spec),
+        }
+
+
+def gpu_pool(name: str) -> GpuPoolBuilder:
+    """A pool ``name`` of 8-GPU kwok nodes, serving no job until told (:meth:`~.serving`)."""
+    return GpuPoolBuilder(name)
+
+
+def kwok_pool(name: str, **spec: Any) -> dict[str, Any]:
+    """A pool of 8-GPU kwok nodes serving the jobs that select ``pool=name``; ``spec`` overrides."""
+    return gpu_pool(name).serving().spec(**spec).obj()
+
+
+def submit_gang(
+    api_client: Any, namespace: str, pool: str, workers: int, name: str = "train"
+) -> None:
+    """A PyTorchJob of one Master plus ``workers`` Workers, 8 GPUs each, for ``pool``."""
+    pytorchjob(name).namespace(namespace).workers(workers).gpus(8).pool(pool).submit(api_client)
+
+
+def finish_job(api_client: Any, namespace: str, job: str, pods: list[str]) -> None:
+    """The job's pods succeed and its Succeeded condition is set (what its operator does)."""
+    from kubernetes import client
+
+    core = client.CoreV1Api(api_client)
+    for pod in pods:
+        core.patch_namespaced_pod_status(pod, namespace, {"status": {"phase": "Succeeded"}})
+    client.CustomObjectsApi(api_client).patch_namespaced_custom_object_status(
+        "kubeflow.org",
+        "v1",
+        namespace,
+        "pytorchjobs",
+        job,
+        {"status": {"conditions": [{"type": "Succeeded", "status": "True"}]}},
+    )
+
+
+def read_pool(api_client: Any, name: str) -> dict[str, Any]:
+    """The GPUNodePool ``name`` as the API server stores it."""
+    from kubernetes import client
+
+    obj: dict[str, Any] = client.CustomObjectsApi(api_client).get_cluster_custom_object(
+        "kubeforge.io", "v1alpha1", "gpunodepools", name
+    )
+    return obj
+
+
+Sample = tuple[str, tuple[tuple[str, str], ...]]
+
+
+def parse_metrics(text: str) -> dict[Sample, float]:
+    """Prometheus text -> {(sample name, sorted labels): value}."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
