@@ -1,17 +1,8 @@
-"""Pure Cluster API bookkeeping, provisionTimeout, status building and job waits."""
+"""The pure parts of a reconcile beside the planner: provisioning, the status, job waits."""
 
 from __future__ import annotations
 
-from typing import Any
-
-import pytest
-
 from kubeforge.operators.gpupool.api.models import Placement
-from kubeforge.operators.gpupool.core.machines import (
-    DELETE_MACHINE,
-    interrupted_removal,
-    machine_members,
-)
 from kubeforge.operators.gpupool.core.members import PoolMember
 from kubeforge.operators.gpupool.core.planner import Decision, JobVerdict, NodeState, PoolPlan
 from kubeforge.operators.gpupool.core.provisioning import check_provisioning
@@ -20,97 +11,8 @@ from kubeforge.operators.gpupool.core.waits import job_wait_seconds
 from kubeforge.operators.schema import to_dict
 from kubeforge.testing.builders import pytorchjob, training_pod
 
-T0 = "2026-11-23T10:00:00Z"  # 1795428000.0
-T0_S = 1795428000.0
-
-
-def deployment(replicas: int, scaled_at: str = "") -> dict[str, Any]:
-    annotations = {"kubeforge.io/scaled-up-at": scaled_at} if scaled_at else {}
-    return {
-        "metadata": {"name": "gpu-md", "creationTimestamp": T0, "annotations": annotations},
-        "spec": {"replicas": replicas},
-    }
-
-
-def machine(
-    name: str, node: str = "", marked: bool = False, deleting: bool = False
-) -> dict[str, Any]:
-    meta: dict[str, Any] = {"name": name, "creationTimestamp": T0, "annotations": {}}
-    if marked:
-        meta["annotations"][DELETE_MACHINE] = "yes"
-    if deleting:
-        meta["deletionTimestamp"] = T0
-    return {"metadata": meta, "status": {"nodeRef": {"name": node}} if node else {}}
-
-
-def node(name: str) -> dict[str, Any]:
-    return {"metadata": {"name": name}}
-
-
-def names(members: list[PoolMember]) -> list[tuple[str, bool]]:
-    return [(m.name, m.leaving) for m in members]
-
-
-@pytest.mark.parametrize(
-    ("replicas", "machines", "nodes", "expected"),
-    [
-        pytest.param(0, [], [], [], id="empty"),
-        pytest.param(
-            2,
-            [],
-            [],
-            [("gpu-md/requested-0", False), ("gpu-md/requested-1", False)],
-            id="replicas-without-machines-are-in-flight",
-        ),
-        pytest.param(
-            2,
-            [machine("m-a", "n-a"), machine("m-b")],
-            ["n-a"],
-            [("n-a", False), ("machine/m-b", False)],
-            id="node-by-nodeRef-and-machine-without-node",
-        ),
-        pytest.param(
-            1,
-            [machine("m-a", "n-a"), machine("m-b", "n-b", marked=True)],
-            ["n-a", "n-b"],
-            [("n-a", False), ("n-b", True)],
-            id="marked-machine-is-leaving-not-capacity",
-        ),
-        pytest.param(
-            2,
-            [machine("m-a", "n-a"), machine("m-b", "n-b", marked=True)],
-            ["n-a", "n-b"],
-            [("n-a", False), ("n-b", True), ("gpu-md/requested-0", False)],
-            id="marked-before-decrement-leaves-a-replacement-in-flight",
-        ),
-        pytest.param(
-            1,
-            [machine("m-a", "n-a", deleting=True)],
-            ["n-a"],
-            [("n-a", True), ("gpu-md/requested-0", False)],
-            id="deleting-machine-is-leaving",
-        ),
-        pytest.param(
-            1,
-            [machine("m-a", "gone")],
-            [],
-            [("machine/m-a", False)],
-            id="nodeRef-to-a-missing-node-counts-as-no-node",
-        ),
-    ],
-)
-def test_machine_members(
-    replicas: int, machines: list[Any], nodes: list[str], expected: list[tuple[str, bool]]
-) -> None:
-    members = machine_members(deployment(replicas), machines, {n: node(n) for n in nodes})
-    assert names(members) == expected
-
-
-def test_requested_replicas_date_from_the_last_scale_up_else_the_deployment() -> None:
-    (fresh,) = machine_members(deployment(1, scaled_at="42.500"), [], {})
-    assert fresh.requested_at == 42.5
-    (old,) = machine_members(deployment(1), [], {})
-    assert old.requested_at == T0_S
+T0 = "2026-11-23T10:00:00Z"
+T0_S = 1795428000.0  # T0 in seconds since the epoch
 
 
 def state(name: str, created: float, ready: bool) -> NodeState:
@@ -198,27 +100,3 @@ def test_a_job_waits_until_its_last_gpu_pod_is_bound() -> None:
     # Bound by nodeName (no scheduler): counts as bound now.
     unscheduled = training_pod("llm", "worker").on("n2").obj()
     assert job_wait_seconds(job, [master, unscheduled], "nvidia.com/gpu", T0_S + 400) == 400.0
-
-
-def _marked_at(name: str, generation: str) -> dict[str, Any]:
-    m = machine(name, marked=True)
-    m["metadata"]["annotations"]["kubeforge.io/marked-at-generation"] = generation
-    return m
-
-
-@pytest.mark.parametrize(
-    ("machines", "expected"),
-    [
-        pytest.param([machine("a")], "", id="nothing-marked"),
-        pytest.param([_marked_at("a", "7")], "a", id="marked-at-current-generation"),
-        pytest.param([_marked_at("a", "6")], "", id="decrement-done-generation-moved-on"),
-        pytest.param([machine("a", marked=True)], "", id="marked-by-someone-else"),
-        pytest.param([_marked_at("b", "6"), _marked_at("c", "7")], "c", id="second-of-two"),
-    ],
-)
-def test_a_removal_interrupted_before_its_decrement_is_found(
-    machines: list[Any], expected: str
-) -> None:
-    md = deployment(2)
-    md["metadata"]["generation"] = 7
-    assert interrupted_removal(md, machines) == expected
