@@ -18,6 +18,11 @@ from typing import Any
 
 import pytest
 
+from kubeforge.testing.builders import (  # noqa: F401 - re-exported; builders live there
+    kwok_pool,
+    read_pool,
+    submit_gang,
+)
 from kubeforge.testing.controlplane import (
     ControlPlane,
     build_binaries,
@@ -254,49 +259,3 @@ def wait_for_crd(api_client: Any, name: str, timeout: float = 60.0) -> None:
         return any(c.type == "Established" and c.status == "True" for c in conditions)
 
     wait_for(established, timeout=timeout)
-
-
-def kwok_pool(name: str, **spec: Any) -> dict[str, Any]:
-    """A GPUNodePool of 8-GPU kwok nodes serving PyTorchJobs whose pods select ``pool=name``.
-
-    ``spec`` entries replace the defaults (e.g. ``scaling={"maxNodes": 1}``).
-    """
-    return {
-        "apiVersion": "kubeforge.io/v1alpha1",
-        "kind": "GPUNodePool",
-        "metadata": {"name": name},
-        "spec": {
-            "gpu": {"perNode": 8},
-            "provider": {"kwok": {}},
-            "jobSelector": {"nodeSelector": {"kubeforge.io/pool": name}},
-            **spec,
-        },
-    }
-
-
-def read_pool(api_client: Any, name: str) -> dict[str, Any]:
-    """The GPUNodePool ``name`` as the API server stores it."""
-    from kubernetes import client
-
-    obj: dict[str, Any] = client.CustomObjectsApi(api_client).get_cluster_custom_object(
-        "kubeforge.io", "v1alpha1", "gpunodepools", name
-    )
-    return obj
-
-
-def submit_gang(
-    api_client: Any, namespace: str, pool: str, workers: int, name: str = "train"
-) -> None:
-    """A PyTorchJob of one Master plus ``workers`` Workers, 8 GPUs each, for ``pool``."""
-    from kubeforge.components.train.pytorchjob import build_pytorchjob, submit_pytorchjob
-
-    job = build_pytorchjob(
-        name,
-        namespace,
-        "img",
-        ["train"],
-        workers=workers,
-        gpus_per_replica=8,
-        node_selector={"kubeforge.io/pool": pool},
-    )
-    submit_pytorchjob(api_client, job)
