@@ -6,6 +6,7 @@ plain dict (what the API server takes and returns), so a test reads as the case 
     pytorchjob("llm").namespace("ml").workers(3).gpus(8).obj()
     training_pod("llm", "worker").on("node-1").gpus(4).obj()
     gpu_pool("h100").kwok(gpu_delay="30s").scaling(maxNodes=3).obj()
+    pipelinerun("digits-1", ns).pipeline("main").parameters(data_uri="x").obj()
 
 Part of the test harness (``kubeforge.testing``): it may import the product packages below it.
 """
@@ -13,8 +14,10 @@ Part of the test harness (``kubeforge.testing``): it may import the product pack
 from __future__ import annotations
 
 import copy
+import importlib.resources
+import json
 import secrets
-from typing import Any
+from typing import Any, Self
 
 from kubeforge.components.train.pytorchjob import build_pytorchjob, submit_pytorchjob
 
@@ -299,3 +302,114 @@ def parse_metrics(text: str) -> dict[Sample, float]:
         for family in text_string_to_metric_families(text)
         for s in family.samples
     }
+
+
+# -- Pipeline and PipelineRun (kubeforge.operators.pipelineruns) --------------------------------
+#
+#     pipelinerun("digits-1", ns).pipeline("main").parameters(data_uri="x").obj()
+#     pipeline("digits", ns).source("main").parameters(epochs=3).obj()
+
+PIPELINE_API_VERSION = "kubeforge.io/v1alpha1"
+
+
+def main_pipeline_ir() -> str:
+    """The compiled main pipeline as committed (its golden compile test keeps it current)."""
+    return (importlib.resources.files("kubeforge.pipelines.main") / "main.yaml").read_text()
+
+
+class _PipelineResourceBuilder:
+    kind = ""
+
+    def __init__(self, name: str, namespace: str) -> None:
+        self._obj: dict[str, Any] = {
+            "apiVersion": PIPELINE_API_VERSION,
+            "kind": self.kind,
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": {},
+        }
+
+    def uid(self, uid: str) -> Self:
+        """With ``metadata.uid`` (the API server sets it on a real object)."""
+        self._obj["metadata"]["uid"] = uid
+        return self
+
+    def spec(self, **fields: Any) -> Self:
+        """Spec fields exactly as given (e.g. invalid ones the API server must refuse)."""
+        self._obj["spec"].update(fields)
+        return self
+
+    def obj(self) -> dict[str, Any]:
+        """The manifest."""
+        return copy.deepcopy(self._obj)
+
+    def json(self) -> str:
+        """The manifest as JSON (``kubectl apply -f -``)."""
+        return json.dumps(self._obj)
+
+
+class PipelineBuilder(_PipelineResourceBuilder):
+    """A ``Pipeline``."""
+
+    kind = "Pipeline"
+
+    def source(self, name: str = "", **source: Any) -> PipelineBuilder:
+        """``spec.source``: a Kubeforge pipeline by ``name``, or ``ir=`` / ``configMap=``."""
+        self._obj["spec"]["source"] = {**({"name": name} if name else {}), **source}
+        return self
+
+    def parameters(self, **values: Any) -> PipelineBuilder:
+        """Default parameter values."""
+        self._obj["spec"]["parameters"] = values
+        return self
+
+
+class PipelineRunBuilder(_PipelineResourceBuilder):
+    """A ``PipelineRun``."""
+
+    kind = "PipelineRun"
+
+    def pipeline(self, name: str = "", **source: Any) -> PipelineRunBuilder:
+        """``spec.pipeline`` inline: by ``name`` (``version=``), or ``ir=`` / ``configMap=``."""
+        self._obj["spec"]["pipeline"] = {**({"name": name} if name else {}), **source}
+        return self
+
+    def ref(self, pipeline: str) -> PipelineRunBuilder:
+        """``spec.pipelineRef``: a Pipeline of its namespace."""
+        self._obj["spec"]["pipelineRef"] = {"name": pipeline}
+        return self
+
+    def parameters(self, **values: Any) -> PipelineRunBuilder:
+        """Parameter values of the run."""
+        self._obj["spec"]["parameters"] = values
+        return self
+
+    def experiment(self, name: str) -> PipelineRunBuilder:
+        """In experiment ``name``."""
+        self._obj["spec"]["experiment"] = name
+        return self
+
+    def service_account(self, name: str) -> PipelineRunBuilder:
+        """Its pods run as service account ``name``."""
+        self._obj["spec"]["serviceAccountName"] = name
+        return self
+
+    def ttl(self, seconds: int) -> PipelineRunBuilder:
+        """Deleted ``seconds`` after it finished."""
+        self._obj["spec"]["ttlSecondsAfterFinished"] = seconds
+        return self
+
+
+def pipeline(name: str, namespace: str = "default") -> PipelineBuilder:
+    """A Pipeline named ``name`` (give it a ``source``)."""
+    return PipelineBuilder(name, namespace)
+
+
+def pipelinerun(name: str, namespace: str = "default") -> PipelineRunBuilder:
+    """A PipelineRun named ``name`` (give it a ``pipeline`` or a ``ref``)."""
+    return PipelineRunBuilder(name, namespace)
+
+
+def finished_run_pod(message: str) -> dict[str, Any]:
+    """A run's pod whose container terminated with ``message`` (its summary, or its error)."""
+    terminated = {"state": {"terminated": {"exitCode": 0, "message": message}}}
+    return {"status": {"containerStatuses": [terminated]}}

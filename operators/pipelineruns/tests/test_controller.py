@@ -11,8 +11,8 @@ import pytest
 
 from kubeforge.operators.clock import ManualClock
 from kubeforge.operators.pipelineruns.clients.reconciler import RunReconciler
-from kubeforge.operators.pipelineruns.tests.builders import MAIN_IR, PipelineRunBuilder, pipelinerun
 from kubeforge.operators.settings import OperatorSettings
+from kubeforge.testing.builders import PipelineRunBuilder, main_pipeline_ir, pipelinerun
 from kubeforge.testing.fixtures import Kubectl
 
 pytestmark = pytest.mark.cluster
@@ -209,7 +209,7 @@ def test_a_run_waiting_for_its_configmap_starts_once_the_configmap_exists(
     reconciler.reconcile_run(_apply(kubectl, run))
     assert _get(kubectl, "pipelinerun", "later", namespace)["status"]["phase"] == "Failed"
     client.CoreV1Api(api_client).create_namespaced_config_map(
-        namespace, {"metadata": {"name": "ir"}, "data": {"pipeline.yaml": MAIN_IR.read_text()}}
+        namespace, {"metadata": {"name": "ir"}, "data": {"pipeline.yaml": main_pipeline_ir()}}
     )
     reconciler.reconcile_run(_get(kubectl, "pipelinerun", "later", namespace))
     status = _get(kubectl, "pipelinerun", "later", namespace)["status"]

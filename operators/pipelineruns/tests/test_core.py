@@ -35,9 +35,9 @@ from kubeforge.operators.pipelineruns.core.status import (
     run_not_started,
     run_started,
 )
-from kubeforge.operators.pipelineruns.tests.builders import MAIN_IR, finished_pod, pipelinerun
 from kubeforge.operators.schema import from_dict, to_dict
 from kubeforge.pipelines.ir import check_parameters, load_ir
+from kubeforge.testing.builders import finished_run_pod, main_pipeline_ir, pipelinerun
 
 RUN = (
     pipelinerun("Digits_1", "team-a")
@@ -51,7 +51,7 @@ NOW = dt.datetime(2026, 1, 1, 1, 0, tzinfo=dt.UTC).timestamp()
 
 
 def test_ir_of_the_main_pipeline_declares_its_parameters_with_types() -> None:
-    ir = load_ir(MAIN_IR.read_text())
+    ir = load_ir(main_pipeline_ir())
     assert ir.name == "kubeforge-main"
     assert ir.parameters["epochs"].type == "NUMBER_INTEGER"
     assert ir.parameters["epochs"].default == 30  # the IR writes 30.0
@@ -80,12 +80,12 @@ def test_ir_of_the_main_pipeline_declares_its_parameters_with_types() -> None:
 )
 def test_parameters_are_checked_against_the_pipeline(values: dict[str, Any], message: str) -> None:
     with pytest.raises(KubeforgeError, match=message.replace("(", r"\(").replace(")", r"\)")):
-        check_parameters(load_ir(MAIN_IR.read_text()), values)
+        check_parameters(load_ir(main_pipeline_ir()), values)
 
 
 def test_parameters_keep_json_types_and_integral_floats_become_ints() -> None:
     values = check_parameters(
-        load_ir(MAIN_IR.read_text()), {"data_uri": "s3://b/d.csv", "epochs": 3.0, "gold_budget": 1}
+        load_ir(main_pipeline_ir()), {"data_uri": "s3://b/d.csv", "epochs": 3.0, "gold_budget": 1}
     )
     assert values == {"data_uri": "s3://b/d.csv", "epochs": 3, "gold_budget": 1}
     assert parameter_args({"b": True, "a": 3, "c": [1, 2]}) == [
@@ -137,7 +137,7 @@ def test_names_stay_dns_labels() -> None:
                 "completionTime": "2026-01-01T00:03:12Z",
                 "conditions": [{"type": "Complete", "status": "True"}],
             },
-            [finished_pod(json.dumps({"mlflow_run_id": "r1"}))],
+            [finished_run_pod(json.dumps({"mlflow_run_id": "r1"}))],
             "Succeeded",
             "r1",
         ),
@@ -147,7 +147,7 @@ def test_names_stay_dns_labels() -> None:
                     {"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded"}
                 ]
             },
-            [finished_pod(json.dumps({"error": "label: too few gold rows"}))],
+            [finished_run_pod(json.dumps({"error": "label: too few gold rows"}))],
             "Failed",
             "",
         ),
@@ -239,7 +239,7 @@ def test_a_run_that_cannot_start_fails_once_and_keeps_its_condition_times() -> N
 
 
 def test_a_started_run_records_its_backend_and_announces_where_it_runs() -> None:
-    ir = load_ir(MAIN_IR.read_text())
+    ir = load_ir(main_pipeline_ir())
     status, event = run_started(_status(), 1, ir, StartedRun(Backend.JOB, job_name="d-1"), NOW)
     out = to_dict(status)
     assert (out["phase"], out["backend"], out["jobName"]) == ("Pending", "job", "d-1")

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from kubeforge.operators.pipelineruns.api.crd import CRDS, render
-from kubeforge.operators.pipelineruns.tests.builders import pipeline, pipelinerun
+from kubeforge.testing.builders import pipeline, pipelinerun
 from kubeforge.testing.fixtures import Kubectl
 
 CRD_DIR = Path(__file__).parents[3] / "manifests" / "crds"

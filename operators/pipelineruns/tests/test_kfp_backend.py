@@ -10,8 +10,8 @@ import pytest
 
 from kubeforge.operators.clock import ManualClock
 from kubeforge.operators.pipelineruns.clients.reconciler import RunReconciler
-from kubeforge.operators.pipelineruns.tests.builders import pipelinerun
 from kubeforge.operators.settings import OperatorSettings
+from kubeforge.testing.builders import pipelinerun
 from kubeforge.testing.fixtures import Kubectl
 from kubeforge.testing.kfp_contract import KfpContractServer
 
