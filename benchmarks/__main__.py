@@ -28,8 +28,8 @@ def bare_loop_samples_per_second(train: Path, hidden: list[int], epochs: int, ba
     import torch
     from torch import nn
 
-    from kubeforge.components.ingest.ingest import load_split
-    from kubeforge.components.train.model import Classifier, ModelSpec
+    from kubeforge.components.common.model import Classifier, ModelSpec
+    from kubeforge.components.common.splits import load_split
 
     split = load_split(train)
     x, y = split.features(), split.label_indices()
@@ -58,13 +58,15 @@ def bare_loop_samples_per_second(train: Path, hidden: list[int], epochs: int, ba
 
 def run(work: Path) -> dict[str, Any]:
     """All measurements; returns a dict of results."""
-    from kubeforge.components.distill.distill import distill
-    from kubeforge.components.ingest.ingest import Schema, ingest, load_split
-    from kubeforge.components.label.labeling import label
-    from kubeforge.components.train.model import load
-    from kubeforge.components.train.trainer import TrainConfig, run_local
-    from kubeforge.core.cli import parse_params, run_pipeline_locally
-    from kubeforge.pipelines.registry import pipeline_parameters
+    from kubeforge.cli.app import run_pipeline_locally
+    from kubeforge.components.common.model import load
+    from kubeforge.components.common.splits import load_split
+    from kubeforge.components.distill.distillation import DistillParams, distill_student
+    from kubeforge.components.ingest.prepare import IngestParams, prepare_splits
+    from kubeforge.components.label.labeling import LabelParams, label_split
+    from kubeforge.components.train.trainer import TrainConfig, TrainParams, run_local
+    from kubeforge.pipelines.ir import parameters_from_strings
+    from kubeforge.pipelines.registry import pipeline_ir
 
     os.environ["KUBEFORGE_HOME"] = str(work / "home")
     os.environ.pop("MLFLOW_TRACKING_URI", None)
@@ -73,20 +75,25 @@ def run(work: Path) -> dict[str, Any]:
 
     # 1. The five stages called directly (the baseline of the pipeline overhead).
     t0 = time.perf_counter()
-    ingest(str(csv), work / "ing", Schema("label"))
+    prepare_splits(IngestParams.defaults(data_uri=str(csv)), work / "ing")
     train_split = load_split(work / "ing" / "train.parquet")
-    lab = label(train_split, work / "lab", "kubeforge.components.label.examples.digits")
+    lfs = LabelParams.defaults(labeling_functions="kubeforge.components.label.examples.digits")
+    lab = label_split(train_split, work / "lab", lfs)
     cfg = TrainConfig(
-        str(work / "lab" / "train.parquet"), str(work / "ing" / "val.parquet"), str(work / "tr")
+        str(work / "lab" / "train.parquet"),
+        str(work / "ing" / "val.parquet"),
+        str(work / "tr"),
+        TrainParams.defaults(nproc=2),
     )
-    run_local(cfg, nproc=2)
-    rep = distill(
+    run_local(cfg)
+    rep = distill_student(
         load(work / "tr" / "model.pt"),
         load_split(work / "lab" / "train.parquet"),
         load_split(work / "ing" / "test.parquet"),
         work / "dis",
+        DistillParams.defaults(),
     )
-    from kubeforge.components.deploy.deploy import smoke_test
+    from kubeforge.components.deploy.promote import smoke_test
 
     smoke_test(load(work / "dis" / "model.pt"), load_split(work / "ing" / "test.parquet"), "d", 0.5)
     direct = time.perf_counter() - t0
@@ -107,6 +114,9 @@ def run(work: Path) -> dict[str, Any]:
 
     # 2. Training overhead: the platform's worker vs a bare loop, same model/data/batch, 1 process.
     hidden, epochs, batch = [256, 256, 256], 10, 64
+    params = TrainParams.defaults(
+        hidden=",".join(map(str, hidden)), epochs=epochs, batch_size=batch, nproc=1
+    )
     bare = bare_loop_samples_per_second(work / "lab" / "train.parquet", hidden, epochs, batch)
     shutil.rmtree(work / "tr1", ignore_errors=True)
     ours = run_local(
@@ -114,11 +124,8 @@ def run(work: Path) -> dict[str, Any]:
             str(work / "lab" / "train.parquet"),
             str(work / "ing" / "val.parquet"),
             str(work / "tr1"),
-            hidden=hidden,
-            epochs=epochs,
-            batch_size=batch,
-        ),
-        nproc=1,
+            params,
+        )
     ).samples_per_second
     bare_again = bare_loop_samples_per_second(work / "lab" / "train.parquet", hidden, epochs, batch)
     baseline = (bare + bare_again) / 2  # bracket ours between two baseline runs: noisy machine
@@ -130,7 +137,7 @@ def run(work: Path) -> dict[str, Any]:
 
     # 3. The whole pipeline through kfp.local vs the direct calls above.
     t0 = time.perf_counter()
-    run_pipeline_locally("main", parse_params([f"data_uri={csv}"], pipeline_parameters("main")))
+    run_pipeline_locally("main", parameters_from_strings(pipeline_ir("main"), [f"data_uri={csv}"]))
     pipeline = time.perf_counter() - t0
     results["pipeline"] = {
         "kfp_local_seconds": round(pipeline, 1),

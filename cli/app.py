@@ -13,6 +13,7 @@ import typer
 
 from kubeforge.core.config import home
 from kubeforge.core.errors import KubeforgeError
+from kubeforge.pipelines.ir import parameters_from_strings
 
 app = typer.Typer(no_args_is_help=True, help="Kubeforge: raw data to a served model.")
 
@@ -20,41 +21,6 @@ app = typer.Typer(no_args_is_help=True, help="Kubeforge: raw data to a served mo
 def _fail(message: str) -> None:
     typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
     raise typer.Exit(code=1)
-
-
-def parse_params(pairs: list[str], declared: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """``["k=v", ...]`` -> typed values, checked against the pipeline's declared parameters."""
-    out: dict[str, Any] = {}
-    for pair in pairs:
-        key, sep, raw = pair.partition("=")
-        if not sep:
-            raise KubeforgeError(f"--param {pair!r} is not key=value", "param")
-        if key not in declared:
-            raise KubeforgeError(
-                f"the pipeline has no parameter {key!r}; "
-                f"it declares: {', '.join(sorted(declared))}",
-                key,
-            )
-        kind = declared[key]["type"]
-        try:
-            if kind == "NUMBER_INTEGER":
-                out[key] = int(raw)
-            elif kind == "NUMBER_DOUBLE":
-                out[key] = float(raw)
-            elif kind == "BOOLEAN":
-                if raw.lower() not in ("true", "false", "1", "0"):
-                    raise ValueError(raw)
-                out[key] = raw.lower() in ("true", "1")
-            else:
-                out[key] = raw
-        except ValueError as exc:
-            raise KubeforgeError(
-                f"parameter {key!r} expects {kind.lower()}, got {raw!r}", key
-            ) from exc
-    missing = [k for k, v in declared.items() if v["default"] is None and k not in out]
-    if missing:
-        raise KubeforgeError(f"missing required parameter(s) {missing}", missing[0])
-    return out
 
 
 def read_ir_file(name: str) -> Any:
@@ -67,18 +33,16 @@ def read_ir_file(name: str) -> Any:
     return load_ir(path.read_text(), str(path))
 
 
-def resolve_pipeline(name: str) -> tuple[Any, dict[str, dict[str, Any]]]:
-    """A project pipeline by name, or an IR YAML file by path: (callable, declared params)."""
-    from kubeforge.pipelines.registry import get_pipeline, pipeline_parameters
+def resolve_pipeline(name: str) -> Any:
+    """A project pipeline by name, or an IR YAML file by path, as a callable KFP component."""
+    from kubeforge.pipelines.registry import get_pipeline
 
     if Path(name).suffix in (".yaml", ".yml"):
         from kfp import components
 
-        from kubeforge.pipelines.ir import declared_parameters
-
-        declared = declared_parameters(read_ir_file(name))
-        return components.load_component_from_file(name), declared
-    return get_pipeline(name), pipeline_parameters(name)
+        read_ir_file(name)  # refuse a file that is not a compiled pipeline, with its name
+        return components.load_component_from_file(name)
+    return get_pipeline(name)
 
 
 def run_pipeline_locally(
@@ -100,7 +64,7 @@ def run_pipeline_locally(
         pipeline_root=str(home() / "kfp"),
         raise_on_error=True,
     )
-    pipeline, _ = resolve_pipeline(name)
+    pipeline = resolve_pipeline(name)
     with mlflow.start_run(run_name=f"pipeline-{name}", tags={"kubeforge.pipeline": name}) as run:
         params["mlflow_parent_run_id"] = run.info.run_id
         mlflow.log_params({k: v for k, v in params.items() if not k.startswith("mlflow_")})
@@ -167,8 +131,7 @@ def run(
     if not local_run:
         _fail("only --local runs are built so far; use 'kubeforge compile' for the Kubeflow UI")
     try:
-        _, declared = resolve_pipeline(pipeline)
-        params = parse_params(param or [], declared)
+        params = parameters_from_strings(compiled_ir(pipeline), param or [])
         summary = run_pipeline_locally(pipeline, params, experiment)
     except KubeforgeError as exc:
         if summary_file is not None:  # e.g. a pod's termination message: the operator reads it
@@ -197,12 +160,11 @@ def compile_cmd(
 
 def compiled_ir(pipeline: str) -> Any:
     """The compiled IR of a project pipeline (by name) or of an IR YAML file (by path)."""
-    from kubeforge.pipelines.ir import load_ir
-    from kubeforge.pipelines.registry import compiled_text
+    from kubeforge.pipelines.registry import pipeline_ir
 
     if Path(pipeline).suffix in (".yaml", ".yml"):
         return read_ir_file(pipeline)
-    return load_ir(compiled_text(pipeline), pipeline)
+    return pipeline_ir(pipeline)
 
 
 @app.command()
@@ -232,11 +194,10 @@ def submit(
     import datetime as dt
 
     from kubeforge.core.kfp import KfpBackend
-    from kubeforge.pipelines.ir import declared_parameters
 
     try:
         ir = compiled_ir(pipeline)
-        params = parse_params(param or [], declared_parameters(ir))
+        params = parameters_from_strings(ir, param or [])
         name = run_name or f"{ir.name}-{dt.datetime.now(dt.UTC):%Y%m%d-%H%M%S}"
         kfp = KfpBackend(host, namespace=namespace)
         pipeline_id, version_id = kfp.ensure_pipeline_version(ir.name, ir.text, ir.digest)
@@ -252,7 +213,7 @@ def submit(
 def load_served_model(model_uri: str) -> Any:
     """Load a model from an MLflow URI (``models:/name@alias``) or a local ``model.pt``."""
     if Path(model_uri).is_file():
-        from kubeforge.components.train.model import load
+        from kubeforge.components.common.model import load
 
         return load(model_uri)
     import mlflow.pytorch
@@ -303,15 +264,14 @@ def demo() -> None:
     """Run the main job on digits: ingest, label (5% gold), train, distill, deploy, serve, ask."""
     import urllib.request
 
+    from kubeforge.components.common.splits import load_split
     from kubeforge.components.deploy.server import ModelServer
-    from kubeforge.components.ingest.ingest import load_split
-    from kubeforge.pipelines.registry import pipeline_parameters
 
     data = write_demo_data(home() / "data" / "digits.csv")
     typer.echo(f"demo data: {data} (scikit-learn digits, 1797 rows, 64 pixel features)")
     typer.echo("running ingest -> label -> train -> distill -> deploy through kfp.local ...")
     try:
-        params = parse_params([f"data_uri={data}"], pipeline_parameters("main"))
+        params = parameters_from_strings(compiled_ir("main"), [f"data_uri={data}"])
         summary = run_pipeline_locally("main", params)
         deploy = summary.get("deploy", {})
         model_uri = f"models:/{deploy.get('model_name')}@{deploy.get('alias')}"

@@ -1,12 +1,17 @@
 """Compiled KFP pipelines (IR YAML) as data: read one, list its parameters, check values.
 
-Pure functions (no kfp import), shared by the CLI, the operator and ``kubeforge submit``: a
-pipeline given by name, as inline IR or from a ConfigMap is checked the same way.
+Pure functions (no kfp import) and the one parameter type checker, shared by the CLI, the
+operator and ``kubeforge submit``: JSON values (a PipelineRun's ``spec.parameters``) go through
+:func:`check_parameters`, ``key=value`` strings (``--param``) through
+:func:`parameters_from_strings`, which types them by the IR's declarations and then checks them
+the same way; a pipeline given by name, as inline IR or from a ConfigMap is checked alike.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -82,14 +87,6 @@ def load_ir(text: str, source: str = "pipeline") -> PipelineIR:
     )
 
 
-def declared_parameters(ir: PipelineIR) -> dict[str, dict[str, Any]]:
-    """``name -> {"type": ..., "default": ...}``, the default None for a required parameter."""
-    return {
-        name: {"type": p.type, "default": p.default if p.optional else None}
-        for name, p in ir.parameters.items()
-    }
-
-
 def _typed_default(kind: str, value: Any) -> Any:
     # The IR writes integer defaults as floats (30.0); give them back their declared type.
     if kind == "NUMBER_INTEGER" and isinstance(value, float) and value.is_integer():
@@ -141,9 +138,68 @@ def check_parameters(
                 f"{field}.{key}",
             )
         out[key] = int(value) if integral_float else value
-    missing = sorted(k for k, p in ir.parameters.items() if not p.optional and k not in out)
+    missing = missing_parameters(ir, out)
     if missing and require_all:
         raise KubeforgeError(
             f"{field}: missing required parameter(s) {', '.join(missing)}", f"{field}.{missing[0]}"
         )
     return out
+
+
+def missing_parameters(ir: PipelineIR, given: Iterable[str]) -> list[str]:
+    """The required parameters (no default) that ``given`` leaves out, sorted."""
+    names = set(given)
+    return sorted(k for k, p in ir.parameters.items() if not p.optional and k not in names)
+
+
+def parameters_from_strings(ir: PipelineIR, pairs: Iterable[str]) -> dict[str, Any]:
+    """Typed values from ``key=value`` strings (``--param``), checked against the pipeline.
+
+    Each value is read as the IR declares its parameter: integers, floats, booleans
+    (``true``/``false``/``1``/``0``), JSON for lists and structs, the text itself for strings.
+
+    Raises:
+        KubeforgeError: A pair without ``=``, an undeclared parameter, a value not of the declared
+            type, or a missing required parameter; ``parameter`` names it (``param`` for a pair
+            without ``=``).
+    """
+    values: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep:
+            raise KubeforgeError(f"--param {pair!r} is not key=value", "param")
+        if key not in ir.parameters:
+            raise KubeforgeError(
+                f"the pipeline has no parameter {key!r}; "
+                f"it declares: {', '.join(sorted(ir.parameters))}",
+                key,
+            )
+        kind = ir.parameters[key].type
+        try:
+            values[key] = _from_string(kind, raw)
+        except ValueError as exc:
+            raise KubeforgeError(
+                f"parameter {key!r} expects {kind.lower()}, got {raw!r}", key
+            ) from exc
+    missing = missing_parameters(ir, values)
+    if missing:
+        raise KubeforgeError(f"missing required parameter(s) {missing}", missing[0])
+    return check_parameters(ir, values, "--param")
+
+
+def _from_string(kind: str, raw: str) -> Any:
+    """``raw`` as a value of the KFP parameter type ``kind``; ValueError when it is not one."""
+    if kind == "NUMBER_INTEGER":
+        return int(raw)
+    if kind == "NUMBER_DOUBLE":
+        return float(raw)
+    if kind == "BOOLEAN":
+        if raw.lower() not in ("true", "false", "1", "0"):
+            raise ValueError(raw)
+        return raw.lower() in ("true", "1")
+    if kind in ("LIST", "STRUCT"):
+        value = json.loads(raw)  # json.JSONDecodeError is a ValueError
+        if not isinstance(value, _JSON_TYPES[kind]):
+            raise ValueError(raw)
+        return value
+    return raw

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from kubeforge.core.errors import KubeforgeError
+from kubeforge.pipelines.ir import PipelineIR, load_ir
 
 PIPELINES = {"main": "kubeforge.pipelines.main.pipeline:main_pipeline"}
 
@@ -39,8 +40,6 @@ def compiled_text(name: str) -> str:
         return path.read_text()
 
 
-def pipeline_parameters(name: str) -> dict[str, dict[str, Any]]:
-    """Declared input parameters: ``name -> {"type": ..., "default": ...}``, read from the IR."""
-    from kubeforge.pipelines.ir import declared_parameters, load_ir
-
-    return declared_parameters(load_ir(compiled_text(name), name))
+def pipeline_ir(name: str) -> PipelineIR:
+    """The compiled IR of pipeline ``name``: its text, digest and declared parameters."""
+    return load_ir(compiled_text(name), name)

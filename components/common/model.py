@@ -1,4 +1,4 @@
-"""The classifier the train and distill stages build, save and load."""
+"""The classifier train builds and saves, and distill, deploy and `kubeforge serve` load."""
 
 from __future__ import annotations
 

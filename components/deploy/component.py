@@ -34,17 +34,13 @@ def deploy(
         mlflow_tracking_uri: MLflow tracking URI; empty for the default.
         mlflow_parent_run_id: MLflow run to nest this stage's run under.
     """
-    from kubeforge.components.deploy.stage import run_deploy
+    from kubeforge.components.deploy.stage import DeployParams, run_deploy
 
     run_deploy(
-        model_path=model.path,
-        test_path=test_data.path,
-        model_name=model_name,
-        alias=alias,
-        min_accuracy=min_accuracy,
-        target=target,
-        namespace=namespace,
-        tracking_uri=mlflow_tracking_uri,
-        parent_run_id=mlflow_parent_run_id,
-        deployment_out=deployment,
+        DeployParams.from_arguments(locals()),  # the parameters above, each written once
+        model.path,
+        test_data.path,
+        deployment,
+        mlflow_tracking_uri,
+        mlflow_parent_run_id,
     )

@@ -1,4 +1,4 @@
-"""Deploy: register in MLflow, smoke-test over HTTP, then move the alias; cluster manifests."""
+"""Promotion: register in MLflow, smoke-test the registered version over HTTP, move the alias."""
 
 from __future__ import annotations
 
@@ -6,13 +6,12 @@ import json
 import urllib.error
 import urllib.request
 from dataclasses import asdict, dataclass
-from typing import Any
 
 import numpy as np
 
+from kubeforge.components.common.model import Classifier
+from kubeforge.components.common.splits import LoadedSplit
 from kubeforge.components.deploy.server import ModelServer
-from kubeforge.components.ingest.ingest import LoadedSplit
-from kubeforge.components.train.model import Classifier
 from kubeforge.core.errors import KubeforgeError
 
 
@@ -74,8 +73,8 @@ def register_and_promote(
     model: Classifier,
     test: LoadedSplit,
     model_name: str,
-    alias: str = "champion",
-    min_accuracy: float = 0.8,
+    alias: str,
+    min_accuracy: float,
 ) -> DeployResult:
     """Log + register the model in the active MLflow run; move ``alias`` after a smoke test.
 
@@ -111,94 +110,3 @@ def register_and_promote(
     return DeployResult(
         model_name, str(version.version), alias, True, acc, f"models:/{model_name}@{alias}"
     )
-
-
-def build_inference_service(
-    name: str, namespace: str, storage_uri: str, service_account: str = ""
-) -> dict[str, Any]:
-    """A KServe ``InferenceService`` serving an MLflow-format model from ``storage_uri``."""
-    predictor: dict[str, Any] = {
-        "model": {
-            "modelFormat": {"name": "mlflow"},
-            "protocolVersion": "v2",
-            "storageUri": storage_uri,
-            "resources": {
-                "requests": {"cpu": "100m", "memory": "512Mi"},
-                "limits": {"cpu": "1", "memory": "1Gi"},
-            },
-        }
-    }
-    if service_account:
-        predictor["serviceAccountName"] = service_account
-    return {
-        "apiVersion": "serving.kserve.io/v1beta1",
-        "kind": "InferenceService",
-        "metadata": {"name": name, "namespace": namespace, "labels": _labels(name)},
-        "spec": {"predictor": predictor},
-    }
-
-
-def _labels(name: str) -> dict[str, str]:
-    return {"app.kubernetes.io/name": name, "app.kubernetes.io/managed-by": "kubeforge"}
-
-
-def build_deployment(
-    name: str, namespace: str, image: str, model_uri: str, tracking_uri: str, replicas: int = 1
-) -> dict[str, Any]:
-    """A Deployment running ``kubeforge serve`` for ``model_uri`` (no KServe needed)."""
-    labels = _labels(name)
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": name, "namespace": namespace, "labels": labels},
-        "spec": {
-            "replicas": replicas,
-            "selector": {"matchLabels": labels},
-            "template": {
-                "metadata": {"labels": labels},
-                "spec": {
-                    "securityContext": {
-                        "runAsNonRoot": True,
-                        "runAsUser": 10001,
-                        "seccompProfile": {"type": "RuntimeDefault"},
-                    },
-                    "containers": [
-                        {
-                            "name": "server",
-                            "image": image,
-                            "args": ["serve", model_uri, "--host", "0.0.0.0", "--port", "8080"],
-                            "env": [{"name": "MLFLOW_TRACKING_URI", "value": tracking_uri}],
-                            "ports": [{"name": "http", "containerPort": 8080}],
-                            "readinessProbe": {"httpGet": {"path": "/healthz", "port": "http"}},
-                            "livenessProbe": {"httpGet": {"path": "/healthz", "port": "http"}},
-                            "resources": {
-                                "requests": {"cpu": "100m", "memory": "512Mi"},
-                                "limits": {"cpu": "1", "memory": "1Gi"},
-                            },
-                            "securityContext": {
-                                "allowPrivilegeEscalation": False,
-                                "readOnlyRootFilesystem": True,
-                                "capabilities": {"drop": ["ALL"]},
-                            },
-                        }
-                    ],
-                },
-            },
-        },
-    }
-
-
-def build_service(name: str, namespace: str) -> dict[str, Any]:
-    """The Service in front of :func:`build_deployment`, with Prometheus scrape annotations."""
-    labels = _labels(name)
-    return {
-        "apiVersion": "v1",
-        "kind": "Service",
-        "metadata": {
-            "name": name,
-            "namespace": namespace,
-            "labels": labels,
-            "annotations": {"prometheus.io/scrape": "true", "prometheus.io/port": "8080"},
-        },
-        "spec": {"selector": labels, "ports": [{"name": "http", "port": 80, "targetPort": "http"}]},
-    }

@@ -13,7 +13,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from torch import nn
 
-from kubeforge.components.train.model import predict
+from kubeforge.components.common.model import predict
 
 
 class ModelServer:

@@ -1,21 +1,17 @@
-"""The deploy stage as the component runs it."""
+"""The deploy stage as the component runs it: promote, then apply the serving objects."""
 
 from __future__ import annotations
 
 import json
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from kubeforge.components.deploy.deploy import (
-    DeployResult,
-    build_deployment,
-    build_inference_service,
-    build_service,
-    register_and_promote,
-)
-from kubeforge.components.ingest.ingest import load_split
-from kubeforge.components.train.model import load
-from kubeforge.core.config import IMAGE
+from kubeforge.components.common.model import load
+from kubeforge.components.common.params import StageParams
+from kubeforge.components.common.splits import load_split
+from kubeforge.components.deploy.manifests import render_manifests
+from kubeforge.components.deploy.promote import DeployResult, register_and_promote
 from kubeforge.core.errors import KubeforgeError
 from kubeforge.core.kube import api_client
 from kubeforge.core.tracking import stage_run
@@ -23,45 +19,45 @@ from kubeforge.core.tracking import stage_run
 TARGETS = ("local", "kserve", "deployment")
 
 
-def render_manifests(
-    target: str, name: str, namespace: str, model_uri: str, tracking_uri: str
-) -> list[dict[str, Any]]:
-    """The cluster objects for ``target`` (none for ``local``)."""
-    if target == "kserve":
-        return [build_inference_service(name, namespace, model_uri)]
-    if target == "deployment":
-        return [
-            build_deployment(name, namespace, IMAGE, model_uri, tracking_uri),
-            build_service(name, namespace),
-        ]
-    return []
+@dataclass(frozen=True)
+class DeployParams(StageParams):
+    """The deploy component's parameters; defaults and documentation: ``component.py``."""
+
+    component = "kubeforge.components.deploy.component:deploy"
+
+    model_name: str
+    alias: str
+    min_accuracy: float
+    target: str
+    namespace: str
 
 
 def run_deploy(
+    params: DeployParams,
     model_path: str,
     test_path: str,
-    model_name: str,
-    alias: str,
-    min_accuracy: float,
-    target: str,
-    namespace: str,
+    deployment_out: Any,
     tracking_uri: str,
     parent_run_id: str,
-    deployment_out: Any,
 ) -> DeployResult:
     """Register, smoke-test, move the alias, apply cluster manifests; fill the KFP output."""
     import mlflow
 
+    target = params.target
     if target not in TARGETS:
         raise KubeforgeError(f"target must be one of {TARGETS}, got {target!r}", "target")
     with stage_run("deploy", tracking_uri, parent_run_id):
-        mlflow.log_params({"model_name": model_name, "alias": alias, "target": target})
+        mlflow.log_params(asdict(params))
         result = register_and_promote(
-            load(model_path), load_split(test_path), model_name, alias, min_accuracy
+            load(model_path),
+            load_split(test_path),
+            params.model_name,
+            params.alias,
+            params.min_accuracy,
         )
         mlflow.log_metric("smoke_accuracy", result.smoke_accuracy)
         manifests = render_manifests(
-            target, model_name, namespace, result.model_uri, mlflow.get_tracking_uri()
+            target, params.model_name, params.namespace, result.model_uri, mlflow.get_tracking_uri()
         )
         if manifests:
             _apply(manifests)

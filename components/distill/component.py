@@ -41,21 +41,16 @@ def distill(
         mlflow_tracking_uri: MLflow tracking URI; empty for the default.
         mlflow_parent_run_id: MLflow run to nest this stage's run under.
     """
+    from kubeforge.components.distill.distillation import DistillParams
     from kubeforge.components.distill.stage import run_distill
 
     run_distill(
-        teacher_path=teacher.path,
-        train_path=train_data.path,
-        test_path=test_data.path,
-        hidden=hidden,
-        temperature=temperature,
-        alpha=alpha,
-        epochs=epochs,
-        quantize_int8=quantize_int8,
-        min_retention=min_retention,
-        seed=seed,
-        tracking_uri=mlflow_tracking_uri,
-        parent_run_id=mlflow_parent_run_id,
-        student_out=student,
-        report_out=report,
+        DistillParams.from_arguments(locals()),  # the parameters above, each written once
+        teacher.path,
+        train_data.path,
+        test_data.path,
+        student,
+        report,
+        mlflow_tracking_uri,
+        mlflow_parent_run_id,
     )

@@ -13,8 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from kubeforge.components.ingest.ingest import LoadedSplit
-from kubeforge.components.train.model import (
+from kubeforge.components.common.model import (
     Classifier,
     ModelSpec,
     accuracy,
@@ -23,7 +22,24 @@ from kubeforge.components.train.model import (
     save,
     serialized_bytes,
 )
+from kubeforge.components.common.params import StageParams, parse_hidden
+from kubeforge.components.common.splits import LoadedSplit
 from kubeforge.core.errors import KubeforgeError
+
+
+@dataclass(frozen=True)
+class DistillParams(StageParams):
+    """The distill component's parameters; defaults and documentation: ``component.py``."""
+
+    component = "kubeforge.components.distill.component:distill"
+
+    hidden: str
+    temperature: float
+    alpha: float
+    epochs: int
+    quantize_int8: bool
+    min_retention: float
+    seed: int
 
 
 @dataclass
@@ -103,30 +119,27 @@ def quantize(model: Classifier) -> nn.Module:
     return quantized
 
 
-def distill(
+def distill_student(
     teacher: Classifier,
     train: LoadedSplit,
     test: LoadedSplit,
     out_dir: Path,
-    hidden: tuple[int, ...] = (32,),
-    temperature: float = 4.0,
-    alpha: float = 0.7,
-    epochs: int = 60,
+    params: DistillParams,
     batch_size: int = 64,
     learning_rate: float = 3e-3,
-    quantize_int8: bool = False,
-    min_retention: float = 0.97,
-    seed: int = 0,
 ) -> DistillReport:
-    """Distill ``teacher`` into a student with ``hidden`` layers; gate on accuracy retention.
+    """Distill ``teacher`` into a student with ``params.hidden`` layers; gate on retention.
 
     Loss: ``alpha * T^2 * KL(student_T || teacher_T) + (1 - alpha) * CE(student, labels)``.
     Writes ``model.pt`` (the student) and ``report.json``; raises when the gate fails.
     """
+    min_retention, temperature, alpha = params.min_retention, params.temperature, params.alpha
     if not 0.0 < min_retention <= 1.0:
         raise KubeforgeError(
             f"min_retention must be in (0, 1], got {min_retention}", "min_retention"
         )
+    hidden = parse_hidden(params.hidden)
+    seed = params.seed
     torch.manual_seed(seed)
     x = train.features()
     y = train.label_indices()
@@ -145,8 +158,8 @@ def distill(
         data, batch_size=batch_size, shuffle=True, generator=torch.Generator().manual_seed(seed)
     )
     optimizer = torch.optim.AdamW(student.parameters(), lr=learning_rate, weight_decay=1e-4)
-    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
-    for _ in range(epochs):
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=params.epochs)
+    for _ in range(params.epochs):
         student.train()
         for xb, yb, teacher_logp in loader:
             logits = student(xb)
@@ -164,7 +177,7 @@ def distill(
             optimizer.step()
         schedule.step()
     student.eval()
-    final: nn.Module = quantize(student) if quantize_int8 else student
+    final: nn.Module = quantize(student) if params.quantize_int8 else student
 
     teacher_profile = profile(teacher, test)
     student_profile = profile(final, test)
@@ -175,7 +188,7 @@ def distill(
         retention=round(retention, 4),
         min_retention=min_retention,
         passed=retention >= min_retention,
-        quantized=quantize_int8,
+        quantized=params.quantize_int8,
         parameter_ratio=round(teacher_profile.parameters / max(student_profile.parameters, 1), 2),
         latency_ratio=round(
             teacher_profile.latency_p50_ms / max(student_profile.latency_p50_ms, 1e-9), 2
@@ -190,7 +203,7 @@ def distill(
             f"gate of {min_retention:.1%}",
             "min_retention",
         )
-    if quantize_int8:
+    if params.quantize_int8:
         torch.save({"spec": asdict(spec), "model": final, "extra": {}}, out_dir / "model.pt")
     else:
         save(student, out_dir / "model.pt", extra={"distill": asdict(report)})

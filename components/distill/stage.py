@@ -4,61 +4,44 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from kubeforge.components.distill.distill import DistillReport, distill
-from kubeforge.components.ingest.ingest import load_split
-from kubeforge.components.train.model import load
-from kubeforge.components.train.stage import parse_hidden
+from kubeforge.components.common.model import load
+from kubeforge.components.common.splits import load_split
+from kubeforge.components.distill.distillation import (
+    DistillParams,
+    DistillReport,
+    distill_student,
+)
 from kubeforge.core.tracking import stage_run
 
 
 def run_distill(
+    params: DistillParams,
     teacher_path: str,
     train_path: str,
     test_path: str,
-    hidden: str,
-    temperature: float,
-    alpha: float,
-    epochs: int,
-    quantize_int8: bool,
-    min_retention: float,
-    seed: int,
-    tracking_uri: str,
-    parent_run_id: str,
     student_out: Any,
     report_out: Any,
+    tracking_uri: str,
+    parent_run_id: str,
 ) -> DistillReport:
     """Distill and fill the KFP outputs; the report is logged even when the gate fails."""
     import mlflow
 
     with stage_run("distill", tracking_uri, parent_run_id):
-        mlflow.log_params(
-            {
-                "hidden": hidden,
-                "temperature": temperature,
-                "alpha": alpha,
-                "epochs": epochs,
-                "quantize_int8": quantize_int8,
-                "min_retention": min_retention,
-            }
-        )
+        mlflow.log_params(asdict(params))
         work = Path(tempfile.mkdtemp(prefix="kubeforge-distill-"))
         try:
             try:
-                report = distill(
+                report = distill_student(
                     load(teacher_path),
                     load_split(train_path),
                     load_split(test_path),
                     work,
-                    hidden=tuple(parse_hidden(hidden)),
-                    temperature=temperature,
-                    alpha=alpha,
-                    epochs=epochs,
-                    quantize_int8=quantize_int8,
-                    min_retention=min_retention,
-                    seed=seed,
+                    params,
                 )
             finally:
                 if (work / "report.json").exists():

@@ -42,18 +42,12 @@ def ingest(
         mlflow_tracking_uri: MLflow tracking URI; empty for the default.
         mlflow_parent_run_id: MLflow run to nest this stage's run under.
     """
+    from kubeforge.components.ingest.prepare import IngestParams
     from kubeforge.components.ingest.stage import run_ingest
 
     run_ingest(
-        data_uri=data_uri,
-        label_column=label_column,
-        feature_columns=feature_columns,
-        data_format=data_format,
-        val_fraction=val_fraction,
-        test_fraction=test_fraction,
-        image_size=image_size,
-        seed=seed,
-        tracking_uri=mlflow_tracking_uri,
-        parent_run_id=mlflow_parent_run_id,
-        outputs={"train": train_data, "val": val_data, "test": test_data, "report": report},
+        IngestParams.from_arguments(locals()),  # the parameters above, each written once
+        {"train": train_data, "val": val_data, "test": test_data, "report": report},
+        mlflow_tracking_uri,
+        mlflow_parent_run_id,
     )

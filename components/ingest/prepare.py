@@ -1,8 +1,7 @@
-"""Ingest: read a table or an image folder, validate it, clean it, split it, fingerprint it."""
+"""Prepare splits: read a table or an image folder, validate, clean, split and fingerprint it."""
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 from dataclasses import asdict, dataclass, field
@@ -12,10 +11,28 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from kubeforge.components.common.params import StageParams, parse_columns
+from kubeforge.components.common.splits import fingerprint, write_split
 from kubeforge.core.errors import KubeforgeError
 
 FORMATS = ("auto", "csv", "parquet", "jsonl", "images")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff")
+
+
+@dataclass(frozen=True)
+class IngestParams(StageParams):
+    """The ingest component's parameters; defaults and documentation: ``component.py``."""
+
+    component = "kubeforge.components.ingest.component:ingest"
+
+    data_uri: str
+    label_column: str
+    feature_columns: str
+    data_format: str
+    val_fraction: float
+    test_fraction: float
+    image_size: int
+    seed: int
 
 
 @dataclass(frozen=True)
@@ -200,17 +217,6 @@ def clean(
     return out, {k: v for k, v in dropped.items() if v}
 
 
-def fingerprint(frame: pd.DataFrame) -> str:
-    """A content hash: equal for the same rows and columns in any order, different otherwise."""
-    columns = sorted(frame.columns)
-    canonical = frame[columns]
-    row_hashes = np.sort(pd.util.hash_pandas_object(canonical, index=False).to_numpy())
-    digest = hashlib.sha256()
-    digest.update(json.dumps([(c, str(canonical[c].dtype)) for c in columns]).encode())
-    digest.update(row_hashes.tobytes())
-    return digest.hexdigest()
-
-
 def split(
     frame: pd.DataFrame, label: str, val_fraction: float, test_fraction: float, seed: int
 ) -> dict[str, pd.DataFrame]:
@@ -258,22 +264,15 @@ def split(
     return splits
 
 
-def ingest(
-    data_uri: str,
-    out_dir: Path,
-    schema: Schema,
-    data_format: str = "auto",
-    val_fraction: float = 0.15,
-    test_fraction: float = 0.15,
-    seed: int = 0,
-    image_size: int = 8,
-) -> IngestReport:
-    """Read, validate, clean, split and fingerprint ``data_uri``; write Parquet splits.
+def prepare_splits(params: IngestParams, out_dir: Path) -> IngestReport:
+    """Read, validate, clean, split and fingerprint ``params.data_uri``; write Parquet splits.
 
     Writes ``train.parquet``, ``val.parquet``, ``test.parquet`` and ``report.json`` to
     ``out_dir`` (created); nothing is written when the input is refused.
     """
-    frame, fmt = read_table(data_uri, data_format, image_size)
+    data_uri = params.data_uri
+    schema = Schema(params.label_column, parse_columns(params.feature_columns))
+    frame, fmt = read_table(data_uri, params.data_format, params.image_size)
     if fmt == "images" and schema.label_column != "label":
         schema = Schema(label_column="label", feature_columns=schema.feature_columns)
     rows_read = len(frame) + int(frame.attrs.get("broken_images", 0))
@@ -286,7 +285,9 @@ def ingest(
             f"every row of {data_uri!r} was dropped ({dropped}); check the feature columns",
             "feature_columns",
         )
-    splits = split(cleaned, schema.label_column, val_fraction, test_fraction, seed)
+    splits = split(
+        cleaned, schema.label_column, params.val_fraction, params.test_fraction, params.seed
+    )
     labels = cleaned[schema.label_column]
     classes = sorted(labels.dropna().unique().tolist())
     report = IngestReport(
@@ -305,85 +306,13 @@ def ingest(
     )
     out_dir.mkdir(parents=True, exist_ok=True)
     for name, part in splits.items():
-        write_split(part, out_dir / f"{name}.parquet", report)
+        write_split(
+            part,
+            out_dir / f"{name}.parquet",
+            report.label_column,
+            report.feature_columns,
+            report.classes,
+            report.fingerprint,
+        )
     (out_dir / "report.json").write_text(report.to_json())
     return report
-
-
-def write_split(frame: pd.DataFrame, path: Path, report: IngestReport) -> None:
-    """Write one split atomically with the schema in the Parquet metadata."""
-    _write_parquet(
-        frame, path, report.label_column, report.feature_columns, report.classes, report.fingerprint
-    )
-
-
-def write_split_frame(frame: pd.DataFrame, path: Path, like: LoadedSplit) -> None:
-    """Write ``frame`` with the schema of an already loaded split (for later stages)."""
-    _write_parquet(frame, path, like.label_column, like.feature_columns, like.classes, "")
-
-
-def _write_parquet(
-    frame: pd.DataFrame,
-    path: Path,
-    label: str,
-    features: list[str],
-    classes: list[str],
-    content_hash: str,
-) -> None:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    table = pa.Table.from_pandas(frame, preserve_index=False)
-    meta = {
-        b"kubeforge.label_column": label.encode(),
-        b"kubeforge.feature_columns": json.dumps(features).encode(),
-        b"kubeforge.classes": json.dumps(classes).encode(),
-        b"kubeforge.fingerprint": (content_hash or fingerprint(frame)).encode(),
-    }
-    table = table.replace_schema_metadata({**(table.schema.metadata or {}), **meta})
-    tmp = path.with_suffix(".tmp")
-    pq.write_table(table, tmp)
-    tmp.replace(path)
-
-
-@dataclass(frozen=True)
-class LoadedSplit:
-    """A split read back with its schema."""
-
-    frame: pd.DataFrame
-    label_column: str
-    feature_columns: list[str]
-    classes: list[str]
-
-    def features(self) -> np.ndarray:
-        """Feature matrix as float32."""
-        return np.asarray(self.frame[self.feature_columns].to_numpy(dtype=np.float32))
-
-    def label_indices(self) -> np.ndarray:
-        """Labels as class indices; -1 for unlabelled rows."""
-        index = {c: i for i, c in enumerate(self.classes)}
-        return np.array(
-            [index.get(v, -1) if isinstance(v, str) else -1 for v in self.frame[self.label_column]],
-            dtype=np.int64,
-        )
-
-
-def load_split(path: str | Path) -> LoadedSplit:
-    """Read a split written by :func:`write_split` (a file, or a folder holding one)."""
-    import pyarrow.parquet as pq
-
-    path = Path(path)
-    if path.is_dir():
-        candidates = sorted(path.glob("*.parquet"))
-        if not candidates:
-            raise KubeforgeError(f"no Parquet file in {path}")
-        path = candidates[0]
-    table = pq.read_table(path)
-    meta = table.schema.metadata or {}
-    try:
-        label = meta[b"kubeforge.label_column"].decode()
-        features = json.loads(meta[b"kubeforge.feature_columns"])
-        classes = json.loads(meta[b"kubeforge.classes"])
-    except KeyError as exc:
-        raise KubeforgeError(f"{path} was not written by kubeforge ingest (no schema)") from exc
-    return LoadedSplit(table.to_pandas(), label, features, classes)

@@ -1,45 +1,31 @@
-"""The ingest stage as the component runs it: ingest, then outputs and MLflow."""
+"""The ingest stage as the component runs it: prepare the splits, then outputs and MLflow."""
 
 from __future__ import annotations
 
 import shutil
 import tempfile
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from kubeforge.components.ingest.ingest import Schema, ingest
+from kubeforge.components.ingest.prepare import IngestParams, prepare_splits
 from kubeforge.core.tracking import stage_run
 
 
 def run_ingest(
-    data_uri: str,
-    label_column: str,
-    feature_columns: str,
-    data_format: str,
-    val_fraction: float,
-    test_fraction: float,
-    image_size: int,
-    seed: int,
+    params: IngestParams,
+    outputs: dict[str, Any],
     tracking_uri: str,
     parent_run_id: str,
-    outputs: dict[str, Any],
 ) -> None:
     """Run ingest and fill the KFP output artifacts (objects with ``path`` and ``metadata``)."""
     import mlflow
 
-    schema = Schema(
-        label_column=label_column,
-        feature_columns=tuple(c.strip() for c in feature_columns.split(",") if c.strip()),
-    )
     with stage_run("ingest", tracking_uri, parent_run_id):
         work = Path(tempfile.mkdtemp(prefix="kubeforge-ingest-"))
         try:
-            report = ingest(
-                data_uri, work, schema, data_format, val_fraction, test_fraction, seed, image_size
-            )
-            mlflow.log_params(
-                {"data_uri": data_uri, "label_column": report.label_column, "seed": seed}
-            )
+            report = prepare_splits(params, work)
+            mlflow.log_params(asdict(params))
             mlflow.log_metrics(
                 {
                     "rows_read": report.rows_read,
@@ -55,7 +41,7 @@ def run_ingest(
                 artifact.metadata.update(
                     {"rows": report.splits[name], "fingerprint": report.fingerprint}
                 )
-                _log_dataset(work / f"{name}.parquet", data_uri, report.label_column, name)
+                _log_dataset(work / f"{name}.parquet", params.data_uri, report.label_column, name)
             Path(outputs["report"].path).write_text(report.to_json())
             mlflow.log_text(report.to_json(), "ingest_report.json")
         finally:

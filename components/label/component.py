@@ -39,18 +39,13 @@ def label(
         mlflow_tracking_uri: MLflow tracking URI; empty for the default.
         mlflow_parent_run_id: MLflow run to nest this stage's run under.
     """
+    from kubeforge.components.label.labeling import LabelParams
     from kubeforge.components.label.stage import run_label
 
     run_label(
-        train_path=train_data.path,
-        labeling_functions=labeling_functions,
-        gold_budget=gold_budget,
-        confidence_threshold=confidence_threshold,
-        min_confidence=min_confidence,
-        review_count=review_count,
-        human_labels=human_labels,
-        seed=seed,
-        tracking_uri=mlflow_tracking_uri,
-        parent_run_id=mlflow_parent_run_id,
-        outputs={"data": labeled_data, "report": report, "review": review_tasks},
+        LabelParams.from_arguments(locals()),  # the parameters above, each written once
+        train_data.path,
+        {"data": labeled_data, "report": report, "review": review_tasks},
+        mlflow_tracking_uri,
+        mlflow_parent_run_id,
     )

@@ -1,4 +1,4 @@
-"""The label stage: gold rows, LFs, label model, label errors, Label Studio round trip."""
+"""Labelling a split: gold rows, LFs, label model, label errors, Label Studio round trip."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from kubeforge.components.ingest.ingest import LoadedSplit, write_split_frame
+from kubeforge.components.common.params import StageParams
+from kubeforge.components.common.splits import LoadedSplit, write_split_frame
 from kubeforge.components.label.weak import (
     LabelModel,
     lf_stats,
@@ -20,6 +21,21 @@ from kubeforge.components.label.weak import (
     model_assisted_lf,
 )
 from kubeforge.core.errors import KubeforgeError
+
+
+@dataclass(frozen=True)
+class LabelParams(StageParams):
+    """The label component's parameters; defaults and documentation: ``component.py``."""
+
+    component = "kubeforge.components.label.component:label"
+
+    labeling_functions: str
+    gold_budget: float
+    confidence_threshold: float
+    min_confidence: float
+    review_count: int
+    human_labels: str
+    seed: int
 
 
 @dataclass
@@ -138,33 +154,25 @@ def label_studio_tasks(
     return tasks
 
 
-def label(
-    train: LoadedSplit,
-    out_dir: Path,
-    labeling_functions: str,
-    gold_budget: float = 0.05,
-    confidence_threshold: float = 0.9,
-    min_confidence: float = 0.5,
-    review_count: int = 50,
-    human_labels: str = "",
-    min_gold_per_class: int = 2,
-    seed: int = 0,
+def label_split(
+    train: LoadedSplit, out_dir: Path, params: LabelParams, min_gold_per_class: int = 2
 ) -> LabelReport:
     """Label the training split; write ``train.parquet``, ``report.json``, ``review.json``.
 
-    Rows with a label beyond ``gold_budget`` are treated as unlabelled; their labels are only
-    used to score the produced labels (``label_model_accuracy``).
+    Rows with a label beyond ``params.gold_budget`` are treated as unlabelled; their labels are
+    only used to score the produced labels (``label_model_accuracy``).
     """
+    seed = params.seed
     features = train.features()
     known = train.label_indices()
     classes = train.classes
     k = len(classes)
     ids = row_ids(train)
-    gold = choose_gold(known, k, gold_budget, seed, min_gold_per_class)
+    gold = choose_gold(known, k, params.gold_budget, seed, min_gold_per_class)
     clamp = np.full(len(known), -1)
     clamp[gold] = known[gold]
     human_rows = 0
-    human = read_label_studio_export(human_labels) if human_labels else {}
+    human = read_label_studio_export(params.human_labels) if params.human_labels else {}
     if human:
         index = {c: i for i, c in enumerate(classes)}
         for row_id, value in human.items():
@@ -178,11 +186,11 @@ def label(
             human_rows += len(rows)
 
     gold_mask = clamp >= 0
-    factory = load_factory(labeling_functions)
+    factory = load_factory(params.labeling_functions)
     lfs = factory(features[gold_mask], clamp[gold_mask], features, k)
     lfs.append(
         model_assisted_lf(
-            features[gold_mask], clamp[gold_mask], features, confidence_threshold, seed
+            features[gold_mask], clamp[gold_mask], features, params.confidence_threshold, seed
         )
     )
     votes = np.stack([lf(features) for lf in lfs], axis=1)
@@ -193,7 +201,7 @@ def label(
 
     final = posterior.argmax(axis=1)
     confidence = posterior.max(axis=1)
-    keep = gold_mask | (covered & (confidence >= min_confidence))
+    keep = gold_mask | (covered & (confidence >= params.min_confidence))
     hidden = ~gold_mask & (known >= 0)
     scored = hidden & keep
     report = LabelReport(
@@ -221,7 +229,7 @@ def label(
     report.likely_label_errors = int(errors.sum())
 
     uncertain = np.argsort(confidence + gold_mask * 2.0)[
-        : min(review_count, int((~gold_mask).sum()))
+        : min(params.review_count, int((~gold_mask).sum()))
     ]
     tasks = label_studio_tasks(ids, features, posterior, classes, uncertain)
     report.exported_for_review = len(tasks)

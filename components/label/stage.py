@@ -4,26 +4,21 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from kubeforge.components.ingest.ingest import load_split
-from kubeforge.components.label.labeling import label
+from kubeforge.components.common.splits import load_split
+from kubeforge.components.label.labeling import LabelParams, label_split
 from kubeforge.core.tracking import stage_run
 
 
 def run_label(
+    params: LabelParams,
     train_path: str,
-    labeling_functions: str,
-    gold_budget: float,
-    confidence_threshold: float,
-    min_confidence: float,
-    review_count: int,
-    human_labels: str,
-    seed: int,
+    outputs: dict[str, Any],
     tracking_uri: str,
     parent_run_id: str,
-    outputs: dict[str, Any],
 ) -> None:
     """Run the label stage and fill the KFP outputs."""
     import mlflow
@@ -31,24 +26,8 @@ def run_label(
     with stage_run("label", tracking_uri, parent_run_id):
         work = Path(tempfile.mkdtemp(prefix="kubeforge-label-"))
         try:
-            report = label(
-                load_split(train_path),
-                work,
-                labeling_functions,
-                gold_budget=gold_budget,
-                confidence_threshold=confidence_threshold,
-                min_confidence=min_confidence,
-                review_count=review_count,
-                human_labels=human_labels,
-                seed=seed,
-            )
-            mlflow.log_params(
-                {
-                    "labeling_functions": labeling_functions,
-                    "gold_budget": gold_budget,
-                    "confidence_threshold": confidence_threshold,
-                }
-            )
+            report = label_split(load_split(train_path), work, params)
+            mlflow.log_params(asdict(params))
             metrics = {
                 "gold_rows": report.gold_rows,
                 "weak_rows": report.weak_rows,

@@ -50,24 +50,14 @@ def train(
         mlflow_parent_run_id: MLflow run to nest this stage's run under.
     """
     from kubeforge.components.train.stage import run_train
+    from kubeforge.components.train.trainer import TrainParams
 
     run_train(
-        train_path=train_data.path,
-        val_path=val_data.path,
-        hidden=hidden,
-        epochs=epochs,
-        batch_size=batch_size,
-        learning_rate=learning_rate,
-        grad_accum_steps=grad_accum_steps,
-        nproc=nproc,
-        backend=backend,
-        namespace=namespace,
-        workers=workers,
-        gpus_per_replica=gpus_per_replica,
-        node_selector=node_selector,
-        seed=seed,
-        tracking_uri=mlflow_tracking_uri,
-        parent_run_id=mlflow_parent_run_id,
-        model_out=model,
-        metrics_out=metrics,
+        TrainParams.from_arguments(locals()),  # the parameters above, each written once
+        train_data.path,
+        val_data.path,
+        model,
+        metrics,
+        mlflow_tracking_uri,
+        mlflow_parent_run_id,
     )

@@ -15,7 +15,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,25 +24,40 @@ import torch.distributed as dist
 from prometheus_client import CollectorRegistry, Counter, start_http_server
 from torch import nn
 
-from kubeforge.components.ingest.ingest import load_split
-from kubeforge.components.train.model import Classifier, ModelSpec, accuracy, save
+from kubeforge.components.common.model import Classifier, ModelSpec, accuracy, save
+from kubeforge.components.common.params import StageParams, parse_hidden
+from kubeforge.components.common.splits import load_split
 from kubeforge.core.errors import KubeforgeError
+
+
+@dataclass(frozen=True)
+class TrainParams(StageParams):
+    """The train component's parameters; defaults and documentation: ``component.py``."""
+
+    component = "kubeforge.components.train.component:train"
+
+    hidden: str
+    epochs: int
+    batch_size: int
+    learning_rate: float
+    grad_accum_steps: int
+    nproc: int
+    backend: str
+    namespace: str
+    workers: int
+    gpus_per_replica: int
+    node_selector: str
+    seed: int
 
 
 @dataclass
 class TrainConfig:
-    """Everything a training worker needs; written as JSON for torchrun workers."""
+    """Everything a training worker needs; written as JSON for torchrun workers and pods."""
 
     train_path: str
     val_path: str
     output_dir: str
-    hidden: list[int] = field(default_factory=lambda: [256, 256, 256])
-    epochs: int = 30
-    batch_size: int = 64
-    learning_rate: float = 1e-3
-    weight_decay: float = 1e-4
-    grad_accum_steps: int = 1
-    seed: int = 0
+    params: TrainParams
     mixed_precision: bool = True
     checkpoint_interval_s: float = 60.0
 
@@ -50,6 +65,16 @@ class TrainConfig:
     def checkpoint_dir(self) -> Path:
         """Where epoch checkpoints go."""
         return Path(self.output_dir) / "checkpoints"
+
+    def to_json(self) -> str:
+        """The config as JSON, for :meth:`from_json` in another process."""
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> TrainConfig:
+        """A config written by :meth:`to_json` (or as ``json.dumps(asdict(config))``)."""
+        raw = json.loads(text)
+        return cls(**{**raw, "params": TrainParams(**raw["params"])})
 
 
 @dataclass
@@ -118,7 +143,8 @@ def latest_checkpoint(directory: Path) -> Path | None:
 def train_worker(config: TrainConfig) -> TrainResult:
     """Train on this process's shard; rank 0 checkpoints and writes the model."""
     rank, world, device = _setup_distributed()
-    torch.manual_seed(config.seed)
+    params = config.params
+    torch.manual_seed(params.seed)
     train = load_split(config.train_path)
     val = load_split(config.val_path)
     x = train.features()
@@ -127,14 +153,12 @@ def train_worker(config: TrainConfig) -> TrainResult:
         raise KubeforgeError("the training data has unlabelled rows; run the label stage first")
     spec = ModelSpec(
         n_features=x.shape[1],
-        hidden=tuple(config.hidden),
+        hidden=tuple(parse_hidden(params.hidden)),
         classes=tuple(train.classes),
         feature_columns=tuple(train.feature_columns),
     )
     model = Classifier(spec, x.mean(axis=0), x.std(axis=0)).to(device)
-    optimizer = torch.optim.AdamW(
-        model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
-    )
+    optimizer = torch.optim.AdamW(model.parameters(), lr=params.learning_rate, weight_decay=1e-4)
     start_epoch = 0
     ckpt = latest_checkpoint(config.checkpoint_dir)
     if ckpt is not None:
@@ -150,12 +174,12 @@ def train_worker(config: TrainConfig) -> TrainResult:
     sampler: torch.utils.data.Sampler[int] | None = None
     if world > 1:
         sampler = torch.utils.data.distributed.DistributedSampler(
-            data, num_replicas=world, rank=rank, shuffle=True, seed=config.seed
+            data, num_replicas=world, rank=rank, shuffle=True, seed=params.seed
         )
-    generator = torch.Generator().manual_seed(config.seed)
+    generator = torch.Generator().manual_seed(params.seed)
     loader = torch.utils.data.DataLoader(
         data,
-        batch_size=config.batch_size,
+        batch_size=params.batch_size,
         shuffle=sampler is None,
         sampler=sampler,
         generator=generator if sampler is None else None,
@@ -167,22 +191,22 @@ def train_worker(config: TrainConfig) -> TrainResult:
     last_checkpoint = time.monotonic()
     throughput, stop_metrics = serve_throughput_metrics(rank)
     try:
-        for epoch in range(start_epoch, config.epochs):
+        for epoch in range(start_epoch, params.epochs):
             if sampler is not None and hasattr(sampler, "set_epoch"):
                 sampler.set_epoch(epoch)
-            generator.manual_seed(config.seed + epoch)
+            generator.manual_seed(params.seed + epoch)
             wrapped.train()
             optimizer.zero_grad(set_to_none=True)
             for step, (xb, yb) in enumerate(loader):
                 xb, yb = xb.to(device, non_blocking=True), yb.to(device, non_blocking=True)
-                boundary = (step + 1) % config.grad_accum_steps == 0 or step + 1 == len(loader)
+                boundary = (step + 1) % params.grad_accum_steps == 0 or step + 1 == len(loader)
                 sync = (
                     wrapped.no_sync()  # type: ignore[operator]
                     if world > 1 and not boundary
                     else contextlib.nullcontext()
                 )
                 with sync, torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-                    loss = loss_fn(wrapped(xb), yb) / config.grad_accum_steps
+                    loss = loss_fn(wrapped(xb), yb) / params.grad_accum_steps
                 loss.backward()
                 if boundary:
                     optimizer.step()
@@ -190,11 +214,11 @@ def train_worker(config: TrainConfig) -> TrainResult:
                 samples += len(xb)
                 if throughput is not None:
                     throughput.inc(len(xb))
-                loss_sum += float(loss.detach()) * config.grad_accum_steps
+                loss_sum += float(loss.detach()) * params.grad_accum_steps
                 steps += 1
             # Checkpoint on a wall-clock interval (and after the last epoch): an epoch of a small
             # model takes milliseconds, and saving every epoch would cost more than the training.
-            last = epoch + 1 == config.epochs
+            last = epoch + 1 == params.epochs
             if rank == 0 and (
                 last or time.monotonic() - last_checkpoint >= config.checkpoint_interval_s
             ):
@@ -209,7 +233,7 @@ def train_worker(config: TrainConfig) -> TrainResult:
     result = TrainResult(
         val_accuracy=accuracy(model.cpu(), val.features(), val.label_indices()),
         train_loss=loss_sum / max(steps, 1),
-        epochs_run=config.epochs - start_epoch,
+        epochs_run=params.epochs - start_epoch,
         resumed_from_epoch=start_epoch,
         samples_per_second=samples * world / elapsed if elapsed > 0 else 0.0,
         world_size=world,
@@ -240,14 +264,15 @@ def _checkpoint(
             old.unlink(missing_ok=True)
 
 
-def run_local(config: TrainConfig, nproc: int = 2) -> TrainResult:
-    """Train on this machine: ``nproc`` DDP processes through torchrun, or in-process for 1."""
+def run_local(config: TrainConfig) -> TrainResult:
+    """Train on this machine: ``params.nproc`` DDP processes (torchrun), or in-process for 1."""
+    nproc = config.params.nproc
     out = Path(config.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     if nproc <= 1:
         return train_worker(config)
     config_path = out / "config.json"
-    config_path.write_text(json.dumps(asdict(config)))
+    config_path.write_text(config.to_json())
     env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
     proc = subprocess.run(
         [
@@ -274,7 +299,7 @@ def run_local(config: TrainConfig, nproc: int = 2) -> TrainResult:
 
 def main(argv: list[str]) -> None:
     """Worker entry point: ``trainer CONFIG.json``."""
-    config = TrainConfig(**json.loads(Path(argv[0]).read_text()))
+    config = TrainConfig.from_json(Path(argv[0]).read_text())
     train_worker(config)
 
 

@@ -1,1 +1,4 @@
-"""The main pipeline: ingest, label, train, distill, deploy."""
+"""The main pipeline: ingest, label, train, distill, deploy (its DAG, summary and golden IR).
+
+Imports the five components' KFP interfaces and ``kubeforge.pipelines``; nothing above them.
+"""

@@ -9,15 +9,15 @@ from typing import Any
 import numpy as np
 import pytest
 
-from kubeforge.components.deploy.deploy import (
+from kubeforge.components.common.model import Classifier, ModelSpec
+from kubeforge.components.common.splits import load_split
+from kubeforge.components.deploy.manifests import (
     build_deployment,
     build_inference_service,
     build_service,
-    register_and_promote,
 )
+from kubeforge.components.deploy.promote import register_and_promote
 from kubeforge.components.deploy.server import ModelServer
-from kubeforge.components.ingest.ingest import load_split
-from kubeforge.components.train.model import Classifier, ModelSpec
 from kubeforge.core.errors import KubeforgeError
 
 

@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from kubeforge.components.distill.distill import distill
-from kubeforge.components.ingest.ingest import load_split
-from kubeforge.components.train.model import Classifier
+from kubeforge.components.common.model import Classifier
+from kubeforge.components.common.splits import load_split
+from kubeforge.components.distill.distillation import DistillParams, distill_student
 from kubeforge.core.errors import KubeforgeError
 
 
@@ -22,13 +22,12 @@ def test_student_is_smaller_faster_and_keeps_accuracy(
     digits_splits: Path,
     tmp_path: Path,
 ) -> None:
-    report = distill(
+    report = distill_student(
         teacher,
         load_split(digits_labelled / "train.parquet"),
         load_split(digits_splits / "test.parquet"),
         tmp_path,
-        hidden=(32,),
-        epochs=40,
+        DistillParams.defaults(hidden="32", epochs=40),
     )
     assert report.passed
     assert report.student.accuracy >= 0.9
@@ -44,21 +43,19 @@ def test_int8_student_is_smaller_on_disk(
     digits_splits: Path,
     tmp_path: Path,
 ) -> None:
-    plain = distill(
+    plain = distill_student(
         teacher,
         load_split(digits_labelled / "train.parquet"),
         load_split(digits_splits / "test.parquet"),
         tmp_path / "p",
-        epochs=20,
+        DistillParams.defaults(epochs=20),
     )
-    q = distill(
+    q = distill_student(
         teacher,
         load_split(digits_labelled / "train.parquet"),
         load_split(digits_splits / "test.parquet"),
         tmp_path / "q",
-        epochs=20,
-        quantize_int8=True,
-        min_retention=0.9,
+        DistillParams.defaults(epochs=20, quantize_int8=True, min_retention=0.9),
     )
     assert q.quantized
     assert q.student.bytes < plain.student.bytes
@@ -72,13 +69,12 @@ def test_gate_fails_the_step_and_writes_no_model(
     tmp_path: Path,
 ) -> None:
     with pytest.raises(KubeforgeError) as excinfo:
-        distill(
+        distill_student(
             teacher,
             load_split(digits_labelled / "train.parquet"),
             load_split(digits_splits / "test.parquet"),
             tmp_path,
-            hidden=(1,),
-            epochs=2,
+            DistillParams.defaults(hidden="1", epochs=2),
         )
     assert excinfo.value.parameter == "min_retention"
     assert "below the gate" in str(excinfo.value)

@@ -8,7 +8,8 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from kubeforge.components.ingest.ingest import Schema, fingerprint, ingest, load_split
+from kubeforge.components.common.splits import fingerprint, load_split
+from kubeforge.components.ingest.prepare import IngestParams, prepare_splits
 from kubeforge.core.errors import KubeforgeError
 
 
@@ -29,7 +30,7 @@ def test_reads_each_table_format_and_splits_all_rows(tmp_path: Path, fmt: str) -
         frame.to_parquet(path)
     else:
         frame.to_json(path, orient="records", lines=True)
-    report = ingest(str(path), tmp_path / "out", Schema("label"))
+    report = prepare_splits(IngestParams.defaults(data_uri=str(path)), tmp_path / "out")
     assert report.format == fmt
     assert sum(report.splits.values()) == 60
     assert report.feature_columns == ["a", "b", "c"]
@@ -46,7 +47,8 @@ def test_file_uri_and_image_folder(tmp_path: Path) -> None:
             pixels = rng.integers(0, 255, size=(16, 16), dtype=np.uint8)
             Image.fromarray(pixels).save(tmp_path / "imgs" / cls / f"{i}.png")
     (tmp_path / "imgs" / "cat" / "broken.png").write_bytes(b"not an image")
-    report = ingest((tmp_path / "imgs").as_uri(), tmp_path / "out", Schema(), image_size=4)
+    params = IngestParams.defaults(data_uri=(tmp_path / "imgs").as_uri(), image_size=4)
+    report = prepare_splits(params, tmp_path / "out")
     assert report.format == "images"
     assert report.classes == ["cat", "dog"]
     assert len(report.feature_columns) == 16
@@ -64,7 +66,7 @@ def test_drops_duplicates_and_broken_rows_with_reasons(tmp_path: Path) -> None:
     frame = pd.concat([frame, conflict])
     path = tmp_path / "d.csv"
     frame.to_csv(path, index=False)
-    report = ingest(str(path), tmp_path / "out", Schema("label"))
+    report = prepare_splits(IngestParams.defaults(data_uri=str(path)), tmp_path / "out")
     assert report.dropped == {
         "duplicate": 5,
         "missing_feature": 1,
@@ -78,14 +80,18 @@ def test_split_is_deterministic_and_ignores_row_order(tmp_path: Path) -> None:
     frame = _table(90)
     frame.to_csv(tmp_path / "a.csv", index=False)
     frame.sample(frac=1.0, random_state=3).to_csv(tmp_path / "b.csv", index=False)
-    ra = ingest(str(tmp_path / "a.csv"), tmp_path / "oa", Schema("label"), seed=7)
-    rb = ingest(str(tmp_path / "b.csv"), tmp_path / "ob", Schema("label"), seed=7)
+    ra = prepare_splits(
+        IngestParams.defaults(data_uri=str(tmp_path / "a.csv"), seed=7), tmp_path / "oa"
+    )
+    rb = prepare_splits(
+        IngestParams.defaults(data_uri=str(tmp_path / "b.csv"), seed=7), tmp_path / "ob"
+    )
     assert ra.fingerprint == rb.fingerprint
     for name in ("train", "val", "test"):
         a = load_split(tmp_path / "oa" / f"{name}.parquet").frame
         b = load_split(tmp_path / "ob" / f"{name}.parquet").frame
         pd.testing.assert_frame_equal(a, b)
-    ingest(str(tmp_path / "a.csv"), tmp_path / "oc", Schema("label"), seed=8)
+    prepare_splits(IngestParams.defaults(data_uri=str(tmp_path / "a.csv"), seed=8), tmp_path / "oc")
     test_a = load_split(tmp_path / "oa" / "test.parquet").frame
     test_c = load_split(tmp_path / "oc" / "test.parquet").frame
     assert not test_a.equals(test_c)
@@ -107,7 +113,7 @@ def test_unlabelled_rows_go_to_train(tmp_path: Path) -> None:
     frame = _table(90)
     frame.loc[:29, "label"] = None
     frame.to_csv(tmp_path / "d.csv", index=False)
-    report = ingest(str(tmp_path / "d.csv"), tmp_path / "o", Schema("label"))
+    report = prepare_splits(IngestParams.defaults(data_uri=str(tmp_path / "d.csv")), tmp_path / "o")
     assert report.unlabelled_rows == 30
     val = load_split(tmp_path / "o" / "val.parquet")
     assert (val.label_indices() >= 0).all()
@@ -131,7 +137,7 @@ def test_bad_input_names_the_problem_and_parameter(
     tmp_path: Path, case: str, parameter: str, words: str
 ) -> None:
     out = tmp_path / "out"
-    schema, fmt = Schema("label"), "auto"
+    columns, fmt = "", "auto"
     path = tmp_path / "d.csv"
     _table().to_csv(path, index=False)
     if case == "missing_file":
@@ -142,13 +148,14 @@ def test_bad_input_names_the_problem_and_parameter(
     elif case == "no_label_column":
         _table().drop(columns=["label"]).to_csv(path, index=False)
     elif case == "missing_feature":
-        schema = Schema("label", ("a", "zzz"))
+        columns = "a,zzz"
     elif case == "empty_split":
         _table(2).to_csv(path, index=False)
     elif case == "unknown_format":
         fmt = "xml"
     with pytest.raises(KubeforgeError) as excinfo:
-        ingest(str(path), out, schema, data_format=fmt)
+        params = IngestParams.defaults(data_uri=str(path), feature_columns=columns, data_format=fmt)
+        prepare_splits(params, out)
     assert excinfo.value.parameter == parameter
     assert words in str(excinfo.value)
     assert not out.exists()

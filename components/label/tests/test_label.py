@@ -1,13 +1,19 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from kubeforge.components.ingest.ingest import LoadedSplit, load_split
-from kubeforge.components.label.labeling import choose_gold, label, read_label_studio_export
+from kubeforge.components.common.splits import LoadedSplit, load_split
+from kubeforge.components.label.labeling import (
+    LabelParams,
+    choose_gold,
+    label_split,
+    read_label_studio_export,
+)
 from kubeforge.components.label.weak import ABSTAIN, LabelModel, majority_vote
 from kubeforge.core.errors import KubeforgeError
 
@@ -51,7 +57,8 @@ def test_gold_rows_are_clamped() -> None:
 
 def test_digits_with_five_percent_gold(digits_splits: Path, tmp_path: Path) -> None:
     train = load_split(digits_splits / "train.parquet")
-    report = label(train, tmp_path, LFS, gold_budget=0.05, review_count=20)
+    params = LabelParams.defaults(labeling_functions=LFS, gold_budget=0.05, review_count=20)
+    report = label_split(train, tmp_path, params)
     assert report.gold_rows <= 0.05 * report.rows
     assert report.label_model_accuracy is not None and report.label_model_accuracy >= 0.90
     assert report.majority_vote_accuracy is not None
@@ -75,7 +82,8 @@ def test_human_labels_from_label_studio_are_merged_as_gold(
     digits_splits: Path, tmp_path: Path
 ) -> None:
     train = load_split(digits_splits / "train.parquet")
-    first = label(train, tmp_path / "a", LFS, review_count=10)
+    params = LabelParams.defaults(labeling_functions=LFS, review_count=10)
+    first = label_split(train, tmp_path / "a", params)
     tasks = json.loads((tmp_path / "a" / "review.json").read_text())
     # A reviewer answers every task: Label Studio's export adds "annotations".
     truth_by_id = dict(zip(first_ids(train), train.frame["label"], strict=True))
@@ -85,7 +93,7 @@ def test_human_labels_from_label_studio_are_merged_as_gold(
     export = tmp_path / "export.json"
     export.write_text(json.dumps(tasks))
     assert len(read_label_studio_export(str(export))) == 10
-    second = label(train, tmp_path / "b", LFS, review_count=10, human_labels=str(export))
+    second = label_split(train, tmp_path / "b", replace(params, human_labels=str(export)))
     assert second.human_rows == 10
     out = load_split(tmp_path / "b" / "train.parquet").frame
     humans = out[out["_label_source"] == "human"]
@@ -110,6 +118,7 @@ def test_too_few_gold_labels_for_a_class_is_refused() -> None:
 
 def test_unknown_labeling_functions_module(digits_splits: Path, tmp_path: Path) -> None:
     with pytest.raises(KubeforgeError) as excinfo:
-        label(load_split(digits_splits / "train.parquet"), tmp_path, "no.such.module")
+        params = LabelParams.defaults(labeling_functions="no.such.module")
+        label_split(load_split(digits_splits / "train.parquet"), tmp_path, params)
     assert excinfo.value.parameter == "labeling_functions"
     assert not (tmp_path / "train.parquet").exists()
