@@ -16,6 +16,7 @@ def train(
     epochs: int = 30,
     batch_size: int = 64,
     learning_rate: float = 0.001,
+    weight_decay: float = 0.0001,
     grad_accum_steps: int = 1,
     nproc: int = 2,
     backend: str = "local",
@@ -38,6 +39,7 @@ def train(
         epochs: Passes over the training data.
         batch_size: Rows per step and process.
         learning_rate: AdamW learning rate.
+        weight_decay: AdamW weight decay (decoupled, on every weight and bias).
         grad_accum_steps: Micro-batches per optimizer step.
         nproc: Local DDP processes (gloo on CPU).
         backend: ``local`` (torchrun here) or ``pytorchjob`` (a Kubeflow PyTorchJob).

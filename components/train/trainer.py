@@ -40,6 +40,7 @@ class TrainParams(StageParams):
     epochs: int
     batch_size: int
     learning_rate: float
+    weight_decay: float
     grad_accum_steps: int
     nproc: int
     backend: str
@@ -158,7 +159,9 @@ def train_worker(config: TrainConfig) -> TrainResult:
         feature_columns=tuple(train.feature_columns),
     )
     model = Classifier(spec, x.mean(axis=0), x.std(axis=0)).to(device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=params.learning_rate, weight_decay=1e-4)
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=params.learning_rate, weight_decay=params.weight_decay
+    )
     start_epoch = 0
     ckpt = latest_checkpoint(config.checkpoint_dir)
     if ckpt is not None:
