@@ -1,4 +1,8 @@
-"""Generate the Pipeline and PipelineRun CRDs (``python -m ...pipelines.api.crd <kind>``)."""
+"""Generate the Pipeline and PipelineRun CRDs from the models (``make crds`` runs this module).
+
+``python -m kubeforge.operators.pipelineruns.api.crd <plural>`` prints one. May import the
+models beside it and :mod:`kubeforge.operators.schema`.
+"""
 
 from __future__ import annotations
 
