@@ -8,6 +8,7 @@ that sleeps the interval read at startup between reconciles.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
@@ -61,7 +62,7 @@ def _values(index: kopf.Index[Any, dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 @kopf.daemon(GROUP, VERSION, PLURAL, initial_delay=0.5)
-def run_pool(
+async def run_pool(
     stopped: kopf.DaemonStopped,
     body: kopf.Body,
     name: str,
@@ -71,13 +72,15 @@ def run_pool(
 ) -> None:
     """Reconcile the pool, then sleep ``memo.settings.pool_interval_s``, until it is deleted.
 
-    ``body`` and the indexes are kopf's live views, current at every reconcile. An exception
-    ends the loop; kopf starts it again after its backoff, as it retries a failed timer.
+    ``body`` and the indexes are kopf's live views, current at every reconcile. The blocking
+    reconcile runs in a worker thread (as kopf runs a sync timer handler), so this loop itself
+    exits the moment kopf stops it (a deleted pool's finalizer goes at once). An exception ends
+    the loop; kopf starts it again after its backoff, as it retries a failed timer.
     """
     settings: OperatorSettings = memo.settings
     while not stopped:
-        reconcile_pool(body, name, logger, **kwargs)
-        stopped.wait(settings.pool_interval_s)
+        await asyncio.to_thread(reconcile_pool, body, name, logger, **kwargs)
+        await stopped.wait(settings.pool_interval_s)
 
 
 def reconcile_pool(body: kopf.Body, name: str, logger: kopf.Logger, **kwargs: Any) -> None:
