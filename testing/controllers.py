@@ -147,7 +147,9 @@ def _webhook_pki(service_dns: str) -> dict[str, bytes]:
     """A CA and a serving certificate valid for the webhook's Service name and 127.0.0.1.
 
     The training operator's certificate rotator keeps a Secret whose certificates are still
-    valid, so the apiserver can call its webhook on loopback with this CA.
+    valid, so the apiserver can call its webhook on loopback with this CA. In a pod the kubelet
+    mounts that Secret into the operator's certificate directory; :class:`TrainingOperator`
+    writes the same files there.
     """
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
@@ -172,6 +174,10 @@ def _webhook_pki(service_dns: str) -> dict[str, bytes]:
         .not_valid_before(now - dt.timedelta(minutes=5))
         .not_valid_after(until)
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        # The rotator checks its CA by verifying it for this name.
+        .add_extension(
+            x509.SubjectAlternativeName([x509.DNSName("training-operator-ca")]), critical=False
+        )
         .add_extension(
             x509.KeyUsage(
                 digital_signature=True,
@@ -219,6 +225,18 @@ def _webhook_pki(service_dns: str) -> dict[str, bytes]:
     }
 
 
+def _inline_ca(kubeconfig: Path) -> dict[str, Any]:
+    """The kubeconfig with its clusters' CA files read inline."""
+    config: dict[str, Any] = yaml.safe_load(kubeconfig.read_text())
+    for entry in config["clusters"]:
+        cluster = entry["cluster"]
+        ca_file = cluster.pop("certificate-authority", None)
+        if ca_file:
+            data = Path(ca_file).read_bytes()
+            cluster["certificate-authority-data"] = base64.b64encode(data).decode()
+    return config
+
+
 @dataclass
 class TrainingOperator:
     """Kubeflow's training operator (PyTorchJob only), its webhook called by the apiserver."""
@@ -240,7 +258,7 @@ class TrainingOperator:
         """The operator's log file."""
         return self.workdir / "training-operator.log"
 
-    def _install_objects(self, webhook_port: int) -> None:
+    def _install_objects(self, webhook_port: int) -> dict[str, bytes]:
         from kubernetes import client
         from kubernetes.client.rest import ApiException
 
@@ -288,23 +306,30 @@ class TrainingOperator:
         with contextlib.suppress(ApiException):
             admission.delete_validating_webhook_configuration(self.WEBHOOK_CONFIGURATION)
         admission.create_validating_webhook_configuration(webhook)
+        return pki
 
     def start(self, timeout: float = 90.0) -> TrainingOperator:
         """Install its namespace, Secret and webhook configuration, start it, wait for ready."""
         webhook_port, probe_port = free_port(), free_port()
-        self._install_objects(webhook_port)
+        pki = self._install_objects(webhook_port)
+        # Its certificate directory is hard-coded under /tmp: it gets a private /tmp, holding a
+        # kubeconfig of its own (the CA inline, since the host's /tmp is out of its sight).
         private_tmp = self.workdir / "tmp"
         private_tmp.mkdir(parents=True, exist_ok=True)
+        (private_tmp / "kubeconfig").write_text(yaml.safe_dump(_inline_ca(self.kubeconfig)))
+        certs = private_tmp / "k8s-webhook-server" / "serving-certs"
+        certs.mkdir(parents=True, exist_ok=True)
+        for name in ("tls.crt", "tls.key"):
+            (certs / name).write_bytes(pki[name])
         binary = self.bin_dir / "training-operator"
         args = [
-            f"--kubeconfig={self.kubeconfig}",
+            "--kubeconfig=/tmp/kubeconfig",
             "--enable-scheme=pytorchjob",
             f"--webhook-server-port={webhook_port}",
             f"--metrics-bind-address=127.0.0.1:{free_port()}",
             f"--health-probe-bind-address=127.0.0.1:{probe_port}",
             "--leader-elect=false",
         ]
-        # Its certificate directory is hard-coded under /tmp: give it a private /tmp.
         script = 'mount --bind "$0" /tmp && exec "$@"'
         self._proc = spawn(
             [

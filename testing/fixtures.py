@@ -23,6 +23,7 @@ from kubeforge.testing.builders import (  # noqa: F401 - re-exported; builders l
     read_pool,
     submit_gang,
 )
+from kubeforge.testing.controllers import Kwok, TrainingOperator
 from kubeforge.testing.controlplane import (
     ControlPlane,
     build_binaries,
@@ -60,13 +61,25 @@ def kube_bin_dir() -> Path:
     return build_binaries()
 
 
+def real_controllers() -> bool:
+    """Whether the session runs the real controller manager and scheduler.
+
+    Transitional switch (``KUBEFORGE_REAL_CONTROLLERS=1``) while tests that played the Job
+    controller or the scheduler move to the real ones.
+    """
+    return os.environ.get("KUBEFORGE_REAL_CONTROLLERS", "") == "1"
+
+
 @pytest.fixture(scope="session")
 def control_plane(kube_bin_dir: Path) -> Iterator[ControlPlane | None]:
     """The session's control plane, or None when ``KUBECONFIG`` names an existing cluster."""
     if os.environ.get("KUBECONFIG"):
         yield None
         return
-    with ControlPlane(bin_dir=kube_bin_dir) as plane:
+    real = real_controllers()
+    with ControlPlane(
+        bin_dir=kube_bin_dir, with_scheduler=real, with_controller_manager=real
+    ) as plane:
         yield plane
 
 
@@ -166,12 +179,45 @@ def namespace(api_client: Any) -> Iterator[str]:
     core = client.CoreV1Api(api_client)
     name = f"kf-test-{secrets.token_hex(4)}"
     core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
-    # No kube-controller-manager runs in the test control plane, so nothing else creates it.
-    core.create_namespaced_service_account(
-        name, client.V1ServiceAccount(metadata=client.V1ObjectMeta(name="default"))
-    )
+    if real_controllers() or os.environ.get("KUBECONFIG"):
+        # The controller manager's ServiceAccount controller creates it: pods need it.
+        wait_for(lambda: _has_default_service_account(core, name), timeout=60)
+    else:
+        core.create_namespaced_service_account(
+            name, client.V1ServiceAccount(metadata=client.V1ObjectMeta(name="default"))
+        )
     yield name
     core.delete_namespace(name)
+
+
+def _has_default_service_account(core: Any, namespace: str) -> bool:
+    from kubernetes.client.rest import ApiException
+
+    try:
+        core.read_namespaced_service_account("default", namespace)
+    except ApiException as exc:
+        if exc.status == 404:
+            return False
+        raise
+    return True
+
+
+@pytest.fixture(scope="session")
+def kwok(kube_bin_dir: Path, kubeconfig: Path) -> Iterator[Kwok]:
+    """Kwok running every node annotated ``kwok.x-k8s.io/node: fake`` and its pods."""
+    running = Kwok(kube_bin_dir, kubeconfig).start()
+    yield running
+    running.stop()
+
+
+@pytest.fixture(scope="session")
+def training_operator(
+    kube_bin_dir: Path, kubeconfig: Path, api_client: Any, pytorchjob_crd: str
+) -> Iterator[TrainingOperator]:
+    """Kubeflow's training operator running PyTorchJobs, its validating webhook on."""
+    running = TrainingOperator(kube_bin_dir, kubeconfig, api_client).start()
+    yield running
+    running.stop()
 
 
 def wait_for(predicate: Callable[[], bool], timeout: float = 30.0, interval: float = 0.2) -> None:
