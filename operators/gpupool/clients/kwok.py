@@ -29,9 +29,9 @@ class KwokProvider:
 
     api_client: Any
     pool: str
-    gpu_resource: str = "nvidia.com/gpu"
-    gpus_per_node: int = 8
-    gpu_delay_s: float = 0.0
+    gpu_resource: str
+    gpus_per_node: int
+    gpu_delay_s: float
     labels: dict[str, str] | None = None
     taints: list[dict[str, str]] | None = None
     product: str = ""

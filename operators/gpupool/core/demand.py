@@ -37,7 +37,7 @@ def job_is_terminal(job: Mapping[str, Any]) -> bool:
 
 
 def job_demand(
-    job: Mapping[str, Any], pods: Iterable[Mapping[str, Any]], resource: str = "nvidia.com/gpu"
+    job: Mapping[str, Any], pods: Iterable[Mapping[str, Any]], resource: str
 ) -> JobDemand:
     """A PyTorchJob's pending GPUs from its *spec* (so pods not created yet still count).
 
@@ -78,7 +78,7 @@ def node_state(
     node: Mapping[str, Any],
     pods_on_node: Iterable[Mapping[str, Any]],
     idle_since: float | None,
-    resource: str = "nvidia.com/gpu",
+    resource: str,
 ) -> NodeState:
     """A pool node from its Node object and the non-terminal pods bound to it.
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from kubeforge.operators.gpupool.core.demand import job_demand, node_state
-from kubeforge.testing.builders import PyTorchJobBuilder, pytorchjob, training_pod
+from kubeforge.testing.builders import GPU, PyTorchJobBuilder, pytorchjob, training_pod
 
 
 def llm() -> PyTorchJobBuilder:
@@ -13,7 +13,7 @@ def llm() -> PyTorchJobBuilder:
 
 
 def test_demand_comes_from_the_spec_before_any_pod_exists() -> None:
-    demand = job_demand(llm().workers(3).gpus(8).obj(), [])
+    demand = job_demand(llm().workers(3).gpus(8).obj(), [], GPU)
     assert demand.unbound_pod_gpus == (8, 8, 8, 8)
     assert demand.gpus == 32 and demand.key == "ml/llm"
 
@@ -24,12 +24,12 @@ def test_bound_pods_are_subtracted_per_replica_type() -> None:
         training_pod("llm", "worker").on("n2").obj(),
         training_pod("llm", "worker").obj(),
     ]
-    assert job_demand(llm().workers(3).gpus(8).obj(), pods).unbound_pod_gpus == (8, 8)
+    assert job_demand(llm().workers(3).gpus(8).obj(), pods, GPU).unbound_pod_gpus == (8, 8)
 
 
 def test_finished_jobs_demand_nothing() -> None:
     done = llm().workers(1).gpus(8).succeeded().obj()
-    assert job_demand(done, []).unbound_pod_gpus == ()
+    assert job_demand(done, [], GPU).unbound_pod_gpus == ()
 
 
 def test_node_is_gpu_ready_only_when_gpus_are_advertised() -> None:
@@ -37,11 +37,11 @@ def test_node_is_gpu_ready_only_when_gpus_are_advertised() -> None:
         "metadata": {"name": "n1", "creationTimestamp": "2026-11-23T10:00:00Z"},
         "status": {"allocatable": {"cpu": "16"}},
     }
-    assert not node_state(node, [], idle_since=None).gpu_ready
+    assert not node_state(node, [], None, GPU).gpu_ready
     node["status"]["allocatable"]["nvidia.com/gpu"] = "8"
-    state = node_state(node, [training_pod("llm").on("n1").gpus(4).obj()], idle_since=5.0)
+    state = node_state(node, [training_pod("llm").on("n1").gpus(4).obj()], 5.0, GPU)
     assert state.gpu_ready and state.allocated_gpus == 4 and state.busy
     assert state.idle_since is None
     done = training_pod("llm").on("n1").phase("Succeeded").obj()
-    idle = node_state(node, [done], idle_since=5.0)
+    idle = node_state(node, [done], 5.0, GPU)
     assert not idle.busy and idle.allocated_gpus == 0 and idle.idle_since == 5.0

@@ -7,6 +7,7 @@ import pytest
 
 from kubeforge.operators.gpupool.clients.kwok import KwokProvider, ProviderError
 from kubeforge.operators.gpupool.core.demand import node_state
+from kubeforge.testing.builders import GPU
 
 pytestmark = pytest.mark.cluster
 
@@ -17,6 +18,7 @@ def provider(api_client: Any) -> Any:
     p = KwokProvider(
         api_client,
         pool,
+        gpu_resource=GPU,
         gpus_per_node=8,
         gpu_delay_s=60,
         labels={"kubeforge.io/gpu": "h100"},
@@ -30,7 +32,9 @@ def provider(api_client: Any) -> Any:
 
 def _states(provider: Any) -> list[Any]:
     nodes = provider._core().list_node(label_selector=f"kubeforge.io/pool={provider.pool}").items
-    return [node_state(provider.api_client.sanitize_for_serialization(n), [], None) for n in nodes]
+    return [
+        node_state(provider.api_client.sanitize_for_serialization(n), [], None, GPU) for n in nodes
+    ]
 
 
 def test_nodes_appear_then_their_gpus_after_the_delay(provider: Any) -> None:

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from kubeforge.operators.gpupool.clients.kwok import KwokProvider
-from kubeforge.testing.builders import gpu_pool, parse_metrics, submit_gang
+from kubeforge.testing.builders import GPU, gpu_pool, parse_metrics, submit_gang
 from kubeforge.testing.controlplane import free_port, stop_process_groups
 from kubeforge.testing.fixtures import Kubectl, wait_for, wait_for_crd
 
@@ -148,7 +148,7 @@ def test_killed_mid_scale_up_and_restarted_repeats_nothing(
     # GPUs take an hour to appear: the scale-up stays in flight for the whole test.
     with applied_pool(kubectl, api_client, gpuDelay="1h") as pool:
         # What a crashed operator left behind: one of the job's two nodes already created.
-        KwokProvider(api_client, pool, gpu_delay_s=3600).add_nodes(1, now=time.time())
+        KwokProvider(api_client, pool, GPU, 8, gpu_delay_s=3600).add_nodes(1, now=time.time())
         submit_gang(api_client, namespace, pool, workers=1)  # 2 nodes of 8 GPUs
         env = {"KUBEFORGE_PEERING": f"restart-{pool}"}
         first = Operator(kubeconfig, tmp_path / "first.log", **env)
