@@ -4,10 +4,13 @@ from dataclasses import replace
 
 import pytest
 
+from kubeforge.operators.gpupool.api.models import Placement
 from kubeforge.operators.gpupool.core.planner import (
     Decision,
     JobDemand,
+    JobVerdict,
     NodeState,
+    PoolPlan,
     PoolPolicy,
     Snapshot,
     plan,
@@ -47,7 +50,7 @@ def coming(name: str) -> NodeState:
     return NodeState(name, NOW - 30, gpu_ready=False)
 
 
-def verdict(p, key: str):  # type: ignore[no-untyped-def]
+def verdict(p: PoolPlan, key: str) -> JobVerdict:
     return next(v for v in p.jobs if v.job == f"ml/{key}")
 
 
@@ -55,14 +58,14 @@ def test_a_whole_gang_gets_all_its_nodes_at_once() -> None:
     p = plan(Snapshot((), (job("a", 8, 8, 8),)), POLICY, NOW)
     assert p.decision is Decision.SCALE_UP
     assert p.add_nodes == 3 and p.desired_nodes == 3
-    assert verdict(p, "a").placement == "needs_nodes"
+    assert verdict(p, "a").placement is Placement.NEEDS_NODES
 
 
 def test_nodes_in_flight_are_not_requested_twice() -> None:
     # The GPUs have not been advertised yet: the classic "scale again" bug must not happen.
     p = plan(Snapshot((coming("n1"), coming("n2")), (job("a", 8, 8),)), POLICY, NOW)
     assert p.decision is Decision.NOOP
-    assert verdict(p, "a").placement == "waiting"
+    assert verdict(p, "a").placement is Placement.WAITING
 
 
 def test_a_job_too_big_for_max_nodes_causes_no_scale_up_but_smaller_jobs_still_do() -> None:
@@ -71,7 +74,7 @@ def test_a_job_too_big_for_max_nodes_causes_no_scale_up_but_smaller_jobs_still_d
         POLICY,
         NOW,
     )
-    assert verdict(p, "huge").placement == "capacity_unavailable"
+    assert verdict(p, "huge").placement is Placement.CAPACITY_UNAVAILABLE
     assert "above maxNodes 4" in verdict(p, "huge").reason
     assert p.decision is Decision.SCALE_UP and p.add_nodes == 1
 
@@ -79,7 +82,7 @@ def test_a_job_too_big_for_max_nodes_causes_no_scale_up_but_smaller_jobs_still_d
 def test_pod_larger_than_a_node_is_unschedulable() -> None:
     p = plan(Snapshot((), (job("x", 16),)), POLICY, NOW)
     assert p.decision is Decision.NOOP
-    assert verdict(p, "x").placement == "unschedulable"
+    assert verdict(p, "x").placement is Placement.UNSCHEDULABLE
     assert "asks for 16 GPUs" in verdict(p, "x").reason
 
 
@@ -92,8 +95,8 @@ def test_priority_then_age_decides_who_gets_the_last_nodes() -> None:
     jobs = (job("old", 8, 8, 8, created=1), job("urgent", 8, 8, created=5, priority=10))
     policy = replace(POLICY, max_nodes=3)
     p = plan(Snapshot((), jobs), policy, NOW)
-    assert verdict(p, "urgent").placement == "needs_nodes"
-    assert verdict(p, "old").placement == "capacity_unavailable"
+    assert verdict(p, "urgent").placement is Placement.NEEDS_NODES
+    assert verdict(p, "old").placement is Placement.CAPACITY_UNAVAILABLE
     assert p.add_nodes == 2
 
 
@@ -135,7 +138,7 @@ def test_no_drain_below_min_nodes_or_while_jobs_wait() -> None:
     assert plan(Snapshot((idle,), ()), replace(POLICY, min_nodes=1), NOW).decision is Decision.NOOP
     waiting = plan(Snapshot((idle,), (job("a", 8),)), POLICY, NOW)
     assert waiting.decision is Decision.NOOP
-    assert verdict(waiting, "a").placement == "fits"
+    assert verdict(waiting, "a").placement is Placement.FITS
 
 
 def test_the_plan_is_deterministic() -> None:
@@ -149,4 +152,4 @@ def test_small_gangs_fill_the_tightest_node_so_a_whole_node_stays_free() -> None
     nodes = (ready("empty"), ready("tight", allocated=6, busy=True))
     p = plan(Snapshot(nodes, (job("small", 2, created=1), job("big", 8, created=2))), POLICY, NOW)
     assert p.decision is Decision.NOOP
-    assert verdict(p, "small").placement == "fits" and verdict(p, "big").placement == "fits"
+    assert verdict(p, "small").placement is verdict(p, "big").placement is Placement.FITS
