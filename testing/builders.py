@@ -251,6 +251,195 @@ def gpu_pool(name: str) -> GpuPoolBuilder:
     return GpuPoolBuilder(name)
 
 
+class NodeBuilder:
+    """A Node object: registered, no GPUs advertised until :meth:`gpus`."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+        self._created = ""
+        self._gpus: int | None = None
+        self._allocatable: dict[str, str] = {}
+        self._cordoned = False
+
+    def created(self, stamp: str = CREATED) -> NodeBuilder:
+        """With ``metadata.creationTimestamp``."""
+        self._created = stamp
+        return self
+
+    def gpus(self, gpus: int) -> NodeBuilder:
+        """Advertising ``gpus`` GPUs (capacity and allocatable), as a device plugin makes it."""
+        self._gpus = gpus
+        return self
+
+    def allocatable(self, **amounts: str) -> NodeBuilder:
+        """Other allocatable resources, e.g. ``allocatable(cpu="16")``."""
+        self._allocatable.update(amounts)
+        return self
+
+    def cordoned(self) -> NodeBuilder:
+        """Unschedulable."""
+        self._cordoned = True
+        return self
+
+    def obj(self) -> dict[str, Any]:
+        """The Node."""
+        meta: dict[str, Any] = {"name": self._name}
+        if self._created:
+            meta["creationTimestamp"] = self._created
+        node: dict[str, Any] = {"metadata": meta}
+        if self._cordoned:
+            node["spec"] = {"unschedulable": True}
+        allocatable = dict(self._allocatable)
+        if self._gpus is not None:
+            allocatable[GPU] = str(self._gpus)
+            node["status"] = {"capacity": {GPU: str(self._gpus)}}
+        if allocatable:
+            node.setdefault("status", {})["allocatable"] = allocatable
+        return node
+
+
+def node(name: str) -> NodeBuilder:
+    """A Node ``name`` with no GPUs advertised yet."""
+    return NodeBuilder(name)
+
+
+CLUSTER_API = ("cluster.x-k8s.io", "v1beta2")
+DEPLOYMENT_LABEL = "cluster.x-k8s.io/deployment-name"
+
+
+class MachineDeploymentBuilder:
+    """A Cluster API MachineDeployment (v1beta2) valid for the real CRD, 0 replicas."""
+
+    def __init__(self, name: str, namespace: str) -> None:
+        self._name = name
+        self._namespace = namespace
+        self._replicas = 0
+        self._created = ""
+        self._generation = 0
+        self._annotations: dict[str, str] = {}
+
+    def replicas(self, replicas: int) -> MachineDeploymentBuilder:
+        """``spec.replicas``."""
+        self._replicas = replicas
+        return self
+
+    def created(self, stamp: str = CREATED) -> MachineDeploymentBuilder:
+        """With ``metadata.creationTimestamp``."""
+        self._created = stamp
+        return self
+
+    def generation(self, generation: int) -> MachineDeploymentBuilder:
+        """With ``metadata.generation`` (the API server sets it on a real object)."""
+        self._generation = generation
+        return self
+
+    def annotated(self, **annotations: str) -> MachineDeploymentBuilder:
+        """With these annotations."""
+        self._annotations.update(annotations)
+        return self
+
+    def machine_template(self) -> dict[str, Any]:
+        """What each of its Machines is made from: labels and spec."""
+        return {
+            "metadata": {"labels": {DEPLOYMENT_LABEL: self._name}},
+            "spec": {
+                "clusterName": "gpu-cluster",
+                "bootstrap": {"dataSecretName": f"{self._name}-bootstrap"},
+                "infrastructureRef": {
+                    "apiGroup": "infrastructure.cluster.x-k8s.io",
+                    "kind": "DockerMachineTemplate",
+                    "name": f"{self._name}-infra",
+                },
+            },
+        }
+
+    def obj(self) -> dict[str, Any]:
+        """The manifest."""
+        meta: dict[str, Any] = {"name": self._name, "namespace": self._namespace}
+        if self._created:
+            meta["creationTimestamp"] = self._created
+        if self._generation:
+            meta["generation"] = self._generation
+        if self._annotations:
+            meta["annotations"] = dict(self._annotations)
+        return {
+            "apiVersion": "/".join(CLUSTER_API),
+            "kind": "MachineDeployment",
+            "metadata": meta,
+            "spec": {
+                "clusterName": "gpu-cluster",
+                "replicas": self._replicas,
+                "selector": {"matchLabels": {DEPLOYMENT_LABEL: self._name}},
+                "template": self.machine_template(),
+            },
+        }
+
+
+def machine_deployment(name: str, namespace: str = "default") -> MachineDeploymentBuilder:
+    """A MachineDeployment ``namespace/name`` of 0 replicas."""
+    return MachineDeploymentBuilder(name, namespace)
+
+
+class MachineBuilder:
+    """A Cluster API Machine of a MachineDeployment, as the MachineSet controller makes it."""
+
+    def __init__(self, name: str, deployment: MachineDeploymentBuilder) -> None:
+        self._name = name
+        self._deployment = deployment
+        self._node = ""
+        self._created = ""
+        self._annotations: dict[str, str] = {}
+        self._deleting = ""
+
+    def node(self, node: str) -> MachineBuilder:
+        """It became the Node ``node`` (``status.nodeRef``)."""
+        self._node = node
+        return self
+
+    def created(self, stamp: str = CREATED) -> MachineBuilder:
+        """With ``metadata.creationTimestamp``."""
+        self._created = stamp
+        return self
+
+    def annotated(self, **annotations: str) -> MachineBuilder:
+        """With these annotations (e.g. Cluster API's delete-machine mark)."""
+        self._annotations.update(annotations)
+        return self
+
+    def deleting(self, stamp: str = CREATED) -> MachineBuilder:
+        """Being deleted (``metadata.deletionTimestamp``)."""
+        self._deleting = stamp
+        return self
+
+    def obj(self) -> dict[str, Any]:
+        """The Machine."""
+        template = self._deployment.machine_template()
+        meta: dict[str, Any] = {
+            "name": self._name,
+            "namespace": self._deployment.obj()["metadata"]["namespace"],
+            "labels": template["metadata"]["labels"],
+            "annotations": dict(self._annotations),
+        }
+        if self._created:
+            meta["creationTimestamp"] = self._created
+        if self._deleting:
+            meta["deletionTimestamp"] = self._deleting
+        machine: dict[str, Any] = {
+            "apiVersion": "/".join(CLUSTER_API),
+            "kind": "Machine",
+            "metadata": meta,
+            "spec": template["spec"],
+        }
+        if self._node:
+            machine["status"] = {"nodeRef": {"name": self._node}}
+        return machine
+
+
+def machine(name: str, deployment: MachineDeploymentBuilder) -> MachineBuilder:
+    """A Machine ``name`` of ``deployment``, with no Node yet."""
+    return MachineBuilder(name, deployment)
+
+
 def kwok_pool(name: str, **spec: Any) -> dict[str, Any]:
     """A pool of 8-GPU kwok nodes serving the jobs that select ``pool=name``; ``spec`` overrides."""
     return gpu_pool(name).serving().spec(**spec).obj()

@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import datetime as dt
-import ipaddress
 import shutil
 import subprocess
 import tempfile
@@ -36,6 +34,7 @@ from kubeforge.testing.controlplane import (
     stop_process_groups,
 )
 from kubeforge.testing.modules import go_module_dir
+from kubeforge.testing.pki import Authority, webhook_secret_data
 
 KWOK_MODULE = "sigs.k8s.io/kwok"
 TRAINING_OPERATOR_MODULE = "github.com/kubeflow/training-operator"
@@ -143,86 +142,15 @@ class Kwok:
         shutil.rmtree(self.workdir, ignore_errors=True)
 
 
-def _webhook_pki(service_dns: str) -> dict[str, bytes]:
+def _webhook_pki(service_dns: str, ca_name: str) -> dict[str, bytes]:
     """A CA and a serving certificate valid for the webhook's Service name and 127.0.0.1.
 
-    The training operator's certificate rotator keeps a Secret whose certificates are still
-    valid, so the apiserver can call its webhook on loopback with this CA. In a pod the kubelet
-    mounts that Secret into the operator's certificate directory; :class:`TrainingOperator`
-    writes the same files there.
+    controller-runtime's certificate rotator keeps a Secret whose certificates are still valid,
+    so the apiserver can call the webhook on loopback with this CA. In a pod the kubelet mounts
+    that Secret into the certificate directory; the classes here write the same files there.
     """
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import rsa
-    from cryptography.x509.oid import NameOID
-
-    now = dt.datetime.now(dt.UTC)
-    until = now + dt.timedelta(days=3650)  # beyond the rotator's look-ahead window
-    ca_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    ca_name = x509.Name(
-        [
-            x509.NameAttribute(NameOID.COMMON_NAME, "training-operator-ca"),
-            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "training-operator"),
-        ]
-    )
-    ca = (
-        x509.CertificateBuilder()
-        .subject_name(ca_name)
-        .issuer_name(ca_name)
-        .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(until)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        # The rotator checks its CA by verifying it for this name.
-        .add_extension(
-            x509.SubjectAlternativeName([x509.DNSName("training-operator-ca")]), critical=False
-        )
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=True,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .sign(ca_key, hashes.SHA256())
-    )
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, service_dns)]))
-        .issuer_name(ca_name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(until)
-        .add_extension(
-            x509.SubjectAlternativeName(
-                [x509.DNSName(service_dns), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
-            ),
-            critical=False,
-        )
-        .add_extension(
-            x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False
-        )
-        .sign(ca_key, hashes.SHA256())
-    )
-    pem = serialization.Encoding.PEM
-    pkcs1 = serialization.PrivateFormat.TraditionalOpenSSL
-    none = serialization.NoEncryption()
-    return {
-        "ca.crt": ca.public_bytes(pem),
-        "ca.key": ca_key.private_bytes(pem, pkcs1, none),
-        "tls.crt": cert.public_bytes(pem),
-        "tls.key": key.private_bytes(pem, pkcs1, none),
-    }
+    authority = Authority.create(ca_name, organization=ca_name.removesuffix("-ca"))
+    return webhook_secret_data(authority, authority.issue(service_dns, [service_dns]))
 
 
 def _inline_ca(kubeconfig: Path) -> dict[str, Any]:
@@ -238,25 +166,90 @@ def _inline_ca(kubeconfig: Path) -> dict[str, Any]:
 
 
 @dataclass
-class TrainingOperator:
-    """Kubeflow's training operator (PyTorchJob only), its webhook called by the apiserver."""
+class _WebhookController:
+    """A controller process whose admission webhooks the apiserver calls on loopback.
+
+    It runs in a private mount namespace (``mounts`` is the shell that prepares it, with the
+    extra arguments as ``$0``, ``$1``...), so paths it hard-codes stay out of the host.
+    """
 
     bin_dir: Path
     kubeconfig: Path
     api_client: Any
     workdir: Path = field(
-        default_factory=lambda: Path(tempfile.mkdtemp(prefix="kubeforge-training-operator-"))
+        default_factory=lambda: Path(tempfile.mkdtemp(prefix="kubeforge-controller-"))
     )
-    namespace: str = "kubeflow"
     _proc: subprocess.Popen[bytes] | None = None
+    _webhooks: list[tuple[str, str]] = field(default_factory=list)
 
-    WEBHOOK_CONFIGURATION = "validator.training-operator.kubeflow.org"
-    SECRET = "training-operator-webhook-cert"
+    name = "controller"
 
     @property
     def log(self) -> Path:
-        """The operator's log file."""
-        return self.workdir / "training-operator.log"
+        """The controller's log file."""
+        return self.workdir / f"{self.name}.log"
+
+    def _register_webhooks(self, configs: list[dict[str, Any]]) -> None:
+        from kubernetes import client
+        from kubernetes.client.rest import ApiException
+
+        admission = client.AdmissionregistrationV1Api(self.api_client)
+        for config in configs:
+            kind, name = config["kind"], config["metadata"]["name"]
+            mutating = kind == "MutatingWebhookConfiguration"
+            with contextlib.suppress(ApiException):  # left by an earlier, killed run
+                self._delete_webhook(admission, mutating, name)
+            if mutating:
+                admission.create_mutating_webhook_configuration(config)
+            else:
+                admission.create_validating_webhook_configuration(config)
+            self._webhooks.append((kind, name))
+
+    @staticmethod
+    def _delete_webhook(admission: Any, mutating: bool, name: str) -> None:
+        if mutating:
+            admission.delete_mutating_webhook_configuration(name)
+        else:
+            admission.delete_validating_webhook_configuration(name)
+
+    def _spawn(
+        self, mounts: str, mount_args: list[str], args: list[str], env: dict[str, str]
+    ) -> subprocess.Popen[bytes]:
+        # sh -c takes the first argument as $0 and the rest as $1...: drop the other mount
+        # arguments so "$@" is the command.
+        script = f'{mounts} && shift {len(mount_args) - 1} && exec "$@"'
+        isolate = ["unshare", "--mount", "--propagation", "private", "sh", "-c", script]
+        command = [*isolate, *mount_args, str(self.bin_dir / self.name), *args]
+        self._proc = spawn(command, self.log, env=env)
+        return self._proc
+
+    def stop(self) -> None:
+        """Stop the process, remove its webhook configurations and its work directory."""
+        if self._proc is not None:
+            stop_process_groups([self._proc])
+            self._proc = None
+        from kubernetes import client
+        from kubernetes.client.rest import ApiException
+
+        admission = client.AdmissionregistrationV1Api(self.api_client)
+        for kind, name in self._webhooks:
+            with contextlib.suppress(ApiException, OSError):
+                self._delete_webhook(admission, kind == "MutatingWebhookConfiguration", name)
+        self._webhooks.clear()
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+@dataclass
+class TrainingOperator(_WebhookController):
+    """Kubeflow's training operator (PyTorchJob only), its webhook called by the apiserver.
+
+    Its certificate directory is hard-coded under ``/tmp``: it gets a private ``/tmp``.
+    """
+
+    namespace: str = "kubeflow"
+
+    name = "training-operator"
+    SECRET = "training-operator-webhook-cert"
 
     def _install_objects(self, webhook_port: int) -> dict[str, bytes]:
         from kubernetes import client
@@ -265,7 +258,7 @@ class TrainingOperator:
         core = client.CoreV1Api(self.api_client)
         with contextlib.suppress(ApiException):  # already there from an earlier start
             core.create_namespace({"metadata": {"name": self.namespace}})
-        pki = _webhook_pki(f"training-operator.{self.namespace}.svc")
+        pki = _webhook_pki(f"training-operator.{self.namespace}.svc", "training-operator-ca")
         secret = {
             "metadata": {"name": self.SECRET, "namespace": self.namespace},
             "data": {k: base64.b64encode(v).decode() for k, v in pki.items()},
@@ -277,51 +270,48 @@ class TrainingOperator:
                 raise
             core.replace_namespaced_secret(self.SECRET, self.namespace, secret)
         path = "/validate-kubeflow-org-v1-pytorchjob"
-        webhook = {
-            "apiVersion": "admissionregistration.k8s.io/v1",
-            "kind": "ValidatingWebhookConfiguration",
-            "metadata": {"name": self.WEBHOOK_CONFIGURATION},
-            "webhooks": [
-                {
-                    "name": "validator.pytorchjob.training-operator.kubeflow.org",
-                    "admissionReviewVersions": ["v1"],
-                    "sideEffects": "None",
-                    "failurePolicy": "Fail",
-                    "clientConfig": {
-                        "url": f"https://127.0.0.1:{webhook_port}{path}",
-                        "caBundle": base64.b64encode(pki["ca.crt"]).decode(),
-                    },
-                    "rules": [
-                        {
-                            "apiGroups": ["kubeflow.org"],
-                            "apiVersions": ["v1"],
-                            "operations": ["CREATE", "UPDATE"],
-                            "resources": ["pytorchjobs"],
-                        }
-                    ],
-                }
-            ],
+        rule = {
+            "apiGroups": ["kubeflow.org"],
+            "apiVersions": ["v1"],
+            "operations": ["CREATE", "UPDATE"],
+            "resources": ["pytorchjobs"],
         }
-        admission = client.AdmissionregistrationV1Api(self.api_client)
-        with contextlib.suppress(ApiException):
-            admission.delete_validating_webhook_configuration(self.WEBHOOK_CONFIGURATION)
-        admission.create_validating_webhook_configuration(webhook)
+        hook = {
+            "name": "validator.pytorchjob.training-operator.kubeflow.org",
+            "admissionReviewVersions": ["v1"],
+            "sideEffects": "None",
+            "failurePolicy": "Fail",
+            "clientConfig": {
+                "url": f"https://127.0.0.1:{webhook_port}{path}",
+                "caBundle": base64.b64encode(pki["ca.crt"]).decode(),
+            },
+            "rules": [rule],
+        }
+        self._register_webhooks(
+            [
+                {
+                    "apiVersion": "admissionregistration.k8s.io/v1",
+                    "kind": "ValidatingWebhookConfiguration",
+                    # The name its certificate rotator looks for.
+                    "metadata": {"name": "validator.training-operator.kubeflow.org"},
+                    "webhooks": [hook],
+                }
+            ]
+        )
         return pki
 
     def start(self, timeout: float = 90.0) -> TrainingOperator:
         """Install its namespace, Secret and webhook configuration, start it, wait for ready."""
         webhook_port, probe_port = free_port(), free_port()
         pki = self._install_objects(webhook_port)
-        # Its certificate directory is hard-coded under /tmp: it gets a private /tmp, holding a
-        # kubeconfig of its own (the CA inline, since the host's /tmp is out of its sight).
+        # Its private /tmp holds the certificates and a kubeconfig of its own (the CA inline,
+        # since the host's /tmp is out of its sight).
         private_tmp = self.workdir / "tmp"
-        private_tmp.mkdir(parents=True, exist_ok=True)
-        (private_tmp / "kubeconfig").write_text(yaml.safe_dump(_inline_ca(self.kubeconfig)))
         certs = private_tmp / "k8s-webhook-server" / "serving-certs"
         certs.mkdir(parents=True, exist_ok=True)
+        (private_tmp / "kubeconfig").write_text(yaml.safe_dump(_inline_ca(self.kubeconfig)))
         for name in ("tls.crt", "tls.key"):
             (certs / name).write_bytes(pki[name])
-        binary = self.bin_dir / "training-operator"
         args = [
             "--kubeconfig=/tmp/kubeconfig",
             "--enable-scheme=pytorchjob",
@@ -330,36 +320,107 @@ class TrainingOperator:
             f"--health-probe-bind-address=127.0.0.1:{probe_port}",
             "--leader-elect=false",
         ]
-        script = 'mount --bind "$0" /tmp && exec "$@"'
-        self._proc = spawn(
-            [
-                "unshare",
-                "--mount",
-                "--propagation",
-                "private",
-                "sh",
-                "-c",
-                script,
-                str(private_tmp),
-                str(binary),
-                *args,
-            ],
-            self.log,
+        proc = self._spawn(
+            'mount --bind "$0" /tmp',
+            [str(private_tmp)],
+            args,
             env={"MY_POD_NAMESPACE": self.namespace},
         )
-        _wait_http_ok(f"http://127.0.0.1:{probe_port}/readyz", self._proc, self.log, timeout)
+        _wait_http_ok(f"http://127.0.0.1:{probe_port}/readyz", proc, self.log, timeout)
         return self
 
-    def stop(self) -> None:
-        """Stop the operator, remove its webhook configuration and its work directory."""
-        if self._proc is not None:
-            stop_process_groups([self._proc])
-            self._proc = None
+
+KUEUE_MODULE = "sigs.k8s.io/kueue"
+# The job kinds Kueue queues in the test cluster, and its own resources' webhooks.
+KUEUE_FRAMEWORKS = ("batch/job", "kubeflow.org/pytorchjob")
+_KUEUE_WEBHOOK_PATHS = (
+    "-kueue-x-k8s-io-",
+    "-batch-v1-job",
+    "-kubeflow-org-v1-pytorchjob",
+)
+
+
+def kueue_webhooks(port: int, ca_bundle: bytes) -> list[dict[str, Any]]:
+    """Kueue's webhook configurations from its module, called on loopback with ``ca_bundle``."""
+    path = go_module_dir(KUEUE_MODULE) / "config" / "components" / "webhook" / "manifests.yaml"
+    configs = []
+    for config in yaml.safe_load_all(path.read_text()):
+        if not config:
+            continue
+        config["metadata"]["name"] = f"kueue-{config['metadata']['name']}"
+        hooks = []
+        for hook in config["webhooks"]:
+            route = hook["clientConfig"]["service"]["path"]
+            if not any(part in route for part in _KUEUE_WEBHOOK_PATHS):
+                continue
+            hook["clientConfig"] = {
+                "url": f"https://127.0.0.1:{port}{route}",
+                "caBundle": base64.b64encode(ca_bundle).decode(),
+            }
+            hooks.append(hook)
+        config["webhooks"] = hooks
+        configs.append(config)
+    return configs
+
+
+def kueue_crds() -> list[Path]:
+    """Kueue's CRD manifests in its module."""
+    bases = go_module_dir(KUEUE_MODULE) / "config" / "components" / "crd" / "bases"
+    return sorted(bases.glob("*.yaml"))
+
+
+@dataclass
+class Kueue(_WebhookController):
+    """Kueue queueing batch Jobs and PyTorchJobs, its webhooks called by the apiserver.
+
+    Its CRDs must be Established before it starts (install them with :func:`kueue_crds`).
+    Kueue reads metrics certificates from a hard-coded ``/etc/kueue/metrics/certs``: it runs
+    with ``/etc`` an overlay over the host's.
+    """
+
+    name = "kueue"
+
+    def start(self, timeout: float = 120.0) -> Kueue:
+        """Write its configuration and certificates, register its webhooks, start, wait ready."""
         from kubernetes import client
         from kubernetes.client.rest import ApiException
 
-        with contextlib.suppress(ApiException, OSError):
-            client.AdmissionregistrationV1Api(
-                self.api_client
-            ).delete_validating_webhook_configuration(self.WEBHOOK_CONFIGURATION)
-        shutil.rmtree(self.workdir, ignore_errors=True)
+        webhook_port, probe_port = free_port(), free_port()
+        pki = _webhook_pki("kueue-webhook-service.kueue-system.svc", "kueue-ca")
+        upper, work = self.workdir / "etc-upper", self.workdir / "etc-work"
+        work.mkdir(parents=True, exist_ok=True)
+        certs = self.workdir / "certs"
+        for folder in (certs, upper / "kueue" / "metrics" / "certs"):
+            folder.mkdir(parents=True, exist_ok=True)
+            for name in ("tls.crt", "tls.key"):
+                (folder / name).write_bytes(pki[name])
+        config = {
+            "apiVersion": "config.kueue.x-k8s.io/v1beta2",
+            "kind": "Configuration",
+            "health": {"healthProbeBindAddress": f"127.0.0.1:{probe_port}"},
+            "metrics": {"bindAddress": f"127.0.0.1:{free_port()}"},
+            "webhook": {"port": webhook_port, "host": "127.0.0.1", "certDir": str(certs)},
+            "leaderElection": {"leaderElect": False},
+            "internalCertManagement": {"enable": False},
+            "manageJobsWithoutQueueName": False,
+            "integrations": {"frameworks": list(KUEUE_FRAMEWORKS)},
+        }
+        config_file = self.workdir / "config.yaml"
+        config_file.write_text(yaml.safe_dump(config))
+        with contextlib.suppress(ApiException):
+            client.CoreV1Api(self.api_client).create_namespace(
+                {"metadata": {"name": "kueue-system"}}
+            )
+        self._register_webhooks(kueue_webhooks(webhook_port, pki["ca.crt"]))
+        proc = self._spawn(
+            'mount -t overlay overlay -o "lowerdir=/etc,upperdir=$0,workdir=$1" /etc',
+            [str(upper), str(work)],
+            [
+                f"--config={config_file}",
+                f"--kubeconfig={self.kubeconfig}",
+                "--feature-gates=VisibilityOnDemand=false",
+            ],
+            env={"POD_NAMESPACE": "kueue-system"},
+        )
+        _wait_http_ok(f"http://127.0.0.1:{probe_port}/readyz", proc, self.log, timeout)
+        return self

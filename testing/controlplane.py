@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import datetime as dt
-import ipaddress
 import os
 import secrets
 import shutil
@@ -125,49 +123,14 @@ class _Certs:
 
 def _write_certs(directory: Path) -> _Certs:
     """Write a CA, a serving certificate for 127.0.0.1 and a service-account key pair."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec, rsa
-    from cryptography.x509.oid import NameOID
+    from cryptography.hazmat.primitives import serialization
 
-    now = dt.datetime.now(dt.UTC)
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kubeforge-test-ca")])
-    ca_cert = (
-        x509.CertificateBuilder()
-        .subject_name(ca_name)
-        .issuer_name(ca_name)
-        .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=2))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(ca_key, hashes.SHA256())
-    )
-    key = ec.generate_private_key(ec.SECP256R1())
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kube-apiserver")]))
-        .issuer_name(ca_name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=2))
-        .add_extension(
-            x509.SubjectAlternativeName(
-                [
-                    x509.DNSName("localhost"),
-                    x509.DNSName("kubernetes.default.svc"),
-                    x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
-                ]
-            ),
-            critical=False,
-        )
-        .sign(ca_key, hashes.SHA256())
-    )
-    sa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    pem = serialization.Encoding.PEM
-    no_enc = serialization.NoEncryption()
+    from kubeforge.testing.pki import Authority
+
+    authority = Authority.create("kubeforge-test-ca", days=2)
+    serving = authority.issue("kube-apiserver", ["localhost", "kubernetes.default.svc"], days=2)
+    sa = Authority.create("service-accounts", days=2)  # only its key pair signs tokens
+    sa_public = serialization.load_pem_private_key(sa.pair.key, None).public_key()
     out = _Certs(
         ca=directory / "ca.crt",
         serving_cert=directory / "apiserver.crt",
@@ -175,12 +138,14 @@ def _write_certs(directory: Path) -> _Certs:
         sa_key=directory / "sa.key",
         sa_pub=directory / "sa.pub",
     )
-    out.ca.write_bytes(ca_cert.public_bytes(pem))
-    out.serving_cert.write_bytes(cert.public_bytes(pem))
-    out.serving_key.write_bytes(key.private_bytes(pem, serialization.PrivateFormat.PKCS8, no_enc))
-    out.sa_key.write_bytes(sa_key.private_bytes(pem, serialization.PrivateFormat.PKCS8, no_enc))
+    out.ca.write_bytes(authority.pair.cert)
+    out.serving_cert.write_bytes(serving.cert)
+    out.serving_key.write_bytes(serving.key)
+    out.sa_key.write_bytes(sa.pair.key)
     out.sa_pub.write_bytes(
-        sa_key.public_key().public_bytes(pem, serialization.PublicFormat.SubjectPublicKeyInfo)
+        sa_public.public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
     )
     return out
 

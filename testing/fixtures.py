@@ -23,7 +23,7 @@ from kubeforge.testing.builders import (  # noqa: F401 - re-exported; builders l
     read_pool,
     submit_gang,
 )
-from kubeforge.testing.controllers import Kwok, TrainingOperator
+from kubeforge.testing.controllers import Kueue, Kwok, TrainingOperator, kueue_crds
 from kubeforge.testing.controlplane import (
     ControlPlane,
     build_binaries,
@@ -206,6 +206,19 @@ def _has_default_service_account(core: Any, namespace: str) -> bool:
 def kwok(kube_bin_dir: Path, kubeconfig: Path) -> Iterator[Kwok]:
     """Kwok running every node annotated ``kwok.x-k8s.io/node: fake`` and its pods."""
     running = Kwok(kube_bin_dir, kubeconfig).start()
+    yield running
+    running.stop()
+
+
+@pytest.fixture(scope="session")
+def kueue(
+    kube_bin_dir: Path, kubeconfig: Path, kubectl: Kubectl, api_client: Any, pytorchjob_crd: str
+) -> Iterator[Kueue]:
+    """Kueue queueing batch Jobs and PyTorchJobs (those labelled with a queue name)."""
+    for path in kueue_crds():
+        kubectl("apply", "--server-side", "--force-conflicts", "-f", str(path))
+        wait_for_crd(api_client, f"{path.stem.split('_', 1)[1]}.kueue.x-k8s.io")
+    running = Kueue(kube_bin_dir, kubeconfig, api_client).start()
     yield running
     running.stop()
 

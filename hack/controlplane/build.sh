@@ -8,7 +8,8 @@
 #   helm                              from helm.sh/helm/v3 (helm/go.mod)
 #   kwok                              from sigs.k8s.io/kwok (simulated nodes and pod lifecycles)
 #   training-operator                 from github.com/kubeflow/training-operator (PyTorchJob)
-# kwok and the training operator are built inside their own downloaded module, so their go.mod
+#   kueue                             from sigs.k8s.io/kueue (job queueing and quotas)
+# kwok, the training operator and Kueue are built inside their own downloaded module, so their go.mod
 # (and any replace directives in it) applies exactly as upstream builds it.
 # Binaries are cached under ${KUBEFORGE_CACHE:-~/.cache/kubeforge}/<versions>/bin, so a second
 # run builds nothing. Prints the bin directory on the last line of stdout.
@@ -27,9 +28,10 @@ helm="$(modver helm helm.sh/helm/v3)"
 # Built inside their own modules, at the versions crds/go.mod pins (the tests read them there too).
 kwok="$(modver crds sigs.k8s.io/kwok)"
 training_operator="$(modver crds github.com/kubeflow/training-operator)"
+kueue="$(modver crds sigs.k8s.io/kueue)"
 gover="$(go env GOVERSION)"
 cache="${KUBEFORGE_CACHE:-$HOME/.cache/kubeforge}"
-bin="$cache/k8s-${k8s}_etcd-${etcd}_helm-${helm}_kwok-${kwok}_to-${training_operator}_${gover}_r${RECIPE}/bin"
+bin="$cache/k8s-${k8s}_etcd-${etcd}_helm-${helm}_kwok-${kwok}_to-${training_operator}_kueue-${kueue}_${gover}_r${RECIPE}/bin"
 mkdir -p "$bin"
 # One build at a time per cache (test sessions may start together).
 exec 9>"$bin/.lock"
@@ -83,4 +85,5 @@ build helm helm helm.sh/helm/v3/cmd/helm
 build_upstream kwok sigs.k8s.io/kwok "$kwok" ./cmd/kwok
 build_upstream training-operator github.com/kubeflow/training-operator \
   "$training_operator" ./cmd/training-operator.v1
+build_upstream kueue sigs.k8s.io/kueue "$kueue" ./cmd/kueue
 echo "$bin"

@@ -15,7 +15,7 @@ from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 from kubeforge.components.train.pytorchjob import build_pytorchjob, submit_pytorchjob
-from kubeforge.testing.controllers import Kwok, TrainingOperator
+from kubeforge.testing.controllers import Kueue, Kwok, TrainingOperator
 from kubeforge.testing.fixtures import Kubectl, real_controllers, wait_for
 
 pytestmark = pytest.mark.skipif(
@@ -126,3 +126,74 @@ def test_training_operator_webhook_refuses_two_masters(
     assert refused.value.status == 403
     assert "Master" in refused.value.body
     assert "validator.pytorchjob.training-operator.kubeflow.org" in refused.value.body
+
+
+def queue(api_client: Any, namespace: str, gpus: int) -> str:
+    """A ClusterQueue with ``gpus`` GPUs of quota and its LocalQueue in ``namespace``."""
+    custom = client.CustomObjectsApi(api_client)
+    name = f"q-{secrets.token_hex(3)}"
+    group, version = "kueue.x-k8s.io", "v1beta2"
+    custom.create_cluster_custom_object(
+        group,
+        version,
+        "resourceflavors",
+        {"apiVersion": f"{group}/{version}", "kind": "ResourceFlavor", "metadata": {"name": name}},
+    )
+    custom.create_cluster_custom_object(
+        group,
+        version,
+        "clusterqueues",
+        {
+            "apiVersion": f"{group}/{version}",
+            "kind": "ClusterQueue",
+            "metadata": {"name": name},
+            "spec": {
+                "namespaceSelector": {},
+                "resourceGroups": [
+                    {
+                        "coveredResources": ["nvidia.com/gpu"],
+                        "flavors": [
+                            {
+                                "name": name,
+                                "resources": [{"name": "nvidia.com/gpu", "nominalQuota": gpus}],
+                            }
+                        ],
+                    }
+                ],
+            },
+        },
+    )
+    custom.create_namespaced_custom_object(
+        group,
+        version,
+        namespace,
+        "localqueues",
+        {
+            "apiVersion": f"{group}/{version}",
+            "kind": "LocalQueue",
+            "metadata": {"name": name},
+            "spec": {"clusterQueue": name},
+        },
+    )
+    return name
+
+
+def is_suspended(api_client: Any, namespace: str, name: str) -> bool:
+    job = client.CustomObjectsApi(api_client).get_namespaced_custom_object(
+        GROUP, VERSION, namespace, PLURAL, name
+    )
+    return bool(job["spec"].get("runPolicy", {}).get("suspend"))
+
+
+def test_kueue_admits_one_gang_of_two_within_its_gpu_quota(
+    api_client: Any, namespace: str, kueue: Kueue, training_operator: TrainingOperator
+) -> None:
+    name = queue(api_client, namespace, gpus=16)
+    for job_name in ("first", "second"):
+        job = build_pytorchjob(job_name, namespace, "img", ["train"], workers=1, gpus_per_replica=8)
+        job["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] = name
+        submit_pytorchjob(api_client, job)
+        if job_name == "first":
+            wait_for(lambda: not is_suspended(api_client, namespace, "first"), timeout=60)
+    # Kueue's webhook suspended the second on creation and keeps it so: the quota is spent.
+    assert is_suspended(api_client, namespace, "second")

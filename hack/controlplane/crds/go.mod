@@ -13,5 +13,6 @@ require (
 	// (example/prometheus-operator-crd/), for the chart's monitoring objects.
 	github.com/prometheus-operator/prometheus-operator v0.85.0
 	sigs.k8s.io/cluster-api v1.13.6
+	sigs.k8s.io/kueue v0.17.1
 	sigs.k8s.io/kwok v0.8.0
 )
