@@ -20,39 +20,22 @@ from kubeforge.operators.gpupool.clients.reconcile import Reconciler, ReconcileR
 from kubeforge.operators.gpupool.core.machines import DELETE_MACHINE, DEPLOYMENT_LABEL
 from kubeforge.operators.gpupool.core.nodes import gpu_status_patch
 from kubeforge.operators.gpupool.core.planner import Decision, PoolPlan
-from kubeforge.testing.builders import finish_job, gpu_pool, pytorchjob, read_pool, training_pod
+from kubeforge.testing.builders import (
+    finish_job,
+    gpu_pool,
+    machine,
+    machine_deployment,
+    node,
+    pytorchjob,
+    read_pool,
+    training_pod,
+)
 from kubeforge.testing.fixtures import Kubectl, wait_for_crd
 
 pytestmark = pytest.mark.cluster
 MANIFEST = Path(__file__).parents[3] / "manifests" / "crds" / "kubeforge.io_gpunodepools.yaml"
 CAPI = ("cluster.x-k8s.io", "v1beta2")
 TAINT = {"key": "kubeforge.io/gpu", "value": "h100", "effect": "NoSchedule"}
-
-
-def machine_deployment(name: str, namespace: str) -> dict[str, Any]:
-    template_spec = {
-        "clusterName": "gpu-cluster",
-        "bootstrap": {"dataSecretName": f"{name}-bootstrap"},
-        "infrastructureRef": {
-            "apiGroup": "infrastructure.cluster.x-k8s.io",
-            "kind": "DockerMachineTemplate",
-            "name": f"{name}-infra",
-        },
-    }
-    return {
-        "apiVersion": "cluster.x-k8s.io/v1beta2",
-        "kind": "MachineDeployment",
-        "metadata": {"name": name, "namespace": namespace},
-        "spec": {
-            "clusterName": "gpu-cluster",
-            "replicas": 0,
-            "selector": {"matchLabels": {DEPLOYMENT_LABEL: name}},
-            "template": {
-                "metadata": {"labels": {DEPLOYMENT_LABEL: name}},
-                "spec": template_spec,
-            },
-        },
-    }
 
 
 class FakeCapi:
@@ -89,37 +72,31 @@ class FakeCapi:
         replicas = self.replicas()
         excess = len(machines) - replicas
         marked = [m for m in machines if DELETE_MACHINE in m["metadata"].get("annotations", {})]
-        for machine in marked[: max(0, excess)]:
-            node = machine["status"]["nodeRef"]["name"]
+        for gone in marked[: max(0, excess)]:
+            name = gone["status"]["nodeRef"]["name"]
             self.custom.delete_namespaced_custom_object(
-                *CAPI, self.namespace, "machines", machine["metadata"]["name"]
+                *CAPI, self.namespace, "machines", gone["metadata"]["name"]
             )
-            self.core.delete_node(node)
-            self.nodes.remove(node)
+            self.core.delete_node(name)
+            self.nodes.remove(name)
         for _ in range(replicas - len(machines)):
             name = f"{self.deployment}-{secrets.token_hex(3)}"
-            body = machine_deployment(self.deployment, self.namespace)["spec"]["template"]
-            body = {
-                "apiVersion": "cluster.x-k8s.io/v1beta2",
-                "kind": "Machine",
-                "metadata": {"name": name, "namespace": self.namespace, **body["metadata"]},
-                "spec": body["spec"],
-            }
+            body = machine(name, machine_deployment(self.deployment, self.namespace)).obj()
             self.custom.create_namespaced_custom_object(*CAPI, self.namespace, "machines", body)
-            node = f"node-{name}"
-            self.core.create_node({"metadata": {"name": node}})
-            self.nodes.append(node)
+            joined = f"node-{name}"
+            self.core.create_node(node(joined).obj())
+            self.nodes.append(joined)
             self.custom.patch_namespaced_custom_object_status(
-                *CAPI, self.namespace, "machines", name, {"status": {"nodeRef": {"name": node}}}
+                *CAPI, self.namespace, "machines", name, {"status": {"nodeRef": {"name": joined}}}
             )
 
     def gpus_appear(self) -> None:
-        for node in self.nodes:
-            self.core.patch_node_status(node, gpu_status_patch("nvidia.com/gpu", 8))
+        for name in self.nodes:
+            self.core.patch_node_status(name, gpu_status_patch("nvidia.com/gpu", 8))
 
     def cleanup(self) -> None:
-        for node in self.nodes:
-            self.core.delete_node(node)
+        for name in self.nodes:
+            self.core.delete_node(name)
 
 
 def reconcile_at(r: Reconciler, api_client: Any, pool: str, now: float) -> ReconcileResult:
@@ -147,7 +124,7 @@ def capi_pool(
     kubectl("apply", "--server-side", "-f", str(MANIFEST))
     wait_for_crd(api_client, "gpunodepools.kubeforge.io")
     name = f"capi-{secrets.token_hex(3)}"
-    kubectl("apply", "-f", "-", stdin=json.dumps(machine_deployment("gpu-md", namespace)))
+    kubectl("apply", "-f", "-", stdin=json.dumps(machine_deployment("gpu-md", namespace).obj()))
     body = (
         gpu_pool(name)
         .cluster_api(namespace, "gpu-md")
@@ -193,11 +170,11 @@ def test_scale_up_restart_safe_then_remove_exactly_the_idle_machines(
     status = read_pool(api_client, pool)["status"]
     assert status["nodes"]["registering"] == 3 and status["nodes"]["requested"] == 0
     for name in capi.nodes:  # the operator labels and taints the pool's nodes
-        node = core.read_node(name)
-        assert node.metadata.labels["kubeforge.io/gpu"] == "h100"
-        assert node.metadata.labels["kubeforge.io/pool"] == pool
+        stored = core.read_node(name)
+        assert stored.metadata.labels["kubeforge.io/gpu"] == "h100"
+        assert stored.metadata.labels["kubeforge.io/pool"] == pool
         assert (TAINT["key"], TAINT["value"], "NoSchedule") in {
-            (t.key, t.value, t.effect) for t in node.spec.taints
+            (t.key, t.value, t.effect) for t in stored.spec.taints
         }
 
     capi.gpus_appear()
@@ -319,7 +296,7 @@ def test_a_missing_machine_deployment_backs_off_and_says_so(
     assert reconcile_at(r, api_client, pool, 1006).plan is None  # tried again, failed again
     assert "retrying in 10s (attempt 2)" in json.dumps(read_pool(api_client, pool)["status"])
 
-    kubectl("apply", "-f", "-", stdin=json.dumps(machine_deployment("absent", namespace)))
+    kubectl("apply", "-f", "-", stdin=json.dumps(machine_deployment("absent", namespace).obj()))
     assert reconcile_at(r, api_client, pool, 1017).plan is not None
     ready = {c["type"]: c for c in read_pool(api_client, pool)["status"]["conditions"]}["Ready"]
     assert ready["status"] == "True"

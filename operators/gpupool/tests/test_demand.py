@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from kubeforge.operators.gpupool.core.demand import job_demand, node_state
-from kubeforge.testing.builders import GPU, PyTorchJobBuilder, pytorchjob, training_pod
+from kubeforge.testing.builders import GPU, PyTorchJobBuilder, node, pytorchjob, training_pod
 
 
 def llm() -> PyTorchJobBuilder:
@@ -33,15 +31,12 @@ def test_finished_jobs_demand_nothing() -> None:
 
 
 def test_node_is_gpu_ready_only_when_gpus_are_advertised() -> None:
-    node: dict[str, Any] = {
-        "metadata": {"name": "n1", "creationTimestamp": "2026-11-23T10:00:00Z"},
-        "status": {"allocatable": {"cpu": "16"}},
-    }
-    assert not node_state(node, [], None, GPU).gpu_ready
-    node["status"]["allocatable"]["nvidia.com/gpu"] = "8"
-    state = node_state(node, [training_pod("llm").on("n1").gpus(4).obj()], 5.0, GPU)
+    registering = node("n1").created().allocatable(cpu="16").obj()
+    assert not node_state(registering, [], None, GPU).gpu_ready
+    ready = node("n1").created().allocatable(cpu="16").gpus(8).obj()
+    state = node_state(ready, [training_pod("llm").on("n1").gpus(4).obj()], 5.0, GPU)
     assert state.gpu_ready and state.allocated_gpus == 4 and state.busy
     assert state.idle_since is None
     done = training_pod("llm").on("n1").phase("Succeeded").obj()
-    idle = node_state(node, [done], 5.0, GPU)
+    idle = node_state(ready, [done], 5.0, GPU)
     assert not idle.busy and idle.allocated_gpus == 0 and idle.idle_since == 5.0

@@ -8,36 +8,37 @@ import pytest
 
 from kubeforge.operators.gpupool.core.machines import (
     DELETE_MACHINE,
+    MARKED_AT_GENERATION,
+    SCALED_UP_AT,
     interrupted_removal,
     machine_members,
 )
 from kubeforge.operators.gpupool.core.members import PoolMember
+from kubeforge.testing import builders
+from kubeforge.testing.builders import machine_deployment
 
 T0 = "2026-11-23T10:00:00Z"
 T0_S = 1795428000.0  # T0 in seconds since the epoch
 
 
 def deployment(replicas: int, scaled_at: str = "") -> dict[str, Any]:
-    annotations = {"kubeforge.io/scaled-up-at": scaled_at} if scaled_at else {}
-    return {
-        "metadata": {"name": "gpu-md", "creationTimestamp": T0, "annotations": annotations},
-        "spec": {"replicas": replicas},
-    }
+    md = machine_deployment("gpu-md").replicas(replicas).created(T0)
+    if scaled_at:
+        md.annotated(**{SCALED_UP_AT: scaled_at})
+    return md.obj()
 
 
 def machine(
     name: str, node: str = "", marked: bool = False, deleting: bool = False
 ) -> dict[str, Any]:
-    meta: dict[str, Any] = {"name": name, "creationTimestamp": T0, "annotations": {}}
+    built = builders.machine(name, machine_deployment("gpu-md")).created(T0)
+    if node:
+        built.node(node)
     if marked:
-        meta["annotations"][DELETE_MACHINE] = "yes"
+        built.annotated(**{DELETE_MACHINE: "yes"})
     if deleting:
-        meta["deletionTimestamp"] = T0
-    return {"metadata": meta, "status": {"nodeRef": {"name": node}} if node else {}}
-
-
-def node(name: str) -> dict[str, Any]:
-    return {"metadata": {"name": name}}
+        built.deleting(T0)
+    return built.obj()
 
 
 def names(members: list[PoolMember]) -> list[tuple[str, bool]]:
@@ -95,7 +96,9 @@ def names(members: list[PoolMember]) -> list[tuple[str, bool]]:
 def test_machine_members(
     replicas: int, machines: list[Any], nodes: list[str], expected: list[tuple[str, bool]]
 ) -> None:
-    members = machine_members(deployment(replicas), machines, {n: node(n) for n in nodes})
+    members = machine_members(
+        deployment(replicas), machines, {n: builders.node(n).obj() for n in nodes}
+    )
     assert names(members) == expected
 
 
@@ -107,9 +110,8 @@ def test_requested_replicas_date_from_the_last_scale_up_else_the_deployment() ->
 
 
 def _marked_at(name: str, generation: str) -> dict[str, Any]:
-    m = machine(name, marked=True)
-    m["metadata"]["annotations"]["kubeforge.io/marked-at-generation"] = generation
-    return m
+    marks = {DELETE_MACHINE: "yes", MARKED_AT_GENERATION: generation}
+    return builders.machine(name, machine_deployment("gpu-md")).annotated(**marks).obj()
 
 
 @pytest.mark.parametrize(
@@ -125,6 +127,5 @@ def _marked_at(name: str, generation: str) -> dict[str, Any]:
 def test_a_removal_interrupted_before_its_decrement_is_found(
     machines: list[Any], expected: str
 ) -> None:
-    md = deployment(2)
-    md["metadata"]["generation"] = 7
+    md = machine_deployment("gpu-md").replicas(2).generation(7).obj()
     assert interrupted_removal(md, machines) == expected

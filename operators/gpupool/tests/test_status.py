@@ -9,7 +9,7 @@ from kubeforge.operators.gpupool.core.provisioning import check_provisioning
 from kubeforge.operators.gpupool.core.status import Observation, build_status
 from kubeforge.operators.gpupool.core.waits import job_wait_seconds
 from kubeforge.operators.schema import to_dict
-from kubeforge.testing.builders import pytorchjob, training_pod
+from kubeforge.testing.builders import node, pytorchjob, training_pod
 
 T0 = "2026-11-23T10:00:00Z"
 T0_S = 1795428000.0  # T0 in seconds since the epoch
@@ -34,13 +34,12 @@ def _plan(decision: Decision, *verdicts: JobVerdict) -> PoolPlan:
 
 
 def test_status_counts_nodes_by_state_and_keeps_transition_times() -> None:
-    ready_node = {"metadata": {"name": "r"}, "status": {"capacity": {"nvidia.com/gpu": "8"}}}
     members = [
-        PoolMember("r", 0, ready_node),
-        PoolMember("reg", 0, {"metadata": {"name": "reg"}}),
+        PoolMember("r", 0, node("r").gpus(8).obj()),
+        PoolMember("reg", 0, node("reg").obj()),
         PoolMember("md/requested-0", 0),
-        PoolMember("c", 0, {"metadata": {"name": "c"}}),
-        PoolMember("gone", 0, {"metadata": {"name": "gone"}}, leaving=True),
+        PoolMember("c", 0, node("c").obj()),
+        PoolMember("gone", 0, node("gone").obj(), leaving=True),
     ]
     nodes = [
         NodeState("r", 0, True, 8, 4, busy=True),
