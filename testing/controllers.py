@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import json
 import shutil
 import subprocess
 import tempfile
@@ -54,6 +55,9 @@ _KWOK_STAGES = (
 )
 # Owners whose pods run to completion (kwok's own stages complete only a Job's pods).
 TRAINING_OWNER_KINDS = ("Job", "PyTorchJob")
+# Pods of this image fail once Running (kwok's chaos stage, selected by image instead of label),
+# so a test can fail a pod whose labels it does not write (a Job that an operator builds).
+FAILING_IMAGE = "kubeforge.test/fails:always"
 # kwok waits this long (plus jitter) before each stage unless a pod's annotation says otherwise
 # (``pod-complete.stage.kwok.x-k8s.io/delay: 30s``): short, so tests do not wait on simulation.
 STAGE_DELAY_MS = 200
@@ -75,7 +79,21 @@ def kwok_stages() -> list[dict[str, Any]]:
             if expr["key"] == ".metadata.ownerReferences.[].kind":
                 expr["values"] = sorted(set(expr["values"]) | set(TRAINING_OWNER_KINDS))
         stages.append(stage)
+        if stage["metadata"]["name"] == "pod-container-running-failed":
+            stages.append(_failing_image_stage(stage))
     return stages
+
+
+def _failing_image_stage(chaos: dict[str, Any]) -> dict[str, Any]:
+    stage = json.loads(json.dumps(chaos))
+    stage["metadata"]["name"] = "pod-failing-image"
+    expressions = stage["spec"]["selector"]["matchExpressions"]
+    expressions[0] = {
+        "key": ".spec.containers.[].image",
+        "operator": "In",
+        "values": [FAILING_IMAGE],
+    }
+    return stage
 
 
 def _wait_http_ok(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float) -> None:

@@ -8,6 +8,7 @@ starts a real etcd + kube-apiserver from :mod:`kubeforge.testing.controlplane`.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import subprocess
@@ -208,6 +209,32 @@ def kwok(kube_bin_dir: Path, kubeconfig: Path) -> Iterator[Kwok]:
     running = Kwok(kube_bin_dir, kubeconfig).start()
     yield running
     running.stop()
+
+
+@pytest.fixture(scope="session")
+def kwok_node(api_client: Any, kwok: Kwok) -> str:
+    """A plain (GPU-less) kwok node where ordinary pods (Jobs, Deployments) run."""
+    from kubernetes import client
+
+    core = client.CoreV1Api(api_client)
+    name = "kwok-general"
+    with contextlib.suppress(client.ApiException):  # left by a run against the same cluster
+        core.create_node(
+            {
+                "metadata": {
+                    "name": name,
+                    "labels": {"type": "kwok", "kubernetes.io/hostname": name},
+                    "annotations": {"kwok.x-k8s.io/node": "fake"},
+                }
+            }
+        )
+
+    def ready() -> bool:
+        conditions = core.read_node(name).status.conditions or []
+        return any(c.type == "Ready" and c.status == "True" for c in conditions)
+
+    wait_for(ready, timeout=60)
+    return name
 
 
 @pytest.fixture(scope="session")
