@@ -85,7 +85,7 @@ def kwok_stages() -> list[dict[str, Any]]:
 
 
 def _failing_image_stage(chaos: dict[str, Any]) -> dict[str, Any]:
-    stage = json.loads(json.dumps(chaos))
+    stage: dict[str, Any] = json.loads(json.dumps(chaos))
     stage["metadata"]["name"] = "pod-failing-image"
     expressions = stage["spec"]["selector"]["matchExpressions"]
     expressions[0] = {
