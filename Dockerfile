@@ -9,6 +9,8 @@ WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY hack/constraints.txt hack/constraints.txt
 COPY core core
+COPY cli cli
+COPY testing testing
 COPY components components
 COPY pipelines pipelines
 COPY operators operators

@@ -158,6 +158,4 @@ def test_docker_context_builds_a_wheel_with_the_operator(tmp_path: Path) -> None
     assert "kubeforge/components/train/component.py" in names
     assert not any("/tests/" in name for name in names)
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
-    assert (
-        "kubeforge = kubeforge.cli.app:app" in zipfile.ZipFile(wheel).read(entry_points).decode()
-    )
+    assert "kubeforge = kubeforge.cli.app:app" in zipfile.ZipFile(wheel).read(entry_points).decode()
