@@ -187,8 +187,8 @@ def _inline_ca(kubeconfig: Path) -> dict[str, Any]:
 class _WebhookController:
     """A controller process whose admission webhooks the apiserver calls on loopback.
 
-    It runs in a private mount namespace (``mounts`` is the shell that prepares it, with the
-    extra arguments as ``$0``, ``$1``...), so paths it hard-codes stay out of the host.
+    One that hard-codes paths runs in a private mount namespace (``mounts`` is the shell that
+    prepares it, with the mount arguments as ``$0``, ``$1``...), so they stay out of the host.
     """
 
     bin_dir: Path
@@ -235,9 +235,11 @@ class _WebhookController:
     ) -> subprocess.Popen[bytes]:
         # sh -c takes the first argument as $0 and the rest as $1...: drop the other mount
         # arguments so "$@" is the command.
-        script = f'{mounts} && shift {len(mount_args) - 1} && exec "$@"'
-        isolate = ["unshare", "--mount", "--propagation", "private", "sh", "-c", script]
-        command = [*isolate, *mount_args, str(self.bin_dir / self.name), *args]
+        command = [str(self.bin_dir / self.name), *args]
+        if mounts:
+            script = f'{mounts} && shift {len(mount_args) - 1} && exec "$@"'
+            isolate = ["unshare", "--mount", "--propagation", "private", "sh", "-c", script]
+            command = [*isolate, *mount_args, *command]
         self._proc = spawn(command, self.log, env=env)
         return self._proc
 
@@ -358,18 +360,32 @@ _KUEUE_WEBHOOK_PATHS = (
 )
 
 
-def kueue_webhooks(port: int, ca_bundle: bytes) -> list[dict[str, Any]]:
-    """Kueue's webhook configurations from its module, called on loopback with ``ca_bundle``."""
-    path = go_module_dir(KUEUE_MODULE) / "config" / "components" / "webhook" / "manifests.yaml"
+def module_webhooks(
+    module: str,
+    manifest: str,
+    port: int,
+    ca_bundle: bytes,
+    keep: tuple[str, ...] = (),
+) -> list[dict[str, Any]]:
+    """A controller's webhook configurations from its module, called on loopback.
+
+    ``manifest`` is the kubebuilder webhook manifest's path in the module; each webhook's Service
+    becomes ``https://127.0.0.1:port/<path>`` with ``ca_bundle``; ``keep`` (substrings of the
+    paths) selects the webhooks to register, all when empty. Names get the module's last part as
+    a prefix, so two controllers' ``mutating-webhook-configuration`` do not collide.
+    """
+    prefix = module.rstrip("/").split("/")[-1].split("@")[0]
+    if prefix.startswith("v") and prefix[1:].isdigit():  # github.com/kubeflow/trainer/v2
+        prefix = module.split("/")[-2]
     configs = []
-    for config in yaml.safe_load_all(path.read_text()):
+    for config in yaml.safe_load_all((go_module_dir(module) / manifest).read_text()):
         if not config:
             continue
-        config["metadata"]["name"] = f"kueue-{config['metadata']['name']}"
+        config["metadata"]["name"] = f"{prefix}-{config['metadata']['name']}"
         hooks = []
         for hook in config["webhooks"]:
             route = hook["clientConfig"]["service"]["path"]
-            if not any(part in route for part in _KUEUE_WEBHOOK_PATHS):
+            if keep and not any(part in route for part in keep):
                 continue
             hook["clientConfig"] = {
                 "url": f"https://127.0.0.1:{port}{route}",
@@ -379,6 +395,12 @@ def kueue_webhooks(port: int, ca_bundle: bytes) -> list[dict[str, Any]]:
         config["webhooks"] = hooks
         configs.append(config)
     return configs
+
+
+def kueue_webhooks(port: int, ca_bundle: bytes) -> list[dict[str, Any]]:
+    """Kueue's webhooks for its own resources and the job kinds it queues here."""
+    manifest = "config/components/webhook/manifests.yaml"
+    return module_webhooks(KUEUE_MODULE, manifest, port, ca_bundle, _KUEUE_WEBHOOK_PATHS)
 
 
 def kueue_crds() -> list[Path]:
@@ -439,6 +461,112 @@ class Kueue(_WebhookController):
                 "--feature-gates=VisibilityOnDemand=false",
             ],
             env={"POD_NAMESPACE": "kueue-system"},
+        )
+        _wait_http_ok(f"http://127.0.0.1:{probe_port}/readyz", proc, self.log, timeout)
+        return self
+
+
+JOBSET_MODULE = "sigs.k8s.io/jobset"
+TRAINER_MODULE = "github.com/kubeflow/trainer/v2"
+
+
+def jobset_crds() -> list[Path]:
+    """JobSet's CRD manifests in its module."""
+    return sorted((go_module_dir(JOBSET_MODULE) / "config/components/crd/bases").glob("*.yaml"))
+
+
+def trainer_crds() -> list[Path]:
+    """Kubeflow Trainer v2's CRD manifests (TrainJob, TrainingRuntime, ClusterTrainingRuntime)."""
+    return sorted((go_module_dir(TRAINER_MODULE) / "manifests/base/crds").glob("trainer.*.yaml"))
+
+
+def trainer_runtime(name: str = "torch_distributed") -> dict[str, Any]:
+    """A ClusterTrainingRuntime that Trainer v2 ships (``manifests/base/runtimes/<name>.yaml``)."""
+    path = go_module_dir(TRAINER_MODULE) / "manifests/base/runtimes" / f"{name}.yaml"
+    runtime: dict[str, Any] = yaml.safe_load(path.read_text())
+    return runtime
+
+
+@dataclass
+class JobSet(_WebhookController):
+    """The JobSet controller (Trainer v2 runs a TrainJob as a JobSet), webhooks on loopback."""
+
+    name = "jobset"
+
+    def start(self, timeout: float = 90.0) -> JobSet:
+        """Write its configuration and certificates, register its webhooks, start, wait ready."""
+        webhook_port, probe_port = free_port(), free_port()
+        pki = _webhook_pki("jobset-webhook-service.jobset-system.svc", "jobset-ca")
+        certs = self.workdir / "certs"
+        certs.mkdir(parents=True, exist_ok=True)
+        for name in ("tls.crt", "tls.key"):
+            (certs / name).write_bytes(pki[name])
+        config = {
+            "apiVersion": "config.jobset.x-k8s.io/v1alpha1",
+            "kind": "Configuration",
+            "leaderElection": {"leaderElect": False},
+            "internalCertManagement": {"enable": False},
+            "webhook": {"port": webhook_port, "host": "127.0.0.1", "certDir": str(certs)},
+            "metrics": {"bindAddress": "0"},
+            "health": {"healthProbeBindAddress": f"127.0.0.1:{probe_port}"},
+        }
+        config_file = self.workdir / "config.yaml"
+        config_file.write_text(yaml.safe_dump(config))
+        manifest = "config/components/webhook/manifests.yaml"
+        self._register_webhooks(
+            module_webhooks(JOBSET_MODULE, manifest, webhook_port, pki["ca.crt"])
+        )
+        proc = self._spawn(
+            "", [], [f"--config={config_file}", f"--kubeconfig={self.kubeconfig}"], env={}
+        )
+        _wait_http_ok(f"http://127.0.0.1:{probe_port}/readyz", proc, self.log, timeout)
+        return self
+
+
+@dataclass
+class Trainer(_WebhookController):
+    """Kubeflow Trainer v2's controller manager (TrainJob), webhooks on loopback.
+
+    Like the training operator it reads webhook certificates from a hard-coded directory under
+    ``/tmp``: it gets a private ``/tmp``.
+    """
+
+    name = "trainer-controller-manager"
+
+    def start(self, timeout: float = 90.0) -> Trainer:
+        """Write its configuration and certificates, register its webhooks, start, wait ready."""
+        webhook_port, probe_port = free_port(), free_port()
+        pki = _webhook_pki("kubeflow-trainer-controller-manager.kubeflow-system.svc", "trainer-ca")
+        private_tmp = self.workdir / "tmp"
+        certs = private_tmp / "k8s-webhook-server" / "serving-certs"
+        certs.mkdir(parents=True, exist_ok=True)
+        for name in ("tls.crt", "tls.key"):
+            (certs / name).write_bytes(pki[name])
+        (private_tmp / "kubeconfig").write_text(yaml.safe_dump(_inline_ca(self.kubeconfig)))
+        config = {
+            "apiVersion": "config.trainer.kubeflow.org/v1alpha1",
+            "kind": "Configuration",
+            "health": {
+                "healthProbeBindAddress": f"127.0.0.1:{probe_port}",
+                "readinessEndpointName": "readyz",
+                "livenessEndpointName": "healthz",
+            },
+            "metrics": {"bindAddress": "0"},
+            "webhook": {"port": webhook_port, "host": "127.0.0.1"},
+            "leaderElection": {"leaderElect": False},
+            "certManagement": {"enable": False},
+            "statusServer": {"port": free_port()},
+        }
+        (private_tmp / "config.yaml").write_text(yaml.safe_dump(config))
+        manifest = "manifests/base/webhook/manifests.yaml"
+        self._register_webhooks(
+            module_webhooks(TRAINER_MODULE, manifest, webhook_port, pki["ca.crt"])
+        )
+        proc = self._spawn(
+            'mount --bind "$0" /tmp',
+            [str(private_tmp)],
+            ["--config=/tmp/config.yaml", "--kubeconfig=/tmp/kubeconfig"],
+            env={},
         )
         _wait_http_ok(f"http://127.0.0.1:{probe_port}/readyz", proc, self.log, timeout)
         return self

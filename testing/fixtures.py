@@ -18,13 +18,24 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from kubeforge.testing.builders import (  # noqa: F401 - re-exported; builders live there
     kwok_pool,
     read_pool,
     submit_gang,
 )
-from kubeforge.testing.controllers import Kueue, Kwok, TrainingOperator, kueue_crds
+from kubeforge.testing.controllers import (
+    JobSet,
+    Kueue,
+    Kwok,
+    Trainer,
+    TrainingOperator,
+    jobset_crds,
+    kueue_crds,
+    trainer_crds,
+    trainer_runtime,
+)
 from kubeforge.testing.controlplane import (
     ControlPlane,
     build_binaries,
@@ -242,12 +253,32 @@ def kueue(
     kube_bin_dir: Path, kubeconfig: Path, kubectl: Kubectl, api_client: Any, pytorchjob_crd: str
 ) -> Iterator[Kueue]:
     """Kueue queueing batch Jobs and PyTorchJobs (those labelled with a queue name)."""
-    for path in kueue_crds():
-        kubectl("apply", "--server-side", "--force-conflicts", "-f", str(path))
-        wait_for_crd(api_client, f"{path.stem.split('_', 1)[1]}.kueue.x-k8s.io")
+    _install_crds(kubectl, api_client, kueue_crds())
     running = Kueue(kube_bin_dir, kubeconfig, api_client).start()
     yield running
     running.stop()
+
+
+def _install_crds(kubectl: Kubectl, api_client: Any, paths: list[Path]) -> None:
+    for path in paths:
+        kubectl("apply", "--server-side", "--force-conflicts", "-f", str(path))
+        manifest = yaml.safe_load(path.read_text())
+        wait_for_crd(api_client, manifest["metadata"]["name"])
+
+
+@pytest.fixture(scope="session")
+def trainer(
+    kube_bin_dir: Path, kubeconfig: Path, kubectl: Kubectl, api_client: Any
+) -> Iterator[Trainer]:
+    """Kubeflow Trainer v2 with JobSet: TrainJobs run as JobSets; its torch runtime installed."""
+    _install_crds(kubectl, api_client, jobset_crds() + trainer_crds())
+    jobset = JobSet(kube_bin_dir, kubeconfig, api_client).start()
+    running = Trainer(kube_bin_dir, kubeconfig, api_client).start()
+    runtime = trainer_runtime("torch_distributed")
+    kubectl("apply", "--server-side", "--force-conflicts", "-f", "-", stdin=yaml.safe_dump(runtime))
+    yield running
+    running.stop()
+    jobset.stop()
 
 
 @pytest.fixture(scope="session")

@@ -9,7 +9,9 @@
 #   kwok                              from sigs.k8s.io/kwok (simulated nodes and pod lifecycles)
 #   training-operator                 from github.com/kubeflow/training-operator (PyTorchJob)
 #   kueue                             from sigs.k8s.io/kueue (job queueing and quotas)
-# kwok, the training operator and Kueue are built inside their own downloaded module, so their go.mod
+#   jobset, trainer-controller-manager from sigs.k8s.io/jobset and github.com/kubeflow/trainer/v2
+#                                     (Kubeflow Trainer v2: TrainJob)
+# kwok, the training operator, Kueue, JobSet and Trainer are built inside their own downloaded module, so their go.mod
 # (and any replace directives in it) applies exactly as upstream builds it.
 # Binaries are cached under ${KUBEFORGE_CACHE:-~/.cache/kubeforge}/<versions>/bin, so a second
 # run builds nothing. Prints the bin directory on the last line of stdout.
@@ -29,9 +31,11 @@ helm="$(modver helm helm.sh/helm/v3)"
 kwok="$(modver crds sigs.k8s.io/kwok)"
 training_operator="$(modver crds github.com/kubeflow/training-operator)"
 kueue="$(modver crds sigs.k8s.io/kueue)"
+jobset="$(modver crds sigs.k8s.io/jobset)"
+trainer="$(modver crds github.com/kubeflow/trainer/v2)"
 gover="$(go env GOVERSION)"
 cache="${KUBEFORGE_CACHE:-$HOME/.cache/kubeforge}"
-bin="$cache/k8s-${k8s}_etcd-${etcd}_helm-${helm}_kwok-${kwok}_to-${training_operator}_kueue-${kueue}_${gover}_r${RECIPE}/bin"
+bin="$cache/k8s-${k8s}_etcd-${etcd}_helm-${helm}_${gover}_r${RECIPE}/bin"
 mkdir -p "$bin"
 # One build at a time per cache (test sessions may start together).
 exec 9>"$bin/.lock"
@@ -66,6 +70,10 @@ build() { # build NAME MODULE_DIR PACKAGE [LDFLAGS]: from one of our wrapper mod
 
 build_upstream() { # build_upstream NAME MODULE VERSION PACKAGE: inside the module itself
   local name="$1" module="$2" version="$3" pkg="$4"
+  # Each carries its version beside it, so a new pin rebuilds that binary alone.
+  if [[ "$(cat "$bin/.$name.version" 2>/dev/null)" != "$version" ]]; then
+    rm -f "$bin/$name"
+  fi
   cached "$name" && return
   local start=$SECONDS dir
   dir="$(cd "$here/crds" && go mod download -json "$module@$version" |
@@ -73,6 +81,7 @@ build_upstream() { # build_upstream NAME MODULE VERSION PACKAGE: inside the modu
   [[ -d "$dir" ]] || { echo "controlplane: cannot download $module@$version" >&2; exit 1; }
   (cd "$dir" && GOFLAGS="-mod=readonly -trimpath" go build -ldflags="-s -w" -o "$bin/$name.tmp" "$pkg")
   mv "$bin/$name.tmp" "$bin/$name"
+  echo "$version" > "$bin/.$name.version"
   echo "controlplane: built $name in $((SECONDS - start))s" >&2
 }
 
@@ -86,4 +95,7 @@ build_upstream kwok sigs.k8s.io/kwok "$kwok" ./cmd/kwok
 build_upstream training-operator github.com/kubeflow/training-operator \
   "$training_operator" ./cmd/training-operator.v1
 build_upstream kueue sigs.k8s.io/kueue "$kueue" ./cmd/kueue
+build_upstream jobset sigs.k8s.io/jobset "$jobset" .
+build_upstream trainer-controller-manager github.com/kubeflow/trainer/v2 "$trainer" \
+  ./cmd/trainer-controller-manager
 echo "$bin"

@@ -15,7 +15,7 @@ from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 from kubeforge.components.train.pytorchjob import build_pytorchjob, submit_pytorchjob
-from kubeforge.testing.controllers import Kueue, Kwok, TrainingOperator
+from kubeforge.testing.controllers import Kueue, Kwok, Trainer, TrainingOperator
 from kubeforge.testing.fixtures import Kubectl, real_controllers, wait_for
 
 pytestmark = pytest.mark.skipif(
@@ -197,3 +197,79 @@ def test_kueue_admits_one_gang_of_two_within_its_gpu_quota(
             wait_for(lambda: not is_suspended(api_client, namespace, "first"), timeout=60)
     # Kueue's webhook suspended the second on creation and keeps it so: the quota is spent.
     assert is_suspended(api_client, namespace, "second")
+
+
+def trainjob(name: str, namespace: str, nodes: int, gpus: int, pool: str) -> dict[str, Any]:
+    """A TrainJob on Trainer's shipped torch runtime, ``nodes`` × ``gpus`` GPUs on ``pool``."""
+    pod_patch = {"nodeSelector": {"kubeforge.io/pool": pool}}
+    return {
+        "apiVersion": "trainer.kubeflow.org/v1alpha1",
+        "kind": "TrainJob",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {
+            "runtimeRef": {
+                "apiGroup": "trainer.kubeflow.org",
+                "kind": "ClusterTrainingRuntime",
+                "name": "torch-distributed",
+            },
+            "trainer": {
+                "numNodes": nodes,
+                "command": ["train"],
+                "resourcesPerNode": {
+                    "requests": {"nvidia.com/gpu": str(gpus)},
+                    "limits": {"nvidia.com/gpu": str(gpus)},
+                },
+            },
+            "runtimePatches": [
+                {
+                    "manager": "kubeforge.io/tests",
+                    "trainingRuntimeSpec": {
+                        "template": {
+                            "spec": {
+                                "replicatedJobs": [
+                                    {
+                                        "name": "node",
+                                        "template": {"spec": {"template": {"spec": pod_patch}}},
+                                    }
+                                ]
+                            }
+                        }
+                    },
+                }
+            ],
+        },
+    }
+
+
+def test_trainer_runs_a_trainjob_as_a_jobset_on_kwok_gpu_nodes(
+    api_client: Any, namespace: str, kwok: Kwok, trainer: Trainer
+) -> None:
+    pool = f"tj-{secrets.token_hex(3)}"
+    nodes = {gpu_node(api_client, pool) for _ in range(2)}
+    custom = client.CustomObjectsApi(api_client)
+    custom.create_namespaced_custom_object(
+        "trainer.kubeflow.org",
+        "v1alpha1",
+        namespace,
+        "trainjobs",
+        trainjob("tj", namespace, nodes=2, gpus=8, pool=pool),
+    )
+    core = client.CoreV1Api(api_client)
+    selector = "jobset.sigs.k8s.io/jobset-name=tj"
+
+    def both_nodes_placed() -> bool:
+        pods = core.list_namespaced_pod(namespace, label_selector=selector).items
+        return len(pods) == 2 and all(p.spec.node_name for p in pods)
+
+    wait_for(both_nodes_placed, timeout=90)
+    pods = core.list_namespaced_pod(namespace, label_selector=selector).items
+    assert {p.spec.node_name for p in pods} == nodes
+
+    def complete() -> bool:
+        job = custom.get_namespaced_custom_object(
+            "trainer.kubeflow.org", "v1alpha1", namespace, "trainjobs", "tj"
+        )
+        conditions = {c["type"]: c["status"] for c in job.get("status", {}).get("conditions", [])}
+        return conditions.get("Complete") == "True"
+
+    wait_for(complete, timeout=120)

@@ -8,11 +8,13 @@ module kubeforge.io/hack/controlplane/crds
 go 1.25.0
 
 require (
+	github.com/kubeflow/trainer/v2 v2.3.0
 	github.com/kubeflow/training-operator v1.9.3
 	// The Prometheus Operator's ServiceMonitor, PodMonitor and PrometheusRule CRDs
 	// (example/prometheus-operator-crd/), for the chart's monitoring objects.
 	github.com/prometheus-operator/prometheus-operator v0.85.0
 	sigs.k8s.io/cluster-api v1.13.6
+	sigs.k8s.io/jobset v0.12.0
 	sigs.k8s.io/kueue v0.17.1
 	sigs.k8s.io/kwok v0.8.0
 )
