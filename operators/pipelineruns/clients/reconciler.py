@@ -12,6 +12,7 @@ status builders), the time from the injected clock. May import the controller's 
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -60,6 +61,12 @@ from kubeforge.operators.settings import OperatorSettings
 from kubeforge.pipelines.ir import PipelineIR, check_parameters
 
 log = logging.getLogger(__name__)
+
+
+def _json(response: Any) -> dict[str, Any]:
+    """The body of a response read with ``_preload_content=False``."""
+    body: dict[str, Any] = json.loads(response.data)
+    return body
 
 
 @dataclass
@@ -291,20 +298,19 @@ class RunReconciler:
         if status.backend == Backend.KFP:
             run = self._kfp().get_run(status.kfpRunId)
             return kfp_state(run.state, run.error, run.created_at, run.finished_at)
-        serialize = self.api_client.sanitize_for_serialization
         job_name = status.jobName or resource_name(obj["metadata"]["name"])
+        # Read raw, so the run shows the Job's timestamps as the API server wrote them.
         try:
-            job = serialize(self._batch().read_namespaced_job(job_name, ns))
+            job = _json(self._batch().read_namespaced_job(job_name, ns, _preload_content=False))
         except ApiException as exc:
             if exc.status == 404:
                 return RunState(RunPhase.FAILED, f"Job {ns}/{job_name} was deleted")
             raise
         selector = f"{RUN_LABEL}={obj['metadata']['name']}"
-        pods = [
-            serialize(p)
-            for p in self._core().list_namespaced_pod(ns, label_selector=selector).items
-        ]
-        return job_state(job, pods)
+        pods = _json(
+            self._core().list_namespaced_pod(ns, label_selector=selector, _preload_content=False)
+        )
+        return job_state(job, pods["items"])
 
     def _mirror(
         self, obj: dict[str, Any], before: PipelineRunStatus

@@ -24,6 +24,9 @@ KFP_PHASES = {
     "CANCELED": RunPhase.FAILED,
 }
 
+# Job conditions that tell the outcome before the Job is Complete or Failed (Kubernetes 1.31+).
+_OUTCOME_KNOWN = frozenset({"SuccessCriteriaMet", "FailureTarget"})
+
 
 @dataclass(frozen=True)
 class RunState:
@@ -69,7 +72,10 @@ def job_state(job: dict[str, Any], pods: list[dict[str, Any]]) -> RunState:
             RunPhase.FAILED, f"the pipeline failed: {detail}", started,
             cond.get("lastTransitionTime", ""), mlflow_run,
         )  # fmt: skip
-    if status.get("active") or status.get("ready"):
+    # The Job controller states the outcome (SuccessCriteriaMet, FailureTarget) before the
+    # terminal condition, which waits for its pods to be gone: the run is still running then.
+    counts = ("active", "ready", "succeeded", "failed")
+    if any(status.get(count) for count in counts) or _OUTCOME_KNOWN & conditions.keys():
         return RunState(RunPhase.RUNNING, "the pipeline is running", started, "", mlflow_run)
     return RunState(RunPhase.PENDING, "waiting for the Job's pod to start", started)
 

@@ -132,6 +132,18 @@ def test_names_stay_dns_labels() -> None:
         ({}, [], "Pending", ""),
         ({"active": 1, "startTime": "2026-01-01T00:00:00Z"}, [], "Running", ""),
         (
+            {"succeeded": 1, "conditions": [{"type": "SuccessCriteriaMet", "status": "True"}]},
+            [],
+            "Running",
+            "",
+        ),
+        (
+            {"failed": 1, "conditions": [{"type": "FailureTarget", "status": "True"}]},
+            [],
+            "Running",
+            "",
+        ),
+        (
             {
                 "startTime": "2026-01-01T00:00:00Z",
                 "completionTime": "2026-01-01T00:03:12Z",
@@ -152,7 +164,7 @@ def test_names_stay_dns_labels() -> None:
             "",
         ),
     ],
-    ids=["pending", "running", "succeeded", "failed"],
+    ids=["pending", "running", "success-criteria-met", "failure-target", "succeeded", "failed"],
 )
 def test_job_status_becomes_the_run_phase(
     status: dict[str, Any], pods: list[dict[str, Any]], phase: str, mlflow: str
