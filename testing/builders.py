@@ -602,3 +602,14 @@ def finished_run_pod(message: str) -> dict[str, Any]:
     """A run's pod whose container terminated with ``message`` (its summary, or its error)."""
     terminated = {"state": {"terminated": {"exitCode": 0, "message": message}}}
     return {"status": {"containerStatuses": [terminated]}}
+
+
+def unscheduled_run_pod(message: str) -> dict[str, Any]:
+    """A run's pod still Pending because the scheduler found no node (``message`` says why)."""
+    unscheduled = {"type": "PodScheduled", "status": "False", "reason": "Unschedulable"}
+    return {"status": {"phase": "Pending", "conditions": [{**unscheduled, "message": message}]}}
+
+
+def running_run_pod() -> dict[str, Any]:
+    """A run's pod whose container runs."""
+    return {"status": {"phase": "Running", "containerStatuses": [{"state": {"running": {}}}]}}

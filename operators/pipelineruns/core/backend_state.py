@@ -53,6 +53,21 @@ def _summary(pods: list[dict[str, Any]]) -> dict[str, Any]:
     return {}
 
 
+def _not_started(pods: list[dict[str, Any]]) -> str | None:
+    """Why the run's pods have not started (the scheduler's word, or ""); None once one has.
+
+    The Job controller counts a pod that waits for a node as active: only the pods tell.
+    """
+    statuses = [pod.get("status") or {} for pod in pods]
+    if not statuses or any(status.get("phase") != "Pending" for status in statuses):
+        return None
+    for status in statuses:
+        for cond in status.get("conditions") or []:
+            if cond.get("type") == "PodScheduled" and cond.get("status") == "False":
+                return str(cond.get("message") or cond.get("reason") or "")
+    return ""
+
+
 def job_state(job: dict[str, Any], pods: list[dict[str, Any]]) -> RunState:
     """A Job's status (and its pod's termination message) as a PipelineRun state."""
     status = job.get("status", {}) or {}
@@ -72,6 +87,10 @@ def job_state(job: dict[str, Any], pods: list[dict[str, Any]]) -> RunState:
             RunPhase.FAILED, f"the pipeline failed: {detail}", started,
             cond.get("lastTransitionTime", ""), mlflow_run,
         )  # fmt: skip
+    waiting = _not_started(pods)
+    if waiting is not None and not _OUTCOME_KNOWN & conditions.keys():
+        detail = f": {waiting}" if waiting else ""
+        return RunState(RunPhase.PENDING, f"waiting for the Job's pod to start{detail}", started)
     # The Job controller states the outcome (SuccessCriteriaMet, FailureTarget) before the
     # terminal condition, which waits for its pods to be gone: the run is still running then.
     counts = ("active", "ready", "succeeded", "failed")

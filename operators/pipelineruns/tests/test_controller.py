@@ -232,6 +232,38 @@ def test_a_run_whose_pod_fails_fails_with_the_pods_message_and_its_cleanup_takes
     assert "doomed-ir" not in _config_maps(api_client, namespace)
 
 
+def test_a_run_whose_pod_no_node_can_take_stays_pending_saying_why(
+    pipeline_crds: None, kubectl: Kubectl, api_client: Any, namespace: str, kwok_node: str
+) -> None:
+    from kubernetes import client
+
+    # The namespace asks more CPU per container than any node has: the pod waits for a node.
+    client.CoreV1Api(api_client).create_namespaced_limit_range(
+        namespace,
+        {
+            "metadata": {"name": "greedy"},
+            "spec": {"limits": [{"type": "Container", "defaultRequest": {"cpu": "2k"}}]},
+        },
+    )
+    reconciler, _ = _reconciler(api_client)
+    run = pipelinerun("stuck", namespace).pipeline("main").parameters(data_uri="x")
+    reconciler.reconcile_run(_apply(kubectl, run))
+
+    def unschedulable() -> bool:
+        pods = _pods_of_job(api_client, namespace, "stuck")
+        conditions = [c for p in pods for c in p.status.conditions or []]
+        return any(c.type == "PodScheduled" and c.reason == "Unschedulable" for c in conditions)
+
+    wait_for(unschedulable, timeout=60)
+    job = client.BatchV1Api(api_client).read_namespaced_job_status("stuck", namespace)
+    assert job.status.active == 1  # the Job controller counts a pod waiting for a node
+    reconciler.reconcile_run(_get(kubectl, "pipelinerun", "stuck", namespace))
+    status = _get(kubectl, "pipelinerun", "stuck", namespace)["status"]
+    assert status["phase"] == "Pending"
+    assert status["message"].startswith("waiting for the Job's pod to start: 0/")
+    assert "Insufficient cpu" in status["message"]
+
+
 def _apply(kubectl: Kubectl, run: PipelineRunBuilder) -> dict[str, Any]:
     kubectl("apply", "-f", "-", stdin=run.json())
     meta = run.obj()["metadata"]

@@ -37,7 +37,13 @@ from kubeforge.operators.pipelineruns.core.status import (
 )
 from kubeforge.operators.schema import from_dict, to_dict
 from kubeforge.pipelines.ir import check_parameters, load_ir
-from kubeforge.testing.builders import finished_run_pod, main_pipeline_ir, pipelinerun
+from kubeforge.testing.builders import (
+    finished_run_pod,
+    main_pipeline_ir,
+    pipelinerun,
+    running_run_pod,
+    unscheduled_run_pod,
+)
 
 RUN = (
     pipelinerun("Digits_1", "team-a")
@@ -174,6 +180,14 @@ def test_job_status_becomes_the_run_phase(
     assert state.mlflow_run_id == mlflow
     if phase == "Failed":
         assert "too few gold rows" in state.message
+
+
+def test_a_job_whose_pod_waits_for_a_node_is_pending_with_the_schedulers_reason() -> None:
+    reason = "0/3 nodes are available: 3 Insufficient cpu."
+    waiting = job_state({"status": {"active": 1}}, [unscheduled_run_pod(reason)])
+    assert waiting.phase == "Pending"
+    assert waiting.message == f"waiting for the Job's pod to start: {reason}"
+    assert job_state({"status": {"active": 1}}, [running_run_pod()]).phase == "Running"
 
 
 @pytest.mark.parametrize(
