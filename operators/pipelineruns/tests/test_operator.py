@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import secrets
 from pathlib import Path
 from typing import Any
 
@@ -59,4 +60,47 @@ def test_operator_runs_an_applied_pipelinerun_and_its_finalizer_cleans_up(
         assert jobs() == ["digits-1"]  # re-applied: still one run
         kubectl("delete", "pipelinerun", "digits-1", "-n", namespace, "--timeout=60s")
         wait_for(lambda: jobs() == [] and pods() == [], timeout=60)
+    assert runner.exception is None
+
+
+def test_a_namespace_holding_a_started_run_really_goes_away(
+    pipeline_crds: None,
+    kubectl: Kubectl,
+    kubeconfig: Path,
+    api_client: Any,
+    kwok_node: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from kopf.testing import KopfRunner
+    from kubernetes import client
+    from kubernetes.client.rest import ApiException
+
+    monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
+    monkeypatch.setenv("KUBEFORGE_METRICS_PORT", "0")
+    monkeypatch.delenv("KUBEFORGE_KFP_HOST", raising=False)
+    core = client.CoreV1Api(api_client)
+    # Its own namespace: deleting it is what the test does.
+    doomed = f"kf-test-gone-{secrets.token_hex(4)}"
+    core.create_namespace({"metadata": {"name": doomed}})
+
+    def started() -> bool:
+        out = kubectl("get", "pipelinerun", "digits-1", "-n", doomed, "-o", "json").stdout
+        return bool(json.loads(out).get("status", {}).get("backend"))
+
+    def gone() -> bool:
+        try:
+            core.read_namespace(doomed)
+        except ApiException as exc:
+            if exc.status == 404:
+                return True
+            raise
+        return False
+
+    args = ["run", "--standalone", "-A", "-m", "kubeforge.operators.main"]
+    with KopfRunner(args, timeout=120) as runner:
+        kubectl("apply", "-n", doomed, "-f", str(EXAMPLES))
+        wait_for(started, timeout=60)
+        # The namespace controller deletes the run; the operator's finalizer lets it go.
+        core.delete_namespace(doomed)
+        wait_for(gone, timeout=120)
     assert runner.exception is None
