@@ -170,7 +170,7 @@ def test_monitoring_scenario_ships_the_rules_file_and_scrapes_the_operator(chart
     pod_monitor = chart.find(objects, "PodMonitor", "-model-servers")
     assert pod_monitor["spec"]["namespaceSelector"] == {"any": True}
     # It selects the pods of the model servers that the deploy component builds, on their port.
-    from kubeforge.components.deploy.deploy import build_deployment
+    from kubeforge.components.deploy.manifests import build_deployment
 
     server = build_deployment("digits", "team-a", "img", "models:/digits@champion", "http://m")
     pod = server["spec"]["template"]
@@ -201,7 +201,7 @@ def _selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
 def test_monitoring_scenario_scrapes_the_throughput_of_pytorchjob_pods(chart: Any) -> None:
     from kubeflow.training.constants import constants as training
 
-    from kubeforge.components.deploy.deploy import build_deployment
+    from kubeforge.components.deploy.manifests import build_deployment
     from kubeforge.components.train.pytorchjob import build_pytorchjob
 
     objects = chart.render("kf", "ml", values=chart.path / "ci" / "monitoring-values.yaml")

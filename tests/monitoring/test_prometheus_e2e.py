@@ -32,9 +32,9 @@ import numpy as np
 import pytest
 import yaml
 
+from kubeforge.components.common.model import Classifier, ModelSpec
 from kubeforge.components.deploy.server import ModelServer
-from kubeforge.components.train.model import Classifier, ModelSpec
-from kubeforge.components.train.trainer import TrainConfig
+from kubeforge.components.train.trainer import TrainConfig, TrainParams
 from kubeforge.testing.controlplane import free_port, stop_process_groups
 from kubeforge.testing.fixtures import Kubectl, kwok_pool, submit_gang, wait_for, wait_for_crd
 from kubeforge.testing.prometheus import (
@@ -179,8 +179,8 @@ def scenario(
             str(digits_labelled / "train.parquet"),
             str(digits_splits / "val.parquet"),
             str(tmp / "train"),
-            hidden=[32],
-            epochs=1_000_000,  # stopped once Prometheus has seen it train
+            # epochs: stopped once Prometheus has seen it train
+            TrainParams.defaults(hidden="32", epochs=1_000_000, nproc=1),
             checkpoint_interval_s=3600.0,
         )
         (tmp / "train.json").write_text(json.dumps(asdict(config)))
