@@ -45,9 +45,10 @@ pytest: install controlplane prometheus
 
 test: lint typecheck pytest
 
-# The inner loop: every test that needs no control plane, no Go build and no Prometheus.
+# The inner loop: every test that needs no control plane, no Go build, no Prometheus and runs
+# no whole pipeline (make test runs them all).
 unit: install
-	$(VENV)/bin/pytest -m "not cluster" -q
+	$(VENV)/bin/pytest -m "not cluster and not e2e" -q
 
 demo: install
 	$(VENV)/bin/kubeforge demo

@@ -159,8 +159,8 @@ class ControlPlane:
 
     bin_dir: Path
     workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="kubeforge-cp-")))
-    with_scheduler: bool = False
-    with_controller_manager: bool = False
+    with_scheduler: bool = True
+    with_controller_manager: bool = True
     admin_token: str = field(default_factory=lambda: secrets.token_hex(16))
     _procs: list[tuple[str, subprocess.Popen[bytes]]] = field(default_factory=list)
     apiserver_port: int = 0
@@ -343,7 +343,7 @@ class ControlPlane:
 
 
 @contextlib.contextmanager
-def running_control_plane(with_scheduler: bool = False) -> Iterator[ControlPlane]:
+def running_control_plane() -> Iterator[ControlPlane]:
     """Build (or reuse) the binaries and run a control plane for the ``with`` block."""
-    with ControlPlane(bin_dir=build_binaries(), with_scheduler=with_scheduler) as plane:
+    with ControlPlane(bin_dir=build_binaries()) as plane:
         yield plane

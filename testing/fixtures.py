@@ -3,7 +3,11 @@
 Loaded with ``-p kubeforge.testing.fixtures``.
 
 ``KUBECONFIG`` set in the environment points the tests at that cluster; otherwise the session
-starts a real etcd + kube-apiserver from :mod:`kubeforge.testing.controlplane`.
+starts a real control plane from :mod:`kubeforge.testing.controlplane` (etcd, kube-apiserver,
+kube-controller-manager, kube-scheduler). The controllers users run beside Kubeforge (kwok,
+the training operator, Trainer v2 with JobSet, Kueue; :mod:`kubeforge.testing.controllers`)
+start, once per session, only for the tests whose fixtures ask for them. No test plays a
+controller that runs here for real.
 """
 
 from __future__ import annotations
@@ -73,25 +77,13 @@ def kube_bin_dir() -> Path:
     return build_binaries()
 
 
-def real_controllers() -> bool:
-    """Whether the session runs the real controller manager and scheduler.
-
-    Transitional switch (``KUBEFORGE_REAL_CONTROLLERS=1``) while tests that played the Job
-    controller or the scheduler move to the real ones.
-    """
-    return os.environ.get("KUBEFORGE_REAL_CONTROLLERS", "") == "1"
-
-
 @pytest.fixture(scope="session")
 def control_plane(kube_bin_dir: Path) -> Iterator[ControlPlane | None]:
     """The session's control plane, or None when ``KUBECONFIG`` names an existing cluster."""
     if os.environ.get("KUBECONFIG"):
         yield None
         return
-    real = real_controllers()
-    with ControlPlane(
-        bin_dir=kube_bin_dir, with_scheduler=real, with_controller_manager=real
-    ) as plane:
+    with ControlPlane(bin_dir=kube_bin_dir) as plane:
         yield plane
 
 
@@ -185,19 +177,17 @@ def start_prometheus(prometheus_bin: Path) -> Iterator[StartPrometheus]:
 
 @pytest.fixture
 def namespace(api_client: Any) -> Iterator[str]:
-    """A fresh namespace for one test, with its ``default`` ServiceAccount, deleted afterwards."""
+    """A fresh namespace for one test, once it has its ``default`` ServiceAccount; deleted after.
+
+    The namespace controller removes it and everything in it (a test proves it goes away).
+    """
     from kubernetes import client
 
     core = client.CoreV1Api(api_client)
     name = f"kf-test-{secrets.token_hex(4)}"
     core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
-    if real_controllers() or os.environ.get("KUBECONFIG"):
-        # The controller manager's ServiceAccount controller creates it: pods need it.
-        wait_for(lambda: _has_default_service_account(core, name), timeout=60)
-    else:
-        core.create_namespaced_service_account(
-            name, client.V1ServiceAccount(metadata=client.V1ObjectMeta(name="default"))
-        )
+    # The controller manager's ServiceAccount controller creates it: pods need it.
+    wait_for(lambda: _has_default_service_account(core, name), timeout=60)
     yield name
     core.delete_namespace(name)
 

@@ -16,11 +16,7 @@ from kubernetes.client.rest import ApiException
 
 from kubeforge.components.train.pytorchjob import build_pytorchjob, submit_pytorchjob
 from kubeforge.testing.controllers import Kueue, Kwok, Trainer, TrainingOperator
-from kubeforge.testing.fixtures import Kubectl, real_controllers, wait_for
-
-pytestmark = pytest.mark.skipif(
-    not real_controllers(), reason="needs KUBEFORGE_REAL_CONTROLLERS=1 (transitional)"
-)
+from kubeforge.testing.fixtures import Kubectl, wait_for
 
 GROUP, VERSION, PLURAL = "kubeflow.org", "v1", "pytorchjobs"
 
