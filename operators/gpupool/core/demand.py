@@ -36,13 +36,20 @@ def job_is_terminal(job: Mapping[str, Any]) -> bool:
     return False
 
 
+def job_is_suspended(job: Mapping[str, Any]) -> bool:
+    """True when ``spec.runPolicy.suspend`` is set (by its user, or by Kueue until admitted)."""
+    return bool((job.get("spec", {}).get("runPolicy") or {}).get("suspend"))
+
+
 def job_demand(
     job: Mapping[str, Any], pods: Iterable[Mapping[str, Any]], resource: str
 ) -> JobDemand:
     """A PyTorchJob's pending GPUs from its *spec* (so pods not created yet still count).
 
     Per replica type, ``replicas`` pods of the template's GPUs, minus the pods of that type
-    already bound to a node.
+    already bound to a node or finished there (a rank that succeeded needs no node again; a
+    failed one is replaced by its operator). A suspended job (Kueue has not admitted it) has
+    no pods to place: it demands nothing.
     """
     meta = job.get("metadata", {})
     bound: dict[str, int] = {}
@@ -50,14 +57,11 @@ def job_demand(
         labels = pod.get("metadata", {}).get("labels", {}) or {}
         if labels.get(JOB_NAME_LABEL) != meta.get("name"):
             continue
-        if (
-            pod.get("spec", {}).get("nodeName")
-            and pod.get("status", {}).get("phase") not in TERMINAL
-        ):
+        if pod.get("spec", {}).get("nodeName") and pod.get("status", {}).get("phase") != "Failed":
             kind = str(labels.get(REPLICA_TYPE_LABEL, "")).lower()
             bound[kind] = bound.get(kind, 0) + 1
     unbound: list[int] = []
-    if not job_is_terminal(job):
+    if not job_is_terminal(job) and not job_is_suspended(job):
         specs = job.get("spec", {}).get("pytorchReplicaSpecs", {}) or {}
         for kind, spec in sorted(specs.items()):
             gpus = pod_gpus(spec.get("template", {}).get("spec", {}) or {}, resource)

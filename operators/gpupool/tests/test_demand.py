@@ -25,6 +25,25 @@ def test_bound_pods_are_subtracted_per_replica_type() -> None:
     assert job_demand(llm().workers(3).gpus(8).obj(), pods, GPU).unbound_pod_gpus == (8, 8)
 
 
+def test_ranks_that_succeeded_need_no_node_again_failed_ones_do() -> None:
+    # kwok (like real ranks) may finish a Worker before the Master: the job runs on.
+    pods = [
+        training_pod("llm", "master").on("n1").obj(),
+        training_pod("llm", "worker").on("n2").phase("Succeeded").obj(),
+        training_pod("llm", "worker").on("n3").phase("Failed").obj(),
+    ]
+    assert job_demand(llm().workers(2).gpus(8).obj(), pods, GPU).unbound_pod_gpus == (8,)
+
+
+def test_a_suspended_job_demands_nothing() -> None:
+    # What Kueue's webhook makes of a queued job until Kueue admits it.
+    job = llm().workers(1).gpus(8).obj()
+    job["spec"]["runPolicy"]["suspend"] = True
+    assert job_demand(job, [], GPU).unbound_pod_gpus == ()
+    job["spec"]["runPolicy"]["suspend"] = False
+    assert job_demand(job, [], GPU).unbound_pod_gpus == (8, 8)
+
+
 def test_finished_jobs_demand_nothing() -> None:
     done = llm().workers(1).gpus(8).succeeded().obj()
     assert job_demand(done, [], GPU).unbound_pod_gpus == ()
