@@ -3,8 +3,8 @@
 A builder starts from a sensible object and each call changes one thing; ``obj()`` returns the
 plain dict (what the API server takes and returns), so a test reads as the case it sets up::
 
-    pytorchjob("llm").namespace("ml").workers(3).gpus(8).obj()
-    training_pod("llm", "worker").on("node-1").gpus(4).obj()
+    pytorchjob("llm").namespace("ml").workers(3).gpus(8).runs_for("20s").obj()
+    training_pod("llm", "worker").on("node-1").gpus(4).obj()  # pure tests only
     gpu_pool("h100").kwok(gpu_delay="30s").scaling(maxNodes=3).obj()
     pipelinerun("digits-1", ns).pipeline("main").parameters(data_uri="x").obj()
 
@@ -22,6 +22,11 @@ from typing import Any, Self
 from kubeforge.components.train.pytorchjob import build_pytorchjob, submit_pytorchjob
 
 GPU = "nvidia.com/gpu"
+# kwok's pod-complete stage reads its delay (and jitter bound) from these pod annotations.
+KWOK_COMPLETE_DELAY = "pod-complete.stage.kwok.x-k8s.io/delay"
+KWOK_COMPLETE_JITTER = "pod-complete.stage.kwok.x-k8s.io/jitter-delay"
+KWOK_NODE = "kwok.x-k8s.io/node"  # kwok runs the nodes annotated with this key and "fake"
+KUEUE_QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
 POOL_SELECTOR = "kubeforge.io/pool"  # the node label a pool's kwok nodes carry
 JOB_NAME_LABEL = "training.kubeflow.org/job-name"
 REPLICA_TYPE_LABEL = "training.kubeflow.org/replica-type"
@@ -37,6 +42,9 @@ class PyTorchJobBuilder:
         self._workers = 1
         self._gpus = 8
         self._node_selector: dict[str, str] = {}
+        self._tolerations: list[dict[str, str]] = []
+        self._pod_annotations: dict[str, str] = {}
+        self._labels: dict[str, str] = {}
         self._created = ""
         self._status: dict[str, Any] = {}
 
@@ -60,6 +68,31 @@ class PyTorchJobBuilder:
         self._node_selector = {POOL_SELECTOR: pool}
         return self
 
+    def tolerates(self, key: str, value: str, effect: str = "NoSchedule") -> PyTorchJobBuilder:
+        """Its pods tolerate the taint ``key=value:effect`` (see ``GpuPoolBuilder.taint``)."""
+        self._tolerations.append(
+            {"key": key, "operator": "Equal", "value": value, "effect": effect}
+        )
+        return self
+
+    def runs_for(self, duration: str) -> PyTorchJobBuilder:
+        """Each pod runs ``duration`` (Go syntax: ``20s``, ``1h``) after Ready, then kwok ends it.
+
+        kwok reads the delay of its ``pod-complete`` stage from the pod's annotations; its
+        jitter bound is set too, because kwok uses the jitter alone when it is below the delay
+        (the test cluster's is 300 ms), which would complete the pod at once.
+        """
+        self._pod_annotations = {
+            KWOK_COMPLETE_DELAY: duration,
+            KWOK_COMPLETE_JITTER: duration,
+        }
+        return self
+
+    def queue(self, local_queue: str) -> PyTorchJobBuilder:
+        """Queued by Kueue in ``local_queue`` (Kueue suspends it until it is admitted)."""
+        self._labels[KUEUE_QUEUE_LABEL] = local_queue
+        return self
+
     def created(self, stamp: str = CREATED) -> PyTorchJobBuilder:
         """With ``metadata.creationTimestamp`` (the API server sets it on a real object)."""
         self._created = stamp
@@ -80,7 +113,13 @@ class PyTorchJobBuilder:
             workers=self._workers,
             gpus_per_replica=self._gpus,
             node_selector=self._node_selector or None,
+            tolerations=self._tolerations or None,
         )
+        job["metadata"]["labels"].update(self._labels)
+        if self._pod_annotations:
+            for spec in job["spec"]["pytorchReplicaSpecs"].values():
+                meta = spec["template"].setdefault("metadata", {})
+                meta.setdefault("annotations", {}).update(self._pod_annotations)
         if self._created:
             job["metadata"]["creationTimestamp"] = self._created
         if self._status:
@@ -98,7 +137,11 @@ def pytorchjob(name: str = "train") -> PyTorchJobBuilder:
 
 
 class TrainingPodBuilder:
-    """A pod of a training job, labelled as the training operator labels it."""
+    """A pod of a training job, labelled as the training operator labels it.
+
+    For pure tests only: in the test cluster the real training operator creates the pods, the
+    real scheduler binds them and kwok runs them.
+    """
 
     def __init__(self, job: str, kind: str) -> None:
         self._job = job
@@ -157,14 +200,6 @@ class TrainingPodBuilder:
             "spec": spec,
             "status": status,
         }
-
-    def create(self, api_client: Any, namespace: str) -> str:
-        """Create it in ``namespace`` (already bound when :meth:`on` was called); its name."""
-        from kubernetes import client
-
-        pod = self.obj()
-        client.CoreV1Api(api_client).create_namespaced_pod(namespace, pod)
-        return str(pod["metadata"]["name"])
 
 
 def training_pod(job: str = "train", kind: str = "worker") -> TrainingPodBuilder:
@@ -260,6 +295,12 @@ class NodeBuilder:
         self._gpus: int | None = None
         self._allocatable: dict[str, str] = {}
         self._cordoned = False
+        self._kwok = False
+
+    def kwok(self) -> NodeBuilder:
+        """Run by kwok (annotated ``kwok.x-k8s.io/node: fake``): its kubelet, simulated."""
+        self._kwok = True
+        return self
 
     def created(self, stamp: str = CREATED) -> NodeBuilder:
         """With ``metadata.creationTimestamp``."""
@@ -286,6 +327,8 @@ class NodeBuilder:
         meta: dict[str, Any] = {"name": self._name}
         if self._created:
             meta["creationTimestamp"] = self._created
+        if self._kwok:
+            meta["annotations"] = {KWOK_NODE: "fake"}
         node: dict[str, Any] = {"metadata": meta}
         if self._cordoned:
             node["spec"] = {"unschedulable": True}
@@ -452,21 +495,98 @@ def submit_gang(
     pytorchjob(name).namespace(namespace).workers(workers).gpus(8).pool(pool).submit(api_client)
 
 
-def finish_job(api_client: Any, namespace: str, job: str, pods: list[str]) -> None:
-    """The job's pods succeed and its Succeeded condition is set (what its operator does)."""
+def job_pods(api_client: Any, namespace: str, job: str) -> list[Any]:
+    """The pods the training operator made for the PyTorchJob ``job``, by name."""
     from kubernetes import client
 
-    core = client.CoreV1Api(api_client)
-    for pod in pods:
-        core.patch_namespaced_pod_status(pod, namespace, {"status": {"phase": "Succeeded"}})
-    client.CustomObjectsApi(api_client).patch_namespaced_custom_object_status(
-        "kubeflow.org",
-        "v1",
-        namespace,
-        "pytorchjobs",
-        job,
-        {"status": {"conditions": [{"type": "Succeeded", "status": "True"}]}},
+    pods = client.CoreV1Api(api_client).list_namespaced_pod(
+        namespace, label_selector=f"{JOB_NAME_LABEL}={job}"
     )
+    return sorted(pods.items, key=lambda p: p.metadata.name)
+
+
+def read_pytorchjob(api_client: Any, namespace: str, name: str) -> dict[str, Any]:
+    """The PyTorchJob as the API server stores it."""
+    from kubernetes import client
+
+    obj: dict[str, Any] = client.CustomObjectsApi(api_client).get_namespaced_custom_object(
+        "kubeflow.org", "v1", namespace, "pytorchjobs", name
+    )
+    return obj
+
+
+def job_conditions(api_client: Any, namespace: str, name: str) -> dict[str, str]:
+    """The PyTorchJob's conditions as its operator set them: type -> status."""
+    job = read_pytorchjob(api_client, namespace, name)
+    return {c["type"]: c["status"] for c in job.get("status", {}).get("conditions", [])}
+
+
+def job_suspended(api_client: Any, namespace: str, name: str) -> bool:
+    """Whether the PyTorchJob is suspended (``spec.runPolicy.suspend``, as Kueue sets it)."""
+    job = read_pytorchjob(api_client, namespace, name)
+    return bool(job["spec"].get("runPolicy", {}).get("suspend"))
+
+
+KUEUE_API = ("kueue.x-k8s.io", "v1beta2")
+
+
+def kueue_queue(api_client: Any, namespace: str, gpus: int) -> str:
+    """A ResourceFlavor, a ClusterQueue of ``gpus`` GPUs of quota, its LocalQueue in ``namespace``.
+
+    All three share one random name, returned (the LocalQueue's: :meth:`PyTorchJobBuilder.queue`).
+    """
+    from kubernetes import client
+
+    custom = client.CustomObjectsApi(api_client)
+    group, version = KUEUE_API
+    name = f"q-{secrets.token_hex(3)}"
+    api_version = f"{group}/{version}"
+    flavor = {"apiVersion": api_version, "kind": "ResourceFlavor", "metadata": {"name": name}}
+    custom.create_cluster_custom_object(group, version, "resourceflavors", flavor)
+    quota = {"name": name, "resources": [{"name": GPU, "nominalQuota": gpus}]}
+    cluster_queue = {
+        "apiVersion": api_version,
+        "kind": "ClusterQueue",
+        "metadata": {"name": name},
+        "spec": {
+            "namespaceSelector": {},
+            "resourceGroups": [{"coveredResources": [GPU], "flavors": [quota]}],
+        },
+    }
+    custom.create_cluster_custom_object(group, version, "clusterqueues", cluster_queue)
+    local_queue = {
+        "apiVersion": api_version,
+        "kind": "LocalQueue",
+        "metadata": {"name": name},
+        "spec": {"clusterQueue": name},
+    }
+    custom.create_namespaced_custom_object(group, version, namespace, "localqueues", local_queue)
+    return name
+
+
+def set_kueue_quota(api_client: Any, queue: str, gpus: int) -> None:
+    """Give the ClusterQueue ``queue`` (from :func:`kueue_queue`) ``gpus`` GPUs of quota."""
+    from kubernetes import client
+
+    quota = {"name": queue, "resources": [{"name": GPU, "nominalQuota": gpus}]}
+    patch = {"spec": {"resourceGroups": [{"coveredResources": [GPU], "flavors": [quota]}]}}
+    client.CustomObjectsApi(api_client).patch_cluster_custom_object(
+        *KUEUE_API, "clusterqueues", queue, patch
+    )
+
+
+def delete_kueue_queue(api_client: Any, queue: str) -> None:
+    """Delete the ClusterQueue and ResourceFlavor of :func:`kueue_queue` (not its LocalQueue)."""
+    from kubernetes import client
+    from kubernetes.client.rest import ApiException
+
+    custom = client.CustomObjectsApi(api_client)
+    for plural in ("clusterqueues", "resourceflavors"):
+        try:
+            custom.delete_cluster_custom_object(*KUEUE_API, plural, queue)
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
 
 
 def read_pool(api_client: Any, name: str) -> dict[str, Any]:

@@ -1,8 +1,11 @@
 """The Cluster API provider against the real API server and the real Cluster API CRDs.
 
-The test plays the Cluster API controllers and the kubelet: it creates Machines and Nodes as
-the MachineDeployment's replicas grow, advertises GPUs, and deletes the Machine that carries
-``cluster.x-k8s.io/delete-machine`` when the replicas shrink.
+The Cluster API controllers cannot run in the test cluster (they need a management cluster and
+an infrastructure provider), so the test plays the MachineSet controller alone: it creates
+Machines and their Nodes as the MachineDeployment's replicas grow, advertises the Nodes' GPUs
+(a device plugin's part), and deletes the Machine that carries ``cluster.x-k8s.io/delete-machine``
+when the replicas shrink. The Nodes are kwok's, so everything on them is real: the training
+operator makes the jobs' pods, the scheduler binds them, kwok runs and completes them.
 """
 
 from __future__ import annotations
@@ -21,16 +24,17 @@ from kubeforge.operators.gpupool.core.machines import DELETE_MACHINE, DEPLOYMENT
 from kubeforge.operators.gpupool.core.nodes import gpu_status_patch
 from kubeforge.operators.gpupool.core.planner import Decision, PoolPlan
 from kubeforge.testing.builders import (
-    finish_job,
     gpu_pool,
+    job_conditions,
+    job_pods,
     machine,
     machine_deployment,
     node,
     pytorchjob,
     read_pool,
-    training_pod,
 )
-from kubeforge.testing.fixtures import Kubectl, wait_for_crd
+from kubeforge.testing.controllers import Kwok, TrainingOperator
+from kubeforge.testing.fixtures import Kubectl, wait_for, wait_for_crd
 
 pytestmark = pytest.mark.cluster
 MANIFEST = Path(__file__).parents[3] / "manifests" / "crds" / "kubeforge.io_gpunodepools.yaml"
@@ -84,7 +88,7 @@ class FakeCapi:
             body = machine(name, machine_deployment(self.deployment, self.namespace)).obj()
             self.custom.create_namespaced_custom_object(*CAPI, self.namespace, "machines", body)
             joined = f"node-{name}"
-            self.core.create_node(node(joined).obj())
+            self.core.create_node(node(joined).kwok().obj())  # kwok plays its kubelet
             self.nodes.append(joined)
             self.custom.patch_namespaced_custom_object_status(
                 *CAPI, self.namespace, "machines", name, {"status": {"nodeRef": {"name": joined}}}
@@ -120,6 +124,8 @@ def capi_pool(
     pytorchjob_crd: str,
     cluster_api_crds: list[str],
     namespace: str,
+    kwok: Kwok,
+    training_operator: TrainingOperator,
 ) -> Any:
     kubectl("apply", "--server-side", "-f", str(MANIFEST))
     wait_for_crd(api_client, "gpunodepools.kubeforge.io")
@@ -151,8 +157,10 @@ def test_scale_up_restart_safe_then_remove_exactly_the_idle_machines(
     core = client.CoreV1Api(api_client)
     t0 = time.time()  # Machines carry real creation times; the injected clock starts there
     clock = ManualClock(t0)
-    pytorchjob("big").namespace(namespace).workers(1).gpus(8).submit(api_client)  # 2 nodes
-    pytorchjob("small").namespace(namespace).workers(0).gpus(8).submit(api_client)  # 1 node
+    # The pool's nodes are tainted: its jobs tolerate the taint. big ends soon, small runs on.
+    for name, workers, runs in (("big", 1, "10s"), ("small", 0, "1h")):  # 2 nodes, 1 node
+        job = pytorchjob(name).namespace(namespace).workers(workers).gpus(8)
+        job.tolerates(TAINT["key"], TAINT["value"]).runs_for(runs).submit(api_client)
 
     first = step(Reconciler(api_client, clock), api_client, pool, t0)
     assert first.decision is Decision.SCALE_UP and first.add_nodes == 3
@@ -180,15 +188,29 @@ def test_scale_up_restart_safe_then_remove_exactly_the_idle_machines(
     capi.gpus_appear()
     step(r, api_client, pool, t0 + 20)
     assert read_pool(api_client, pool)["status"]["nodes"]["gpuReady"] == 3
-    small_node, *big_nodes = capi.nodes
-    big_pods = [
-        training_pod("big", kind).on(node).create(api_client, namespace)
-        for kind, node in zip(("master", "worker"), big_nodes, strict=True)
-    ]
-    training_pod("small", "master").on(small_node).create(api_client, namespace)
+
+    # The real scheduler binds the three pods, one per node; kwok runs them.
+    def placed() -> dict[str, list[str]]:
+        return {
+            job: [p.spec.node_name for p in job_pods(api_client, namespace, job)]
+            for job in ("big", "small")
+        }
+
+    def all_bound() -> bool:
+        nodes = [name for names in placed().values() for name in names]
+        return len(nodes) == 3 and all(nodes)
+
+    wait_for(all_bound, timeout=90)
+    big_nodes, (small_node,) = placed()["big"], placed()["small"]
+    assert sorted([*big_nodes, small_node]) == sorted(capi.nodes)
     assert step(r, api_client, pool, t0 + 30).decision is Decision.NOOP
 
-    finish_job(api_client, namespace, "big", big_pods)  # small keeps running
+    # kwok completes big's ranks and the training operator marks it Succeeded; small runs on.
+    wait_for(lambda: job_conditions(api_client, namespace, "big").get("Succeeded") == "True", 90)
+    wait_for(
+        lambda: {p.status.phase for p in job_pods(api_client, namespace, "big")} == {"Succeeded"}
+    )
+    assert job_conditions(api_client, namespace, "small").get("Running") == "True"
     step(r, api_client, pool, t0 + 100)  # idle from here
     drain = step(r, api_client, pool, t0 + 401)
     assert drain.decision is Decision.DRAIN and sorted(drain.nodes_to_drain) == sorted(big_nodes)

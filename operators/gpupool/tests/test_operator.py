@@ -1,4 +1,8 @@
-"""The kopf operator itself, running against the real API server."""
+"""The kopf operator itself, running against the real API server.
+
+Its PyTorchJob's pods are the real training operator's, bound by the real scheduler to the nodes
+the operator added, and run by kwok.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +15,8 @@ from typing import Any
 
 import pytest
 
-from kubeforge.testing.builders import kwok_pool, parse_metrics, pytorchjob, training_pod
+from kubeforge.testing.builders import gpu_pool, job_pods, parse_metrics, pytorchjob
+from kubeforge.testing.controllers import Kwok, TrainingOperator
 from kubeforge.testing.controlplane import free_port
 from kubeforge.testing.fixtures import Kubectl, wait_for, wait_for_crd
 
@@ -26,6 +31,8 @@ def test_operator_scales_a_pool_and_exports_metrics(
     pytorchjob_crd: str,
     namespace: str,
     monkeypatch: pytest.MonkeyPatch,
+    kwok: Kwok,
+    training_operator: TrainingOperator,
 ) -> None:
     from kopf.testing import KopfRunner
 
@@ -36,55 +43,65 @@ def test_operator_scales_a_pool_and_exports_metrics(
         "apply",
         "-f",
         "-",
-        stdin=json.dumps(kwok_pool(pool)),
+        # GPUs a few seconds after a node is asked for: long enough to see the nodes in flight.
+        stdin=json.dumps(gpu_pool(pool).kwok(gpuDelay="8s").serving().obj()),
     )
     port = free_port()
     monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
     monkeypatch.setenv("KUBEFORGE_RECONCILE_INTERVAL", "1")
     monkeypatch.setenv("KUBEFORGE_METRICS_PORT", str(port))
     monkeypatch.setenv("KUBEFORGE_METRICS_ADDR", "127.0.0.1")
-    pytorchjob("bert").namespace(namespace).workers(1).gpus(8).pool(pool).submit(api_client)
+    job = pytorchjob("bert").namespace(namespace).workers(1).gpus(8).pool(pool)
+    job.runs_for("15s").submit(api_client)
 
     def pool_nodes() -> list[str]:
         out = kubectl("get", "nodes", "-l", f"kubeforge.io/pool={pool}", "-o", "name").stdout
         return out.split()
 
     args = ["run", "--standalone", "-A", "-m", "kubeforge.operators.main"]
+    url = f"http://127.0.0.1:{port}/metrics"
+
+    def metric(name: str, **labels: str) -> float | None:
+        with urllib.request.urlopen(url, timeout=5) as resp:
+            samples = parse_metrics(resp.read().decode())
+        return samples.get((name, tuple(sorted({"pool": pool, **labels}.items()))))
+
     try:
         with KopfRunner(args, timeout=120) as runner:
             wait_for(lambda: len(pool_nodes()) == 2, timeout=60)
+            # The nodes are in flight: the gang's 16 GPUs are pending demand.
+            wait_for(lambda: metric("kubeforge_pool_pending_gang_gpus") == 16, timeout=30)
+            with urllib.request.urlopen(url, timeout=5) as resp:
+                in_flight = parse_metrics(resp.read().decode())
 
             def ready() -> bool:
                 status = json.loads(kubectl("get", "gpool", pool, "-o", "json").stdout)
                 return bool(status.get("status", {}).get("readyNodes") == 2)
 
-            wait_for(ready, timeout=30)
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
-                text = resp.read().decode()
+            wait_for(ready, timeout=60)
             assert len(pool_nodes()) == 2  # no double scale-up while the operator kept running
 
-            # The job's pods are bound (as the scheduler would): its queue wait is measured once.
-            for kind, node in zip(("master", "worker"), sorted(pool_nodes()), strict=True):
-                bound = training_pod("bert", kind).named(f"bert-{kind}-0")
-                bound.on(node.removeprefix("node/")).create(api_client, namespace)
-            wait_key = ("kubeforge_pool_job_wait_seconds_count", (("pool", pool),))
-
-            def waited() -> bool:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
-                    return parse_metrics(r.read().decode()).get(wait_key) == 1
-
-            wait_for(waited, timeout=30)
+            # The real scheduler binds the job's pods: no demand is left, its queue wait is
+            # measured once.
+            wait_for(lambda: metric("kubeforge_pool_pending_gang_gpus") == 0, timeout=60)
+            bound = {p.spec.node_name for p in job_pods(api_client, namespace, "bert")}
+            assert {f"node/{name}" for name in bound} == set(pool_nodes())
+            wait_for(lambda: metric("kubeforge_pool_job_wait_seconds_count") == 1, timeout=30)
+            with urllib.request.urlopen(url, timeout=5) as resp:
+                text = resp.read().decode()
             time.sleep(2)  # two more reconciles: the same job is not measured twice
-            assert waited()
+            assert metric("kubeforge_pool_job_wait_seconds_count") == 1
             # Delete while the operator runs: it removes its own finalizer.
             kubectl("delete", "gpool", pool, "--wait=true", "--timeout=60s")
         assert runner.exception is None
+        registering = (("pool", pool), ("state", "registering"))
+        assert in_flight[("kubeforge_pool_nodes", registering)] == 2
         samples = parse_metrics(text)
         assert samples[("kubeforge_pool_nodes", (("pool", pool), ("state", "gpu_ready")))] == 2
         up = (("direction", "up"), ("pool", pool), ("reason", "gang_demand"))
         assert samples[("kubeforge_pool_scale_events_total", up)] == 2
         assert samples[("kubeforge_pool_gpus", (("pool", pool), ("state", "allocatable")))] == 16
-        assert samples[("kubeforge_pool_pending_gang_gpus", (("pool", pool),))] == 16
+        assert samples[("kubeforge_pool_gpus", (("pool", pool), ("state", "allocated")))] == 16
         assert samples[("kubeforge_pool_decision_seconds_count", (("pool", pool),))] >= 1
         states = {labels[1][1] for name, labels in samples if name == "kubeforge_pool_nodes"}
         assert {"requested", "registering", "gpu_ready", "cordoned", "draining", "failed"} <= states

@@ -1,5 +1,9 @@
 """The operator process (``kopf run -m kubeforge.operators.main``) killed and restarted, and two
-replicas side by side, against the real API server."""
+replicas side by side, against the real API server.
+
+The jobs' pods are the real training operator's; the pools' GPUs take an hour to appear, so the
+pods stay Pending while the nodes are in flight.
+"""
 
 from __future__ import annotations
 
@@ -19,7 +23,8 @@ from typing import Any
 import pytest
 
 from kubeforge.operators.gpupool.clients.kwok import KwokProvider
-from kubeforge.testing.builders import GPU, gpu_pool, parse_metrics, submit_gang
+from kubeforge.testing.builders import GPU, gpu_pool, job_pods, parse_metrics, submit_gang
+from kubeforge.testing.controllers import TrainingOperator
 from kubeforge.testing.controlplane import free_port, stop_process_groups
 from kubeforge.testing.fixtures import Kubectl, wait_for, wait_for_crd
 
@@ -144,12 +149,15 @@ def test_killed_mid_scale_up_and_restarted_repeats_nothing(
     pytorchjob_crd: str,
     namespace: str,
     tmp_path: Path,
+    training_operator: TrainingOperator,
 ) -> None:
     # GPUs take an hour to appear: the scale-up stays in flight for the whole test.
     with applied_pool(kubectl, api_client, gpuDelay="1h") as pool:
         # What a crashed operator left behind: one of the job's two nodes already created.
         KwokProvider(api_client, pool, GPU, 8, gpu_delay_s=3600).add_nodes(1, now=time.time())
         submit_gang(api_client, namespace, pool, workers=1)  # 2 nodes of 8 GPUs
+        # The training operator made both pods; Pending, they are still the job's demand.
+        wait_for(lambda: len(job_pods(api_client, namespace, "train")) == 2, timeout=60)
         env = {"KUBEFORGE_PEERING": f"restart-{pool}"}
         first = Operator(kubeconfig, tmp_path / "first.log", **env)
         try:
@@ -182,6 +190,7 @@ def test_two_replicas_only_one_acts(
     pytorchjob_crd: str,
     namespace: str,
     tmp_path: Path,
+    training_operator: TrainingOperator,
 ) -> None:
     with (
         cluster_peering(kubectl, api_client) as peering,
@@ -226,6 +235,7 @@ def test_standby_takes_over_when_the_active_replica_dies(
     pytorchjob_crd: str,
     namespace: str,
     tmp_path: Path,
+    training_operator: TrainingOperator,
 ) -> None:
     # GPUs take an hour to appear: the first job's nodes are still in flight at the takeover.
     with (
