@@ -84,7 +84,9 @@ def test_invalid_pytorchjob_is_refused_by_schema(
     custom = client.CustomObjectsApi(api_client)
     with pytest.raises(ApiException) as excinfo:
         custom.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, body)
-    assert excinfo.value.status == 422
+    # 422 from the CRD's schema; 400 when a mutating webhook that decodes PyTorchJobs runs first
+    # (Kueue's, in a session where Kueue started): refused either way, naming the field.
+    assert excinfo.value.status in (400, 422)
     assert "replicas" in excinfo.value.body
     with pytest.raises(ApiException) as missing:
         custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, "broken")
@@ -191,7 +193,7 @@ def test_stopping_the_run_leaves_no_process_behind(kube_bin_dir: Path, sig: sign
     assert child.stdout is not None
     fields = child.stdout.readline().split()
     pids = [int(p) for p in fields[:-1]]
-    assert len(pids) == 2, fields
+    assert len(pids) == 4, fields  # etcd, apiserver, controller manager, scheduler
     assert all(_alive(pid) for pid in pids)
 
     child.send_signal(sig)
