@@ -171,6 +171,26 @@ def _webhook_pki(service_dns: str, ca_name: str) -> dict[str, bytes]:
     return webhook_secret_data(authority, authority.issue(service_dns, [service_dns]))
 
 
+def _write_serving_pair(pki: dict[str, bytes], *folders: Path) -> None:
+    """Write the serving certificate and key where a controller reads them."""
+    for folder in folders:
+        folder.mkdir(parents=True, exist_ok=True)
+        for name in ("tls.crt", "tls.key"):
+            (folder / name).write_bytes(pki[name])
+
+
+def _private_tmp(workdir: Path, kubeconfig: Path, pki: dict[str, bytes]) -> Path:
+    """A /tmp for a controller that hard-codes controller-runtime's certificate directory.
+
+    It holds the serving certificate there and a kubeconfig of its own at ``/tmp/kubeconfig``
+    (the CA inline, since the host's /tmp is out of its sight).
+    """
+    private_tmp = workdir / "tmp"
+    _write_serving_pair(pki, private_tmp / "k8s-webhook-server" / "serving-certs")
+    (private_tmp / "kubeconfig").write_text(yaml.safe_dump(_inline_ca(kubeconfig)))
+    return private_tmp
+
+
 def _inline_ca(kubeconfig: Path) -> dict[str, Any]:
     """The kubeconfig with its clusters' CA files read inline."""
     config: dict[str, Any] = yaml.safe_load(kubeconfig.read_text())
@@ -324,14 +344,7 @@ class TrainingOperator(_WebhookController):
         """Install its namespace, Secret and webhook configuration, start it, wait for ready."""
         webhook_port, probe_port = free_port(), free_port()
         pki = self._install_objects(webhook_port)
-        # Its private /tmp holds the certificates and a kubeconfig of its own (the CA inline,
-        # since the host's /tmp is out of its sight).
-        private_tmp = self.workdir / "tmp"
-        certs = private_tmp / "k8s-webhook-server" / "serving-certs"
-        certs.mkdir(parents=True, exist_ok=True)
-        (private_tmp / "kubeconfig").write_text(yaml.safe_dump(_inline_ca(self.kubeconfig)))
-        for name in ("tls.crt", "tls.key"):
-            (certs / name).write_bytes(pki[name])
+        private_tmp = _private_tmp(self.workdir, self.kubeconfig, pki)
         args = [
             "--kubeconfig=/tmp/kubeconfig",
             "--enable-scheme=pytorchjob",
@@ -430,10 +443,7 @@ class Kueue(_WebhookController):
         upper, work = self.workdir / "etc-upper", self.workdir / "etc-work"
         work.mkdir(parents=True, exist_ok=True)
         certs = self.workdir / "certs"
-        for folder in (certs, upper / "kueue" / "metrics" / "certs"):
-            folder.mkdir(parents=True, exist_ok=True)
-            for name in ("tls.crt", "tls.key"):
-                (folder / name).write_bytes(pki[name])
+        _write_serving_pair(pki, certs, upper / "kueue" / "metrics" / "certs")
         config = {
             "apiVersion": "config.kueue.x-k8s.io/v1beta2",
             "kind": "Configuration",
@@ -498,9 +508,7 @@ class JobSet(_WebhookController):
         webhook_port, probe_port = free_port(), free_port()
         pki = _webhook_pki("jobset-webhook-service.jobset-system.svc", "jobset-ca")
         certs = self.workdir / "certs"
-        certs.mkdir(parents=True, exist_ok=True)
-        for name in ("tls.crt", "tls.key"):
-            (certs / name).write_bytes(pki[name])
+        _write_serving_pair(pki, certs)
         config = {
             "apiVersion": "config.jobset.x-k8s.io/v1alpha1",
             "kind": "Configuration",
@@ -537,12 +545,7 @@ class Trainer(_WebhookController):
         """Write its configuration and certificates, register its webhooks, start, wait ready."""
         webhook_port, probe_port = free_port(), free_port()
         pki = _webhook_pki("kubeflow-trainer-controller-manager.kubeflow-system.svc", "trainer-ca")
-        private_tmp = self.workdir / "tmp"
-        certs = private_tmp / "k8s-webhook-server" / "serving-certs"
-        certs.mkdir(parents=True, exist_ok=True)
-        for name in ("tls.crt", "tls.key"):
-            (certs / name).write_bytes(pki[name])
-        (private_tmp / "kubeconfig").write_text(yaml.safe_dump(_inline_ca(self.kubeconfig)))
+        private_tmp = _private_tmp(self.workdir, self.kubeconfig, pki)
         config = {
             "apiVersion": "config.trainer.kubeflow.org/v1alpha1",
             "kind": "Configuration",

@@ -251,16 +251,20 @@ class ControlPlane:
         except ControlPlaneError:
             self.stop()
             raise
+        # Both talk to the apiserver as admin and serve their own port on loopback only.
+        common = [
+            f"--kubeconfig={self.kubeconfig}",
+            f"--authentication-kubeconfig={self.kubeconfig}",
+            f"--authorization-kubeconfig={self.kubeconfig}",
+            "--bind-address=127.0.0.1",
+            "--leader-elect=false",
+        ]
         if self.with_controller_manager:
             self._spawn(
                 "kube-controller-manager",
                 [
-                    f"--kubeconfig={self.kubeconfig}",
-                    f"--authentication-kubeconfig={self.kubeconfig}",
-                    f"--authorization-kubeconfig={self.kubeconfig}",
-                    "--bind-address=127.0.0.1",
+                    *common,
                     f"--secure-port={free_port()}",
-                    "--leader-elect=false",
                     f"--root-ca-file={certs.ca}",
                     f"--service-account-private-key-file={certs.sa_key}",
                     "--use-service-account-credentials=true",
@@ -273,17 +277,7 @@ class ControlPlane:
                 ],
             )
         if self.with_scheduler:
-            self._spawn(
-                "kube-scheduler",
-                [
-                    f"--kubeconfig={self.kubeconfig}",
-                    f"--authentication-kubeconfig={self.kubeconfig}",
-                    f"--authorization-kubeconfig={self.kubeconfig}",
-                    "--bind-address=127.0.0.1",
-                    f"--secure-port={free_port()}",
-                    "--leader-elect=false",
-                ],
-            )
+            self._spawn("kube-scheduler", [*common, f"--secure-port={free_port()}"])
 
     def _write_kubeconfig(self) -> None:
         config = {
