@@ -3,8 +3,10 @@
 One scenario for the module: the operator process (the chart's command, ``kopf run -m
 kubeforge.operators.main``) runs against the test API server with two kwok GPU pools of 8-GPU
 nodes: ``fit`` gets a 16-GPU job and scales to 2 nodes; ``full`` (``maxNodes: 1``) gets an 8-GPU
-job, which it scales for, and a 16-GPU job that can never fit. No training operator runs, so no
-pod is ever bound: the ready GPUs stay idle. A local ``ModelServer`` answers predict requests,
+job, which it scales for, and a 16-GPU job that can never fit. The real training operator makes
+the jobs' pods, but the pools taint their nodes and the jobs do not tolerate the taint (the
+misconfiguration the idle-GPU alert is for): the real scheduler binds no pod, the ready GPUs stay
+idle. A local ``ModelServer`` answers predict requests,
 and a training worker (``python -m kubeforge.components.train.trainer``, the PyTorchJob pods'
 entry point) trains on the digits until Prometheus has measured its throughput.
 Debian's Prometheus scrapes both every second and loads a copy of the shipped rules with ``for:``
@@ -35,8 +37,10 @@ import yaml
 from kubeforge.components.common.model import Classifier, ModelSpec
 from kubeforge.components.deploy.server import ModelServer
 from kubeforge.components.train.trainer import TrainConfig, TrainParams
+from kubeforge.testing.builders import gpu_pool, job_pods, pytorchjob
+from kubeforge.testing.controllers import Kwok, TrainingOperator
 from kubeforge.testing.controlplane import free_port, stop_process_groups
-from kubeforge.testing.fixtures import Kubectl, kwok_pool, submit_gang, wait_for, wait_for_crd
+from kubeforge.testing.fixtures import Kubectl, wait_for, wait_for_crd
 from kubeforge.testing.prometheus import (
     PrometheusServer,
     dashboard_queries,
@@ -52,6 +56,7 @@ OPERATOR_JOB = "kubeforge-operator"
 SERVING_JOB = "kubeforge-model-servers"
 TRAINING_JOB = "kubeforge-training"
 MODEL = "tiny"
+UNTOLERATED = ("kubeforge.io/reserved", "ops")  # the pools' taint, which no job tolerates
 GOOD_REQUESTS = 7
 BAD_REQUESTS = 2
 # Dashboard metrics no code path of this scenario produces, and where each is defined.
@@ -71,6 +76,7 @@ class Scenario:
     fit: str
     full: str
     namespace: str
+    api_client: Any
 
     def active_alerts(self, name: str) -> dict[str, str]:
         """Pool (or "" for alerts without one) -> state, of the active alerts called ``name``."""
@@ -123,6 +129,8 @@ def scenario(
     kubeconfig: Path,
     api_client: Any,
     pytorchjob_crd: str,
+    kwok: Kwok,
+    training_operator: TrainingOperator,
     prometheus_bin: Path,
     digits_labelled: Path,
     digits_splits: Path,
@@ -142,15 +150,12 @@ def scenario(
         cleanup.callback(core.delete_namespace, namespace)
         # (pool, maxNodes, workers of each job): a job is a Master plus its Workers, 8 GPUs each.
         for pool, max_nodes, jobs in ((fit, 10, [1]), (full, 1, [0, 1])):
-            kubectl(
-                "apply",
-                "-f",
-                "-",
-                stdin=json.dumps(kwok_pool(pool, scaling={"maxNodes": max_nodes})),
-            )
+            body = gpu_pool(pool).serving().taint(*UNTOLERATED).scaling(maxNodes=max_nodes)
+            kubectl("apply", "-f", "-", stdin=json.dumps(body.obj()))
             cleanup.callback(_delete_pool, kubectl, pool)
             for i, workers in enumerate(jobs):
-                submit_gang(api_client, namespace, pool, workers, f"job-{i}-{pool}")
+                job = pytorchjob(f"job-{i}-{pool}").namespace(namespace).workers(workers).pool(pool)
+                job.submit(api_client)
         server = ModelServer(_tiny_model(), ["no", "yes"], MODEL).start()
         cleanup.callback(server.stop)
         operator_port = free_port()
@@ -197,7 +202,7 @@ def scenario(
         )
         cleanup.callback(prometheus.stop)
         prometheus.start()
-        scene = Scenario(prometheus, operator, log, fit, full, namespace)
+        scene = Scenario(prometheus, operator, log, fit, full, namespace, api_client)
         _drive(scene, kubectl, server)
         _train_until_measured(prometheus, tmp / "train.json", trainer_port)
         yield scene
@@ -241,6 +246,20 @@ def _delete_pool(kubectl: Kubectl, pool: str) -> None:
         kubectl("delete", node, check=False)
 
 
+def _refused_for_the_taint(scene: Scenario, job: str, pods: int) -> bool:
+    found = job_pods(scene.api_client, scene.namespace, job)
+    return len(found) == pods and all(
+        not p.spec.node_name
+        and any(
+            c.type == "PodScheduled"
+            and c.reason == "Unschedulable"
+            and "untolerated taint" in (c.message or "")
+            for c in p.status.conditions or []
+        )
+        for p in found
+    )
+
+
 def _drive(scene: Scenario, kubectl: Kubectl, server: ModelServer) -> None:
     """Let the pools settle and send the predict requests, as Prometheus watches."""
     prom = scene.prometheus
@@ -253,6 +272,8 @@ def _drive(scene: Scenario, kubectl: Kubectl, server: ModelServer) -> None:
 
     wait_for(lambda: ready(scene.fit, 2), timeout=90)
     wait_for(lambda: ready(scene.full, 1), timeout=30)
+    # The real scheduler saw the ready nodes and refused every pod for the taint.
+    wait_for(lambda: _refused_for_the_taint(scene, f"job-0-{scene.fit}", 2), timeout=60)
     wait_for(lambda: prom.value(f'up{{job="{SERVING_JOB}"}}') == 1.0, timeout=30)
     good = {"instances": [[0.1, 0.2, 0.3, 0.4]]}
     assert _post(server.predict_url, good) == 200
