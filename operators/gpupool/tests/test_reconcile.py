@@ -107,7 +107,7 @@ def events(kubectl: Kubectl, namespace: str, name: str) -> dict[str, str]:
 
 
 def scale_ups(kubectl: Kubectl, pool: str) -> list[tuple[int, str]]:
-    """The pool's ``ScaleUp`` Events: (count, message), oldest first."""
+    """The pool's ``ScaleUp`` Events: (count, message), first posted first."""
     out = kubectl(
         "get",
         "events",
@@ -118,7 +118,8 @@ def scale_ups(kubectl: Kubectl, pool: str) -> list[tuple[int, str]]:
         "-o",
         "json",
     ).stdout
-    items = sorted(json.loads(out)["items"], key=lambda e: e["metadata"]["creationTimestamp"])
+    # Ordered by the reconciler's clock (the API server's stamps are whole seconds).
+    items = sorted(json.loads(out)["items"], key=lambda e: e["firstTimestamp"])
     return [(e["count"], e["message"]) for e in items]
 
 
