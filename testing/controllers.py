@@ -58,8 +58,9 @@ TRAINING_OWNER_KINDS = ("Job", "PyTorchJob")
 # Pods of this image fail once Running (kwok's chaos stage, selected by image instead of label),
 # so a test can fail a pod whose labels it does not write (a Job that an operator builds).
 FAILING_IMAGE = "kubeforge.test/fails:always"
-# kwok waits this long (plus jitter) before each stage unless a pod's annotation says otherwise
-# (``pod-complete.stage.kwok.x-k8s.io/delay: 30s``): short, so tests do not wait on simulation.
+# kwok waits this long (plus jitter) before each stage: short, so tests do not wait on
+# simulation. A pod that must run longer sets both ``pod-complete.stage.kwok.x-k8s.io/delay`` and
+# ``.../jitter-delay`` (Go durations): in kwok v0.8.0 a jitter below the delay replaces it.
 STAGE_DELAY_MS = 200
 STAGE_JITTER_MS = 300
 
