@@ -45,10 +45,10 @@ pytest: install controlplane prometheus
 
 test: lint typecheck pytest
 
-# The inner loop: every test that needs no control plane, no Go build, no Prometheus and runs
-# no whole pipeline (make test runs them all).
+# The inner loop: every test that needs no control plane, no Go build and no Prometheus, and
+# trains no model on the whole digits set (make test runs them all).
 unit: install
-	$(VENV)/bin/pytest -m "not cluster and not e2e" -q
+	$(VENV)/bin/pytest -m "not cluster and not e2e and not slow" -q
 
 demo: install
 	$(VENV)/bin/kubeforge demo

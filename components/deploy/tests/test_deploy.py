@@ -37,6 +37,7 @@ def _post(url: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         return exc.code, json.loads(exc.read())
 
 
+@pytest.mark.slow
 def test_server_predicts_reports_health_and_latency_metrics(
     model: Classifier, digits_splits: Path
 ) -> None:

@@ -16,6 +16,7 @@ def teacher(digits_teacher: Classifier) -> Classifier:
     return digits_teacher
 
 
+@pytest.mark.slow
 def test_student_is_smaller_faster_and_keeps_accuracy(
     teacher: Classifier,
     digits_labelled: Path,
@@ -37,6 +38,7 @@ def test_student_is_smaller_faster_and_keeps_accuracy(
     assert json.loads((tmp_path / "report.json").read_text())["passed"] is True
 
 
+@pytest.mark.slow
 def test_int8_student_is_smaller_on_disk(
     teacher: Classifier,
     digits_labelled: Path,

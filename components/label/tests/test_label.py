@@ -55,6 +55,7 @@ def test_gold_rows_are_clamped() -> None:
     assert post[0].tolist() == [0.0, 1.0]
 
 
+@pytest.mark.slow
 def test_digits_with_five_percent_gold(digits_splits: Path, tmp_path: Path) -> None:
     train = load_split(digits_splits / "train.parquet")
     params = LabelParams.defaults(labeling_functions=LFS, gold_budget=0.05, review_count=20)
@@ -78,6 +79,7 @@ def test_digits_with_five_percent_gold(digits_splits: Path, tmp_path: Path) -> N
     }
 
 
+@pytest.mark.slow
 def test_human_labels_from_label_studio_are_merged_as_gold(
     digits_splits: Path, tmp_path: Path
 ) -> None:

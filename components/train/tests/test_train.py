@@ -44,6 +44,7 @@ def _config(
     )
 
 
+@pytest.mark.slow
 def test_ddp_with_two_cpu_processes_trains_a_usable_model(
     digits_labelled: Path, digits_splits: Path, tmp_path: Path
 ) -> None:
@@ -70,6 +71,7 @@ def test_resumes_from_the_last_checkpoint(
     assert latest_checkpoint(tmp_path / "checkpoints").name == "epoch-5.pt"  # type: ignore[union-attr]
 
 
+@pytest.mark.slow
 def test_worker_serves_its_throughput_on_metrics_while_it_trains(
     digits_labelled: Path, digits_splits: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
