@@ -15,6 +15,7 @@ from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 from kubeforge.components.train.pytorchjob import build_pytorchjob, submit_pytorchjob
+from kubeforge.testing.builders import kueue_queue
 from kubeforge.testing.controllers import Kueue, Kwok, Trainer, TrainingOperator
 from kubeforge.testing.fixtures import Kubectl, wait_for
 
@@ -124,56 +125,6 @@ def test_training_operator_webhook_refuses_two_masters(
     assert "validator.pytorchjob.training-operator.kubeflow.org" in refused.value.body
 
 
-def queue(api_client: Any, namespace: str, gpus: int) -> str:
-    """A ClusterQueue with ``gpus`` GPUs of quota and its LocalQueue in ``namespace``."""
-    custom = client.CustomObjectsApi(api_client)
-    name = f"q-{secrets.token_hex(3)}"
-    group, version = "kueue.x-k8s.io", "v1beta2"
-    custom.create_cluster_custom_object(
-        group,
-        version,
-        "resourceflavors",
-        {"apiVersion": f"{group}/{version}", "kind": "ResourceFlavor", "metadata": {"name": name}},
-    )
-    custom.create_cluster_custom_object(
-        group,
-        version,
-        "clusterqueues",
-        {
-            "apiVersion": f"{group}/{version}",
-            "kind": "ClusterQueue",
-            "metadata": {"name": name},
-            "spec": {
-                "namespaceSelector": {},
-                "resourceGroups": [
-                    {
-                        "coveredResources": ["nvidia.com/gpu"],
-                        "flavors": [
-                            {
-                                "name": name,
-                                "resources": [{"name": "nvidia.com/gpu", "nominalQuota": gpus}],
-                            }
-                        ],
-                    }
-                ],
-            },
-        },
-    )
-    custom.create_namespaced_custom_object(
-        group,
-        version,
-        namespace,
-        "localqueues",
-        {
-            "apiVersion": f"{group}/{version}",
-            "kind": "LocalQueue",
-            "metadata": {"name": name},
-            "spec": {"clusterQueue": name},
-        },
-    )
-    return name
-
-
 def is_suspended(api_client: Any, namespace: str, name: str) -> bool:
     job = client.CustomObjectsApi(api_client).get_namespaced_custom_object(
         GROUP, VERSION, namespace, PLURAL, name
@@ -184,7 +135,7 @@ def is_suspended(api_client: Any, namespace: str, name: str) -> bool:
 def test_kueue_admits_one_gang_of_two_within_its_gpu_quota(
     api_client: Any, namespace: str, kueue: Kueue, training_operator: TrainingOperator
 ) -> None:
-    name = queue(api_client, namespace, gpus=16)
+    name = kueue_queue(api_client, namespace, gpus=16)
     for job_name in ("first", "second"):
         job = build_pytorchjob(job_name, namespace, "img", ["train"], workers=1, gpus_per_replica=8)
         job["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] = name
