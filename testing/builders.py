@@ -68,6 +68,11 @@ class PyTorchJobBuilder:
         self._node_selector = {POOL_SELECTOR: pool}
         return self
 
+    def selects(self, **labels: str) -> PyTorchJobBuilder:
+        """Its pods select nodes with these labels (a pool's node labels)."""
+        self._node_selector = {**self._node_selector, **labels}
+        return self
+
     def tolerates(self, key: str, value: str, effect: str = "NoSchedule") -> PyTorchJobBuilder:
         """Its pods tolerate the taint ``key=value:effect`` (see ``GpuPoolBuilder.taint``)."""
         self._tolerations.append(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import secrets
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -22,22 +23,37 @@ from kubeforge.testing.fixtures import Kubectl, wait_for
 GROUP, VERSION, PLURAL = "kubeflow.org", "v1", "pytorchjobs"
 
 
-def gpu_node(api_client: Any, pool: str, gpus: int = 8) -> str:
-    """A kwok node of ``pool`` advertising ``gpus`` GPUs (what a device plugin would report)."""
+GpuNode = Callable[[str], str]
+
+
+@pytest.fixture
+def gpu_node(api_client: Any) -> Iterator[GpuNode]:
+    """Make kwok nodes of a pool advertising 8 GPUs (what a device plugin would report).
+
+    They are deleted after the test, so no later test's pods land on them.
+    """
     core = client.CoreV1Api(api_client)
-    name = f"{pool}-{secrets.token_hex(3)}"
-    core.create_node(
-        {
-            "metadata": {
-                "name": name,
-                "labels": {"kubeforge.io/pool": pool, "type": "kwok"},
-                "annotations": {"kwok.x-k8s.io/node": "fake"},
+    made: list[str] = []
+
+    def make(pool: str) -> str:
+        name = f"{pool}-{secrets.token_hex(3)}"
+        core.create_node(
+            {
+                "metadata": {
+                    "name": name,
+                    "labels": {"kubeforge.io/pool": pool, "type": "kwok"},
+                    "annotations": {"kwok.x-k8s.io/node": "fake"},
+                }
             }
-        }
-    )
-    amounts = {"nvidia.com/gpu": str(gpus), "cpu": "64", "memory": "512Gi", "pods": "110"}
-    core.patch_node_status(name, {"status": {"capacity": amounts, "allocatable": amounts}})
-    return name
+        )
+        made.append(name)
+        amounts = {"nvidia.com/gpu": "8", "cpu": "64", "memory": "512Gi", "pods": "110"}
+        core.patch_node_status(name, {"status": {"capacity": amounts, "allocatable": amounts}})
+        return name
+
+    yield make
+    for name in made:
+        core.delete_node(name)
 
 
 def job_conditions(api_client: Any, namespace: str, name: str) -> dict[str, str]:
@@ -80,10 +96,14 @@ def test_namespace_gets_its_service_account_and_root_ca_and_really_goes_away(
 
 
 def test_training_operator_runs_a_pytorchjob_on_kwok_gpu_nodes(
-    api_client: Any, namespace: str, kwok: Kwok, training_operator: TrainingOperator
+    api_client: Any,
+    namespace: str,
+    kwok: Kwok,
+    training_operator: TrainingOperator,
+    gpu_node: GpuNode,
 ) -> None:
     pool = f"to-{secrets.token_hex(3)}"
-    nodes = {gpu_node(api_client, pool) for _ in range(4)}
+    nodes = {gpu_node(pool) for _ in range(4)}
     job = build_pytorchjob(
         "gang",
         namespace,
@@ -189,10 +209,10 @@ def trainjob(name: str, namespace: str, nodes: int, gpus: int, pool: str) -> dic
 
 
 def test_trainer_runs_a_trainjob_as_a_jobset_on_kwok_gpu_nodes(
-    api_client: Any, namespace: str, kwok: Kwok, trainer: Trainer
+    api_client: Any, namespace: str, kwok: Kwok, trainer: Trainer, gpu_node: GpuNode
 ) -> None:
     pool = f"tj-{secrets.token_hex(3)}"
-    nodes = {gpu_node(api_client, pool) for _ in range(2)}
+    nodes = {gpu_node(pool) for _ in range(2)}
     custom = client.CustomObjectsApi(api_client)
     custom.create_namespaced_custom_object(
         "trainer.kubeflow.org",

@@ -160,7 +160,8 @@ def test_scale_up_restart_safe_then_remove_exactly_the_idle_machines(
     # The pool's nodes are tainted: its jobs tolerate the taint. big ends soon, small runs on.
     for name, workers, runs in (("big", 1, "10s"), ("small", 0, "1h")):  # 2 nodes, 1 node
         job = pytorchjob(name).namespace(namespace).workers(workers).gpus(8)
-        job.tolerates(TAINT["key"], TAINT["value"]).runs_for(runs).submit(api_client)
+        job.selects(**{"kubeforge.io/gpu": "h100"}).tolerates(TAINT["key"], TAINT["value"])
+        job.runs_for(runs).submit(api_client)
 
     first = step(Reconciler(api_client, clock), api_client, pool, t0)
     assert first.decision is Decision.SCALE_UP and first.add_nodes == 3
