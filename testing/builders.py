@@ -738,3 +738,23 @@ def unscheduled_run_pod(message: str) -> dict[str, Any]:
 def running_run_pod() -> dict[str, Any]:
     """A run's pod whose container runs."""
     return {"status": {"phase": "Running", "containerStatuses": [{"state": {"running": {}}}]}}
+
+
+def scale_up_events(kubectl: Any, pool: str) -> list[dict[str, Any]]:
+    """The pool's ``ScaleUp`` Events as ``kubectl`` returns them, first posted first.
+
+    They are posted in ``default`` (the pool is cluster-scoped); the order is the reconciler's
+    clock, since the API server's own stamps are whole seconds.
+    """
+    out = kubectl(
+        "get",
+        "events",
+        "-n",
+        "default",
+        "--field-selector",
+        f"involvedObject.name={pool},reason=ScaleUp",
+        "-o",
+        "json",
+    ).stdout
+    items: list[dict[str, Any]] = json.loads(out)["items"]
+    return sorted(items, key=lambda e: str(e["firstTimestamp"]))

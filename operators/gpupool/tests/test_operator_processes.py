@@ -23,7 +23,14 @@ from typing import Any
 import pytest
 
 from kubeforge.operators.gpupool.clients.kwok import KwokProvider
-from kubeforge.testing.builders import GPU, gpu_pool, job_pods, parse_metrics, submit_gang
+from kubeforge.testing.builders import (
+    GPU,
+    gpu_pool,
+    job_pods,
+    parse_metrics,
+    scale_up_events,
+    submit_gang,
+)
 from kubeforge.testing.controllers import TrainingOperator
 from kubeforge.testing.controlplane import free_port, stop_process_groups
 from kubeforge.testing.fixtures import Kubectl, wait_for, wait_for_crd
@@ -119,22 +126,6 @@ def peer_records(kubectl: Kubectl, peering: str) -> list[tuple[int, int]]:
     obj = json.loads(kubectl("get", "clusterkopfpeering", peering, "-o", "json").stdout)
     peers = (obj.get("status") or {}).values()
     return sorted((int(p["priority"]), int(p["lifetime"])) for p in peers)
-
-
-def scale_up_events(kubectl: Kubectl, pool: str) -> list[dict[str, Any]]:
-    """The pool's ``ScaleUp`` Events (posted in ``default``: the pool is cluster-scoped)."""
-    out = kubectl(
-        "get",
-        "events",
-        "-n",
-        "default",
-        "--field-selector",
-        f"involvedObject.name={pool},reason=ScaleUp",
-        "-o",
-        "json",
-    ).stdout
-    items: list[dict[str, Any]] = json.loads(out)["items"]
-    return items
 
 
 def pool_nodes(kubectl: Kubectl, pool: str) -> list[str]:

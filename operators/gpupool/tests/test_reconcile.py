@@ -28,6 +28,7 @@ from kubeforge.testing.builders import (
     kueue_queue,
     pytorchjob,
     read_pool,
+    scale_up_events,
     set_kueue_quota,
 )
 from kubeforge.testing.controllers import Kueue, Kwok, TrainingOperator
@@ -108,19 +109,7 @@ def events(kubectl: Kubectl, namespace: str, name: str) -> dict[str, str]:
 
 def scale_ups(kubectl: Kubectl, pool: str) -> list[tuple[int, str]]:
     """The pool's ``ScaleUp`` Events: (count, message), first posted first."""
-    out = kubectl(
-        "get",
-        "events",
-        "-n",
-        "default",
-        "--field-selector",
-        f"involvedObject.name={pool},reason=ScaleUp",
-        "-o",
-        "json",
-    ).stdout
-    # Ordered by the reconciler's clock (the API server's stamps are whole seconds).
-    items = sorted(json.loads(out)["items"], key=lambda e: e["firstTimestamp"])
-    return [(e["count"], e["message"]) for e in items]
+    return [(e["count"], e["message"]) for e in scale_up_events(kubectl, pool)]
 
 
 def pool_nodes(r: Reconciler, api_client: Any, pool: str) -> list[str]:
