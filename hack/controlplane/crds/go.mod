@@ -8,6 +8,8 @@ module kubeforge.io/hack/controlplane/crds
 go 1.25.0
 
 require (
+	// KServe's InferenceService CRD (config/crd/full/), for deploy's target=kserve.
+	github.com/kserve/kserve v0.15.0
 	github.com/kubeflow/trainer/v2 v2.3.0
 	github.com/kubeflow/training-operator v1.9.3
 	// The Prometheus Operator's ServiceMonitor, PodMonitor and PrometheusRule CRDs
