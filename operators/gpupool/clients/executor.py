@@ -7,7 +7,7 @@ operator does. Imports no Kubernetes client: the provider does the I/O.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from kubeforge.operators.gpupool.api.models import Placement
@@ -44,15 +44,25 @@ class Applied:
 
 
 def apply_plan(
-    plan: PoolPlan, provider: PoolChanges, now: float, failed: Sequence[str] = ()
+    plan: PoolPlan,
+    provider: PoolChanges,
+    now: float,
+    failed: Sequence[str] = (),
+    still_empty: Callable[[str], bool] | None = None,
 ) -> Applied:
     """Remove ``failed`` nodes, then add, cordon and remove the nodes ``plan`` names.
+
+    A node cordoned and removed by the same plan is checked again after the cordon: a pod the
+    scheduler bound between the cluster read and the cordon keeps the node (cordoned; removed by
+    a later plan once empty), so no running pod is ever disrupted.
 
     Args:
         plan: The planner's decision.
         provider: Who changes the pool.
         now: The time, on the caller's clock.
         failed: Nodes past provisionTimeout (the provisioning check, not the plan, finds them).
+        still_empty: Whether a node has no pod bound, read after the cordon; None when
+            nothing can bind between the read and the cordon (the simulator).
 
     Returns:
         The changes made. A :class:`ProviderError` stops at that step: what was applied before
@@ -71,10 +81,15 @@ def apply_plan(
             actions.append(Action(Direction.UP, reason, plan.add_nodes))
         for name in plan.nodes_to_drain:
             provider.cordon(name)
+        just_cordoned = set(plan.nodes_to_drain)
+        removed = 0
         for name in plan.nodes_to_remove:
+            if name in just_cordoned and still_empty is not None and not still_empty(name):
+                continue
             provider.remove(name)
-        if plan.nodes_to_remove:
-            actions.append(Action(Direction.DOWN, ScaleReason.IDLE, len(plan.nodes_to_remove)))
+            removed += 1
+        if removed:
+            actions.append(Action(Direction.DOWN, ScaleReason.IDLE, removed))
     except ProviderError as exc:
         return Applied(tuple(actions), str(exc))
     return Applied(tuple(actions))

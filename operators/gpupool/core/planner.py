@@ -21,9 +21,22 @@ class Decision(enum.StrEnum):
     SCALE_DOWN = "scale_down"
 
 
+class ScaleDownPolicy(enum.StrEnum):
+    """How long an empty node is kept (``spec.scaleDown.policy``)."""
+
+    IDLE_AFTER = "IdleAfter"  # every empty node waits out idleAfter; none while a gang waits
+    QUEUE_AWARE = "QueueAware"  # kept only for a queued gang, or up to the break-even time
+
+
 @dataclass(frozen=True)
 class PoolPolicy:
-    """The parts of a GPUNodePool spec the planner reads (defaults: the spec's, in api/)."""
+    """The parts of a GPUNodePool spec the planner reads (defaults: the spec's, in api/).
+
+    Attributes:
+        break_even_s: Under ``QUEUE_AWARE``, how long an empty node no queued gang uses is kept:
+            about what re-adding one costs (ski rental), the pool's observed boot time
+            (:class:`BootTimes`), never more than ``idle_after_s``. None: ``idle_after_s``.
+    """
 
     gpus_per_node: int
     min_nodes: int
@@ -31,6 +44,48 @@ class PoolPolicy:
     max_in_flight: int
     idle_after_s: float
     min_node_age_s: float
+    scale_down: ScaleDownPolicy = ScaleDownPolicy.IDLE_AFTER
+    break_even_s: float | None = None
+
+    @property
+    def keep_empty_s(self) -> float:
+        """How long an empty node that no queued gang uses is kept before it goes."""
+        if self.scale_down is ScaleDownPolicy.IDLE_AFTER or self.break_even_s is None:
+            return self.idle_after_s
+        return min(self.idle_after_s, self.break_even_s)
+
+
+class BootTimes:
+    """The pool's observed boot times (request to GPUs advertised), learnt reconcile by reconcile.
+
+    Pure bookkeeping of what the caller saw: a node first seen not GPU-ready and later GPU-ready
+    booted in (the first time it was seen ready) - (its request time). The estimate is the median
+    of the last ``window`` boots, so one slow node does not move it much.
+    """
+
+    def __init__(self, window: int = 50) -> None:
+        self.window = window
+        self.booting: set[str] = set()
+        self.seen: list[float] = []
+
+    def observe(self, nodes: tuple[NodeState, ...], now: float) -> None:
+        """Record the boots completed since the last call."""
+        still: set[str] = set()
+        for node in nodes:
+            if not node.gpu_ready:
+                still.add(node.name)
+            elif node.name in self.booting:
+                self.seen.append(max(0.0, now - node.created_at))
+        self.booting = still
+        del self.seen[: -self.window]
+
+    @property
+    def estimate_s(self) -> float | None:
+        """Median observed boot time; None before any boot was seen."""
+        if not self.seen:
+            return None
+        ranked = sorted(self.seen)
+        return ranked[len(ranked) // 2]
 
 
 @dataclass(frozen=True)
@@ -156,6 +211,11 @@ class _FreeGpus:
                 counts[self.fresh - gpus] += 1
         return extra, counts
 
+    def place_or_open(self, pods: tuple[int, ...]) -> None:
+        """Place the gang, opening fresh nodes for what does not fit (to see what it would use)."""
+        if not self.place(pods):
+            self.counts = self.nodes_to_add(pods)[1]
+
 
 def plan(snapshot: Snapshot, policy: PoolPolicy, now: float) -> PoolPlan:
     """Decide the pool's node count for the pending gangs, or which idle node to remove.
@@ -167,6 +227,9 @@ def plan(snapshot: Snapshot, policy: PoolPolicy, now: float) -> PoolPlan:
        is :attr:`Placement.CAPACITY_UNAVAILABLE` and causes no scale-up at all.
     3. With nothing to add, idle nodes (no pod of a running job, older than ``min_node_age_s``,
        idle longer than ``idle_after_s``, above ``min_nodes``) are cordoned, then removed.
+       Under :attr:`ScaleDownPolicy.QUEUE_AWARE` an empty node is kept only while a queued gang
+       (one that fits, waits for nodes in flight, or waits for capacity) would use it, or for
+       :attr:`PoolPolicy.keep_empty_s`; past that it is cordoned and removed in the same plan.
     """
     per_node = policy.gpus_per_node
     active = [n for n in snapshot.nodes if not n.cordoned]
@@ -242,6 +305,8 @@ def plan(snapshot: Snapshot, policy: PoolPolicy, now: float) -> PoolPlan:
             Decision.SCALE_UP, total + add, tuple(reasons), tuple(verdicts), add_nodes=add
         )
 
+    if policy.scale_down is ScaleDownPolicy.QUEUE_AWARE:
+        return _queue_aware_scale_down(snapshot, policy, now, bins, order, verdicts, reasons)
     # Nothing to add: look for idle nodes to give back, never below minNodes.
     reserved = bool(in_flight) or any(v.placement is Placement.WAITING for v in verdicts)
     removable = [
@@ -279,5 +344,75 @@ def plan(snapshot: Snapshot, policy: PoolPolicy, now: float) -> PoolPlan:
             return PoolPlan(
                 Decision.DRAIN, total, tuple(reasons), tuple(verdicts), nodes_to_drain=drain
             )
+    reasons.append("no change: demand fits the pool")
+    return PoolPlan(Decision.NOOP, total, tuple(reasons), tuple(verdicts))
+
+
+def _queue_aware_scale_down(
+    snapshot: Snapshot,
+    policy: PoolPolicy,
+    now: float,
+    bins: _FreeGpus,
+    order: list[JobDemand],
+    verdicts: list[JobVerdict],
+    reasons: list[str],
+) -> PoolPlan:
+    """Give back empty nodes no queued gang would use, cordoning and removing them at once.
+
+    ``bins`` already holds the gangs that fit or wait for nodes in flight; the gangs waiting for
+    capacity are placed on what is left (opening fresh nodes where they must), so the empty
+    nodes still whole afterwards are the ones nobody in the queue uses.
+    """
+    total = len(snapshot.nodes)
+    waiting_for_capacity = {
+        v.job for v in verdicts if v.placement is Placement.CAPACITY_UNAVAILABLE
+    }
+    per_node = policy.gpus_per_node
+    for job in order:
+        if job.key in waiting_for_capacity:
+            bins.place_or_open(job.unbound_pod_gpus)
+    active = [n for n in snapshot.nodes if not n.cordoned]
+    empty = [n for n in active if n.gpu_ready and not n.busy and n.allocated_gpus == 0]
+    whole = sum(1 for n in empty if n.allocatable_gpus >= per_node)
+    whole += sum(1 for n in active if not n.gpu_ready)
+    # Whole free nodes the queue uses: GPU-ready empty ones first (they serve at once), then
+    # nodes in flight.
+    used_whole = max(0, whole - bins.counts[per_node])
+    keep = min(len(empty), used_whole)
+    keep_s = policy.keep_empty_s
+    candidates = sorted(
+        (
+            n
+            for n in empty
+            if now - n.created_at >= policy.min_node_age_s
+            and n.idle_since is not None
+            and now - n.idle_since >= keep_s
+        ),
+        key=lambda n: (n.idle_since or 0.0, n.name),
+    )
+    # The queue keeps the most recently idle of the empty nodes; the longest idle go first.
+    spare = len(empty) - keep
+    drain = [n.name for n in candidates[: max(0, spare)]]
+    cordoned = sorted(
+        n.name
+        for n in snapshot.nodes
+        if n.cordoned and n.gpu_ready and not n.busy and n.allocated_gpus == 0
+    )
+    room = max(0, total - policy.min_nodes)
+    remove = (cordoned + drain)[:room]
+    if remove:
+        drain_now = tuple(name for name in remove if name in set(drain))
+        reasons.append(
+            f"remove empty node(s) {', '.join(remove)}: no queued gang uses them "
+            f"(kept {keep_s:.0f}s, {keep} empty node(s) kept for the queue)"
+        )
+        return PoolPlan(
+            Decision.SCALE_DOWN,
+            total - len(remove),
+            tuple(reasons),
+            tuple(verdicts),
+            nodes_to_drain=drain_now,
+            nodes_to_remove=tuple(remove),
+        )
     reasons.append("no change: demand fits the pool")
     return PoolPlan(Decision.NOOP, total, tuple(reasons), tuple(verdicts))

@@ -39,13 +39,15 @@ import math
 import random
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from kubeforge.operators.gpupool.clients.executor import apply_plan
 from kubeforge.operators.gpupool.core.planner import (
+    BootTimes,
     JobDemand,
     NodeState,
     PoolPolicy,
+    ScaleDownPolicy,
     Snapshot,
     plan,
 )
@@ -73,14 +75,27 @@ class Binding(enum.StrEnum):
     PER_POD_ANY_ORDER = "per_pod_any_order"  # each pod on its own, pods tried in random order
 
 
+class Scoring(enum.StrEnum):
+    """Which node kube-scheduler's ``NodeResourcesFit`` plugin prefers for a pod."""
+
+    MOST_ALLOCATED = "MostAllocated"  # the fullest node that holds the pod (best fit)
+    LEAST_ALLOCATED = "LeastAllocated"  # the emptiest node: kube-scheduler's default
+
+
 @dataclass(frozen=True)
 class PolicySpec:
-    """One policy of a run: an autoscaler, a binding mode, and for a static pool its size."""
+    """One policy of a run: an autoscaler, a binding mode, and for a static pool its size.
+
+    ``settings``, when given, replaces the run's shared :class:`ClusterSettings` for this policy
+    (a sweep of ``idle_after_s``, the Cluster Autoscaler's defaults).
+    """
 
     name: str
     autoscaler: Autoscaler
     binding: Binding
     static_nodes: int = 0
+    scoring: Scoring = Scoring.MOST_ALLOCATED
+    settings: ClusterSettings | None = None
 
 
 @dataclass(frozen=True)
@@ -98,6 +113,11 @@ class ClusterSettings:
         provision_delay_s: From asking for a node to its GPUs being advertised, drawn uniformly.
         horizon_s: The run stops this long after the last arrival even if jobs still wait.
         seed: Seed of the provisioning delays.
+        scale_down: The planner's scale-down policy (Kubeforge only).
+        learn_boot_time: Kubeforge keeps an empty node for the pool's observed boot time (the
+            break-even, capped by ``idle_after_s``) under ``QUEUE_AWARE``; else ``idle_after_s``.
+        scale_down_delay_after_add_s: The per-pod autoscaler removes no node this long after
+            it last added one (Cluster Autoscaler's ``--scale-down-delay-after-add``).
     """
 
     gpus_per_node: int = 8
@@ -110,6 +130,9 @@ class ClusterSettings:
     provision_delay_s: tuple[float, float] = (180.0, 300.0)
     horizon_s: float = 2 * 86_400.0
     seed: int = 0
+    scale_down: ScaleDownPolicy = ScaleDownPolicy.IDLE_AFTER
+    learn_boot_time: bool = False
+    scale_down_delay_after_add_s: float = 0.0
 
     def pool_policy(self) -> PoolPolicy:
         """The GPUNodePool policy the planner gets."""
@@ -120,6 +143,7 @@ class ClusterSettings:
             max_in_flight=self.max_in_flight,
             idle_after_s=self.idle_after_s,
             min_node_age_s=self.min_node_age_s,
+            scale_down=self.scale_down,
         )
 
     def provision_delay(self, index: int) -> float:
@@ -258,8 +282,12 @@ class _Simulation:
         self, trace: Sequence[TraceJob], policy: PolicySpec, settings: ClusterSettings
     ) -> None:
         self.policy = policy
+        settings = policy.settings or settings
         self.settings = settings
         self.pool_policy = settings.pool_policy()
+        self.boot_times = BootTimes()
+        self.last_scale_up = -math.inf
+        self.least_allocated = policy.scoring is Scoring.LEAST_ALLOCATED
         self.gpus = settings.gpus_per_node
         self.jobs = [_Job(j, [None] * len(j.pods)) for j in trace]
         self.nodes: dict[int, _Node] = {}
@@ -368,7 +396,11 @@ class _Simulation:
     # -- binding -----------------------------------------------------------------------------
 
     def best_fit(self, gpus: int) -> _Node | None:
-        for room in range(gpus, self.gpus + 1):
+        """The node the scheduler picks for a pod of ``gpus``: fullest or emptiest that holds it."""
+        rooms = (
+            range(self.gpus, gpus - 1, -1) if self.least_allocated else range(gpus, self.gpus + 1)
+        )
+        for room in rooms:
             bucket = self.by_free[room]
             if bucket:
                 return next(iter(bucket.values()))
@@ -544,8 +576,12 @@ class _Simulation:
             tuple(self.node_view(n) for n in self.nodes.values()),
             tuple(self.job_view(j) for j in self.pending.values()),
         )
+        policy = self.pool_policy
+        if self.settings.learn_boot_time:
+            self.boot_times.observe(snapshot.nodes, now)
+            policy = replace(policy, break_even_s=self.boot_times.estimate_s)
         started, cpu = time.perf_counter(), time.thread_time()
-        decision = plan(snapshot, self.pool_policy, now)
+        decision = plan(snapshot, policy, now)
         self.decision_seconds.append(time.perf_counter() - started)
         self.decision_cpu_seconds.append(time.thread_time() - cpu)
         self.decisions[decision.decision.value] = self.decisions.get(decision.decision.value, 0) + 1
@@ -584,8 +620,11 @@ class _Simulation:
             add = settings.min_nodes - self.node_count
         if add > 0:
             self.decisions["scale_up"] = self.decisions.get("scale_up", 0) + 1
+            self.last_scale_up = now
             for _ in range(add):
                 self.add_node(now)
+            return
+        if now - self.last_scale_up < settings.scale_down_delay_after_add_s:
             return
         room_to_remove = self.node_count - settings.min_nodes
         removable = [
@@ -730,3 +769,20 @@ def percentile(values: Sequence[float], q: float) -> float:
         return math.nan
     ranked = sorted(values)
     return ranked[max(0, math.ceil(q / 100.0 * len(ranked)) - 1)]
+
+
+def boot_hours(settings: ClusterSettings, nodes: int) -> float:
+    """Hours the first ``nodes`` nodes of a run take to boot (their seeded delays)."""
+    return sum(settings.provision_delay(i) for i in range(nodes)) / 3600.0
+
+
+def lower_bound_node_hours(
+    busy_gpu_hours: float, nodes_added: int, settings: ClusterSettings
+) -> float:
+    """Clairvoyant lower bound of the node-hours any autoscaler pays for a trace.
+
+    Every busy GPU-hour sits on a node (``busy / GPUs per node`` node-hours even with perfect
+    packing and no idle time), and each of the ``nodes_added`` nodes the trace must add pays its
+    boot time before it can serve.
+    """
+    return busy_gpu_hours / settings.gpus_per_node + boot_hours(settings, nodes_added)

@@ -54,3 +54,17 @@ def test_a_drain_cordons_and_removes_nothing() -> None:
     pool = Pool({"idle": False})
     applied = apply_plan(PoolPlan(Decision.DRAIN, 1, (), nodes_to_drain=("idle",)), pool, 0.0)
     assert pool.nodes == {"idle": True} and applied.actions == ()
+
+
+def test_a_node_that_got_a_pod_between_read_and_cordon_stays_cordoned_not_removed() -> None:
+    pool = Pool({"empty": False, "raced": False})
+    plan = PoolPlan(
+        Decision.SCALE_DOWN,
+        0,
+        (),
+        nodes_to_drain=("empty", "raced"),
+        nodes_to_remove=("empty", "raced"),
+    )
+    applied = apply_plan(plan, pool, 0.0, still_empty=lambda name: name != "raced")
+    assert pool.nodes == {"raced": True}
+    assert applied.actions == (Action(Direction.DOWN, ScaleReason.IDLE, 1),)

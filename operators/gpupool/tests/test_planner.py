@@ -6,12 +6,14 @@ import pytest
 
 from kubeforge.operators.gpupool.api.models import Placement
 from kubeforge.operators.gpupool.core.planner import (
+    BootTimes,
     Decision,
     JobDemand,
     JobVerdict,
     NodeState,
     PoolPlan,
     PoolPolicy,
+    ScaleDownPolicy,
     Snapshot,
     plan,
 )
@@ -153,3 +155,61 @@ def test_small_gangs_fill_the_tightest_node_so_a_whole_node_stays_free() -> None
     p = plan(Snapshot(nodes, (job("small", 2, created=1), job("big", 8, created=2))), POLICY, NOW)
     assert p.decision is Decision.NOOP
     assert verdict(p, "small").placement is verdict(p, "big").placement is Placement.FITS
+
+
+QUEUE_AWARE = replace(POLICY, scale_down=ScaleDownPolicy.QUEUE_AWARE, idle_after_s=600)
+
+
+def test_queue_aware_removes_an_empty_node_nobody_queues_for_in_one_plan_while_nodes_boot() -> None:
+    # The old policy gives nothing back while any node is in flight; queue-aware cordons and
+    # removes the empty node in the same plan and leaves the booting node alone.
+    nodes = (ready("empty", idle_for=700), coming("boot"))
+    assert plan(Snapshot(nodes, ()), POLICY, NOW).decision is Decision.NOOP
+    p = plan(Snapshot(nodes, ()), QUEUE_AWARE, NOW)
+    assert p.decision is Decision.SCALE_DOWN
+    assert p.nodes_to_drain == ("empty",) and p.nodes_to_remove == ("empty",)
+    assert p.desired_nodes == 1
+
+
+def test_queue_aware_keeps_the_empty_nodes_a_queued_gang_would_use() -> None:
+    # A 1-node job fits on one of two empty nodes: that one is kept, the other goes. A 3-node
+    # gang waiting for capacity (maxNodes 3, one node busy) would use both: both are kept.
+    policy = replace(QUEUE_AWARE, max_nodes=3)
+    nodes = (ready("e1", idle_for=700), ready("busy", 8, busy=True), ready("e2", idle_for=900))
+    one = plan(Snapshot(nodes, (job("one", 8),)), policy, NOW)
+    assert one.decision is Decision.SCALE_DOWN and one.nodes_to_remove == ("e2",)
+    big = plan(Snapshot(nodes, (job("big", 8, 8, 8),)), policy, NOW)
+    assert verdict(big, "big").placement is Placement.CAPACITY_UNAVAILABLE
+    assert big.decision is Decision.NOOP
+    alone = plan(Snapshot(nodes, ()), policy, NOW)
+    assert alone.decision is Decision.SCALE_DOWN
+    assert alone.nodes_to_remove == ("e2", "e1")  # longest idle first
+
+
+@pytest.mark.parametrize(
+    ("break_even_s", "idle_for", "decision"),
+    [
+        (None, 300, Decision.NOOP),  # no boot seen yet: idleAfter (600 s) holds
+        (240.0, 300, Decision.SCALE_DOWN),  # past the break-even: removed
+        (240.0, 200, Decision.NOOP),  # within it: kept
+        (5000.0, 700, Decision.SCALE_DOWN),  # idleAfter caps a long boot time
+    ],
+    ids=["unlearnt", "past-break-even", "within-break-even", "capped-by-idle-after"],
+)
+def test_an_empty_node_is_kept_about_as_long_as_a_boot_costs(
+    break_even_s: float | None, idle_for: float, decision: Decision
+) -> None:
+    policy = replace(QUEUE_AWARE, break_even_s=break_even_s)
+    assert plan(Snapshot((ready("e", idle_for=idle_for),), ()), policy, NOW).decision is decision
+
+
+def test_boot_times_are_learnt_from_nodes_seen_booting_then_ready() -> None:
+    boots = BootTimes()
+    assert boots.estimate_s is None
+    boots.observe((NodeState("a", 100.0, False), NodeState("b", 100.0, False)), 200.0)
+    boots.observe((NodeState("a", 100.0, True, 8), NodeState("b", 100.0, False)), 340.0)
+    boots.observe((NodeState("a", 100.0, True, 8), NodeState("b", 100.0, True, 8)), 400.0)
+    # A node already ready when first seen tells nothing about its boot.
+    boots.observe((NodeState("c", 0.0, True, 8),), 500.0)
+    assert sorted(boots.seen) == [240.0, 300.0]
+    assert boots.estimate_s == 300.0

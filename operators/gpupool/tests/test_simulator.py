@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 
 import pytest
@@ -12,6 +13,8 @@ from kubeforge.operators.gpupool.sim.engine import (
     ClusterSettings,
     PolicyResult,
     PolicySpec,
+    Scoring,
+    lower_bound_node_hours,
     simulate,
 )
 from kubeforge.operators.gpupool.sim.trace import (
@@ -284,3 +287,46 @@ def test_the_scarce_scenario_offers_more_than_max_nodes_for_hours_and_the_ample_
     assert overload(scarce_trace, capacity).longest_hours_above >= 2.0
     # The constant-rate trace is the one the first benchmark published (peak 5,445 GPUs).
     assert peak_demand_gpus(ample_trace) == 5445
+
+
+def test_least_allocated_scoring_spreads_small_pods_and_keeps_more_nodes_than_most_allocated() -> (
+    None
+):
+    # Two 8-GPU jobs end at 1 h; then two 2-GPU jobs arrive together. LeastAllocated (the default
+    # kube-scheduler) puts them on different empty nodes, so no node can go; MostAllocated packs
+    # them onto one node and the other is given back.
+    trace = (
+        job(0, 0.0, 1, 8, 1.0),
+        job(1, 0.0, 1, 8, 1.0),
+        job(2, 3900.0, 1, 2, 2.0),
+        job(3, 3900.0, 1, 2, 2.0),
+    )
+    settings = replace(EXACT, idle_after_s=60.0, min_node_age_s=0.0)
+    spread = simulate(trace, replace(PER_POD, scoring=Scoring.LEAST_ALLOCATED), settings)
+    packed = simulate(trace, replace(PER_POD, scoring=Scoring.MOST_ALLOCATED), settings)
+    assert spread.jobs_finished == packed.jobs_finished == 4
+    assert spread.idle_gpu_hours - packed.idle_gpu_hours == pytest.approx(8 * 2.0, abs=0.5)
+
+
+def test_cluster_autoscaler_delay_after_add_keeps_an_idle_node_while_it_keeps_adding() -> None:
+    # Nodes are added at the ticks of 1500, 1800 and 2010 s. The last one is ready at 2310 s
+    # but unused (its job took the first job's node, freed at 2100 s): idle 60 s, it goes at
+    # 2370 s; with a 10-minute delay after the last add it may only go at 2610 s.
+    arrivals = (1500.0, 1800.0, 2000.0)
+    trace = (job(0, 0.0, 1, 8, 0.5), *(job(i, at, 1, 8, 1.0) for i, at in enumerate(arrivals, 1)))
+    settings = replace(EXACT, idle_after_s=60.0, min_node_age_s=0.0)
+    plain = simulate(trace, PER_POD, settings)
+    delayed = simulate(trace, PER_POD, replace(settings, scale_down_delay_after_add_s=600.0))
+    assert delayed.jobs_finished == plain.jobs_finished == 4
+    assert delayed.idle_gpu_hours - plain.idle_gpu_hours == pytest.approx(8 * 240 / 3600)
+
+
+def test_the_clairvoyant_bound_is_below_what_every_policy_pays() -> None:
+    trace = generate_trace(TraceSpec(jobs=60, pool_gpus=20 * 8, seed=3))
+    settings = ClusterSettings(max_nodes=20, max_in_flight=20, seed=3)
+    busy = sum(j.gpus * j.duration_s for j in trace) / 3600.0
+    bound = lower_bound_node_hours(busy, math.ceil(peak_demand_gpus(trace) / 8), settings)
+    for policy in (KUBEFORGE_RESERVE, PER_POD):
+        result = simulate(trace, policy, settings)
+        assert result.busy_gpu_hours == pytest.approx(busy)
+        assert bound < result.node_hours
