@@ -11,6 +11,7 @@ from typing import Annotated, Any
 
 import typer
 
+from kubeforge.cli.label_budget import label_budget
 from kubeforge.core.config import home
 from kubeforge.core.errors import KubeforgeError
 from kubeforge.pipelines.ir import parameters_from_strings
@@ -249,6 +250,10 @@ def serve(
         server.stop()
 
 
+# The demo's own labelling functions, written for digits' pixels: an example, chosen explicitly.
+DEMO_LFS = "kubeforge.components.label.examples.digits:labeling_functions"
+
+
 def write_demo_data(path: Path) -> Path:
     """scikit-learn's digits (shipped with the package) as a CSV with a ``label`` column."""
     from sklearn.datasets import load_digits
@@ -271,7 +276,9 @@ def demo() -> None:
     typer.echo(f"demo data: {data} (scikit-learn digits, 1797 rows, 64 pixel features)")
     typer.echo("running ingest -> label -> train -> distill -> deploy through kfp.local ...")
     try:
-        params = parameters_from_strings(compiled_ir("main"), [f"data_uri={data}"])
+        params = parameters_from_strings(
+            compiled_ir("main"), [f"data_uri={data}", f"labeling_functions={DEMO_LFS}"]
+        )
         summary = run_pipeline_locally("main", params)
         deploy = summary.get("deploy", {})
         model_uri = f"models:/{deploy.get('model_name')}@{deploy.get('alias')}"
@@ -301,6 +308,9 @@ def demo() -> None:
         )
     finally:
         server.stop()
+
+
+app.command("label-budget")(label_budget)
 
 
 @app.command()

@@ -12,7 +12,7 @@ def label(
     labeled_data: Output[Dataset],
     report: Output[Artifact],
     review_tasks: Output[Artifact],
-    labeling_functions: str = "kubeforge.components.label.examples.digits:labeling_functions",
+    labeling_functions: str = "kubeforge.components.label.generic:labeling_functions",
     gold_budget: float = 0.05,
     confidence_threshold: float = 0.9,
     min_confidence: float = 0.5,

@@ -12,13 +12,19 @@ import pandas as pd
 
 from kubeforge.components.common.params import StageParams
 from kubeforge.components.common.splits import LoadedSplit, write_split_frame
+from kubeforge.components.label.crossfit import (
+    CrossFit,
+    cross_fit,
+    end_model_probabilities,
+    weak_labels,
+    wilson_interval,
+)
 from kubeforge.components.label.weak import (
-    LabelModel,
+    class_probabilities,
+    gold_classifier,
     lf_stats,
     likely_label_errors,
     load_factory,
-    majority_vote,
-    model_assisted_lf,
 )
 from kubeforge.core.errors import KubeforgeError
 
@@ -49,9 +55,17 @@ class LabelReport:
     dropped_low_confidence: int
     gold_fraction: float
     labeling_functions: list[dict[str, Any]]
-    estimated_accuracy: float
+    estimated_accuracy: float | None
+    estimated_accuracy_interval: list[float] | None = None
+    estimate_method: str = ""
+    estimated_majority_vote_accuracy: float | None = None
+    estimated_gold_only_accuracy: float | None = None
+    estimated_end_model_accuracy: float | None = None
+    end_model_beats_gold_only: bool | None = None
     label_model_accuracy: float | None = None
     majority_vote_accuracy: float | None = None
+    gold_only_accuracy: float | None = None
+    end_model_accuracy: float | None = None
     label_model_coverage: float = 0.0
     likely_label_errors: int = 0
     exported_for_review: int = 0
@@ -154,13 +168,19 @@ def label_studio_tasks(
     return tasks
 
 
+def _rounded(value: float) -> float | None:
+    return None if np.isnan(value) else round(float(value), 4)
+
+
 def label_split(
     train: LoadedSplit, out_dir: Path, params: LabelParams, min_gold_per_class: int = 2
 ) -> LabelReport:
     """Label the training split; write ``train.parquet``, ``report.json``, ``review.json``.
 
     Rows with a label beyond ``params.gold_budget`` are treated as unlabelled; their labels are
-    only used to score the produced labels (``label_model_accuracy``).
+    only used to score the produced labels (``*_accuracy`` without ``estimated_``). The
+    ``estimated_*`` figures come from gold rows that the labelling functions did not see
+    (cross-fitting), so they exist on real data where no hidden labels do.
     """
     seed = params.seed
     features = train.features()
@@ -187,23 +207,15 @@ def label_split(
 
     gold_mask = clamp >= 0
     factory = load_factory(params.labeling_functions)
-    lfs = factory(features[gold_mask], clamp[gold_mask], features, k)
-    lfs.append(
-        model_assisted_lf(
-            features[gold_mask], clamp[gold_mask], features, params.confidence_threshold, seed
-        )
-    )
-    votes = np.stack([lf(features) for lf in lfs], axis=1)
-    model = LabelModel(n_classes=k)
-    posterior = model.fit_predict(votes, clamp=clamp)
-    baseline = majority_vote(votes, k)
-    covered = (votes >= 0).any(axis=1)
-
+    weak = weak_labels(features, clamp, k, factory, params.confidence_threshold, seed)
+    posterior = weak.posterior
     final = posterior.argmax(axis=1)
     confidence = posterior.max(axis=1)
-    keep = gold_mask | (covered & (confidence >= params.min_confidence))
-    hidden = ~gold_mask & (known >= 0)
-    scored = hidden & keep
+    keep = weak.kept(clamp, params.min_confidence)
+    labels = np.where(gold_mask, clamp, final)
+    fit = cross_fit(
+        features, clamp, k, factory, params.confidence_threshold, params.min_confidence, seed
+    )
     report = LabelReport(
         rows=len(known),
         gold_rows=int(len(gold)),
@@ -211,20 +223,33 @@ def label_split(
         weak_rows=int((keep & ~gold_mask).sum()),
         dropped_low_confidence=int((~keep).sum()),
         gold_fraction=round(len(gold) / len(known), 4),
-        labeling_functions=lf_stats([lf.name for lf in lfs], votes, clamp, model.lf_accuracies()),
-        estimated_accuracy=round(float(confidence[keep & ~gold_mask].mean()), 4)
-        if (keep & ~gold_mask).any()
-        else 1.0,
-        label_model_coverage=round(float(covered.mean()), 4),
+        labeling_functions=lf_stats(
+            weak.names,
+            weak.votes,
+            weak.model.lf_accuracies(),
+            [fit.lf_accuracy(name) for name in weak.names] if fit else None,
+        ),
+        estimated_accuracy=None,
+        label_model_coverage=round(float((weak.votes >= 0).any(axis=1).mean()), 4),
     )
+    class_share = np.bincount(labels[keep], minlength=k) / max(1, int(keep.sum()))
+    _estimates(report, fit, class_share, params.min_confidence)
+
+    hidden = ~gold_mask & (known >= 0)
+    scored = hidden & keep
     if scored.any():
-        report.label_model_accuracy = round(float((final[scored] == known[scored]).mean()), 4)
-        mv = baseline.argmax(axis=1)
-        report.majority_vote_accuracy = round(float((mv[scored] == known[scored]).mean()), 4)
+        truth = known[scored]
+        report.label_model_accuracy = round(float((final[scored] == truth).mean()), 4)
+        mv = weak.majority.argmax(axis=1)
+        report.majority_vote_accuracy = round(float((mv[scored] == truth).mean()), 4)
+        gold_only = gold_classifier(features[gold_mask], clamp[gold_mask], seed)
+        predicted = class_probabilities(gold_only, features[hidden], k).argmax(axis=1)
+        report.gold_only_accuracy = round(float((predicted == known[hidden]).mean()), 4)
+        end = end_model_probabilities(features, labels, keep, k, seed).argmax(axis=1)
+        report.end_model_accuracy = round(float((end[hidden] == known[hidden]).mean()), 4)
         if report.majority_vote_accuracy > report.label_model_accuracy:
             report.notes.append("majority vote beat the label model on this data")
 
-    labels = np.where(gold_mask, clamp, final)
     errors = likely_label_errors(features[keep], labels[keep], k, seed)
     report.likely_label_errors = int(errors.sum())
 
@@ -248,4 +273,43 @@ def label_split(
     write_split_frame(out, out_dir / "train.parquet", train)
     (out_dir / "review.json").write_text(json.dumps(tasks, indent=1))
     (out_dir / "report.json").write_text(report.to_json())
+    np.save(out_dir / "votes.npy", weak.votes)
     return report
+
+
+def _estimates(
+    report: LabelReport, fit: CrossFit | None, class_share: np.ndarray, min_confidence: float
+) -> None:
+    """Fill the report's cross-fitted estimates, their interval, and the baseline verdict."""
+    if fit is None:
+        report.estimate_method = "none: fewer than 2 gold rows in some class"
+        report.notes.append(
+            "no accuracy estimate: cross-fitting needs at least 2 gold rows per class "
+            "(raise gold_budget)"
+        )
+        return
+    everything = np.ones(len(fit.truth), dtype=bool)
+    kept = fit.confidence >= min_confidence
+    rows = kept if kept.any() else everything
+    estimate = fit.accuracy(fit.label_model, class_share, rows)
+    n = int(rows.sum())
+    low, high = wilson_interval(estimate * n, n)
+    report.estimated_accuracy = _rounded(estimate)
+    report.estimated_accuracy_interval = [round(low, 4), round(high, 4)]
+    report.estimate_method = (
+        f"{fit.folds}-fold cross-fitting over {len(fit.truth)} gold rows "
+        f"({n} held out above min_confidence); 95% Wilson interval"
+    )
+    report.estimated_majority_vote_accuracy = _rounded(
+        fit.accuracy(fit.majority, class_share, everything)
+    )
+    gold_only = fit.accuracy(fit.gold_only, class_share, everything)
+    end_model = fit.accuracy(fit.end_model, class_share, everything)
+    report.estimated_gold_only_accuracy = _rounded(gold_only)
+    report.estimated_end_model_accuracy = _rounded(end_model)
+    report.end_model_beats_gold_only = bool(end_model > gold_only)
+    if not report.end_model_beats_gold_only:
+        report.notes.append(
+            f"a model trained on the weak labels did not beat one trained on the gold rows "
+            f"alone ({end_model:.3f} vs {gold_only:.3f} on held-out gold rows)"
+        )

@@ -9,8 +9,21 @@ from pathlib import Path
 from typing import Any
 
 from kubeforge.components.common.splits import load_split
+from kubeforge.components.label.figures import lf_figure
 from kubeforge.components.label.labeling import LabelParams, label_split
 from kubeforge.core.tracking import stage_run
+
+# Report fields that become metrics of the label stage's MLflow run when they were measured.
+REPORTED_FIGURES = (
+    "estimated_accuracy",
+    "estimated_majority_vote_accuracy",
+    "estimated_gold_only_accuracy",
+    "estimated_end_model_accuracy",
+    "label_model_accuracy",
+    "majority_vote_accuracy",
+    "gold_only_accuracy",
+    "end_model_accuracy",
+)
 
 
 def run_label(
@@ -28,17 +41,23 @@ def run_label(
         try:
             report = label_split(load_split(train_path), work, params)
             mlflow.log_params(asdict(params))
-            metrics = {
+            metrics: dict[str, float] = {
                 "gold_rows": report.gold_rows,
                 "weak_rows": report.weak_rows,
-                "estimated_accuracy": report.estimated_accuracy,
                 "likely_label_errors": report.likely_label_errors,
             }
-            if report.label_model_accuracy is not None:
-                metrics["label_model_accuracy"] = report.label_model_accuracy
-            if report.majority_vote_accuracy is not None:
-                metrics["majority_vote_accuracy"] = report.majority_vote_accuracy
+            for name in REPORTED_FIGURES:
+                value = getattr(report, name)
+                if value is not None:
+                    metrics[name] = float(value)
+            if report.estimated_accuracy_interval is not None:
+                low, high = report.estimated_accuracy_interval
+                metrics["estimated_accuracy_low"], metrics["estimated_accuracy_high"] = low, high
             mlflow.log_metrics(metrics)
+            mlflow.log_artifact(
+                str(lf_figure(report.labeling_functions, work / "labeling_functions.png")),
+                "figures",
+            )
             shutil.copyfile(work / "train.parquet", outputs["data"].path)
             outputs["data"].metadata.update({"rows": report.gold_rows + report.weak_rows})
             Path(outputs["report"].path).write_text(report.to_json())

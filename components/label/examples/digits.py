@@ -25,7 +25,8 @@ def labeling_functions(
     lfs: list[LabelingFunction] = []
 
     # Clusters of all rows, each named by the gold rows that fall into it (abstain if none).
-    for n_clusters, seed in ((60, 0), (40, 1)):
+    for wanted, seed in ((60, 0), (40, 1)):
+        n_clusters = min(wanted, len(x_all))  # never more clusters than rows
         km = KMeans(n_clusters=n_clusters, n_init=3, random_state=seed).fit(x_all)
         gold_clusters = km.predict(x_gold)
         names = np.full(n_clusters, ABSTAIN)

@@ -5,16 +5,25 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from kubeforge.components.common.splits import LoadedSplit, load_split
+from kubeforge.components.label.crossfit import wilson_interval
+from kubeforge.components.label.generic import cluster_counts
 from kubeforge.components.label.labeling import (
     LabelParams,
     choose_gold,
     label_split,
     read_label_studio_export,
 )
-from kubeforge.components.label.weak import ABSTAIN, LabelModel, majority_vote
+from kubeforge.components.label.weak import (
+    ABSTAIN,
+    LabelingFunction,
+    LabelModel,
+    fixed_votes,
+    majority_vote,
+)
 from kubeforge.core.errors import KubeforgeError
 
 LFS = "kubeforge.components.label.examples.digits"
@@ -124,3 +133,147 @@ def test_unknown_labeling_functions_module(digits_splits: Path, tmp_path: Path) 
         label_split(load_split(digits_splits / "train.parquet"), tmp_path, params)
     assert excinfo.value.parameter == "labeling_functions"
     assert not (tmp_path / "train.parquet").exists()
+
+
+# --- Data-agnostic defaults and honest estimates (issue 12) -------------------------------------
+
+
+def _split_of(name: str, seed: int = 0) -> tuple[LoadedSplit, np.ndarray, np.ndarray]:
+    """A scikit-learn dataset's 70% training split (labels as strings), plus its arrays."""
+    from sklearn import datasets
+    from sklearn.model_selection import train_test_split
+
+    bunch = getattr(datasets, f"load_{name}")()
+    x_train, _, y_train, _ = train_test_split(
+        bunch.data, bunch.target, train_size=0.7, stratify=bunch.target, random_state=seed
+    )
+    columns = [f"f{i}" for i in range(x_train.shape[1])]
+    frame = pd.DataFrame(x_train.astype(np.float32), columns=columns)
+    frame["label"] = [str(v) for v in y_train]
+    classes = sorted({str(v) for v in bunch.target})
+    return LoadedSplit(frame, "label", columns, classes), x_train, y_train
+
+
+def _full_label_accuracy(x: np.ndarray, y: np.ndarray) -> float:
+    """A logistic regression trained on all true labels of the split, scored on the split."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=5000)).fit(x, y)
+    return float(model.score(x, y))
+
+
+def one_nearest_gold_row(
+    gold_x: np.ndarray, gold_y: np.ndarray, features: np.ndarray, n_classes: int
+) -> list[LabelingFunction]:
+    """A user's LF that copies the label of the nearest gold row: perfect on the gold rows."""
+    from sklearn.neighbors import KNeighborsClassifier
+
+    votes = KNeighborsClassifier(n_neighbors=1).fit(gold_x, gold_y).predict(features)
+    return [LabelingFunction("one_nn", fixed_votes("one_nn", votes))]
+
+
+@pytest.mark.parametrize("name", ["wine", "breast_cancer"])
+def test_default_lfs_on_features_of_different_scales(name: str, tmp_path: Path) -> None:
+    """Today's default (digits' pixel LFs) reached ~0.7 here; the default must reach 0.9x."""
+    train, x, y = _split_of(name)
+    report = label_split(train, tmp_path, LabelParams.defaults(gold_budget=0.1, review_count=5))
+    full = _full_label_accuracy(x, y)
+    assert report.label_model_accuracy is not None
+    assert report.label_model_accuracy >= 0.90 * full, (report.label_model_accuracy, full)
+    names = {str(lf["name"]) for lf in report.labeling_functions}
+    assert {"nearest_prototype", "knn_gold", "label_spreading", "model_assisted"} <= names
+
+
+def test_estimated_accuracy_comes_from_gold_rows_the_lfs_did_not_see(tmp_path: Path) -> None:
+    """Today's estimate was the label model's own mean confidence (0.98 for 0.71 measured)."""
+    train, _, _ = _split_of("wine")
+    params = LabelParams.defaults(
+        labeling_functions=f"{__name__}:one_nearest_gold_row", gold_budget=0.1, review_count=5
+    )
+    report = label_split(train, tmp_path, params)
+    assert report.estimated_accuracy is not None and report.estimated_accuracy_interval
+    low, high = report.estimated_accuracy_interval
+    assert report.label_model_accuracy is not None
+    assert low <= report.label_model_accuracy <= high
+    assert "cross-fitting" in report.estimate_method
+
+
+def test_accuracy_on_known_is_scored_on_held_out_gold_rows(tmp_path: Path) -> None:
+    """An LF that copies the nearest gold row scores 1.0 on the gold rows it was built from."""
+    train, x, y = _split_of("wine")
+    params = LabelParams.defaults(
+        labeling_functions=f"{__name__}:one_nearest_gold_row", gold_budget=0.1, review_count=5
+    )
+    report = label_split(train, tmp_path, params)
+    one_nn = next(lf for lf in report.labeling_functions if lf["name"] == "one_nn")
+    assert float(one_nn["accuracy_on_known"]) < 1.0
+    # Close to what the LF really scores on the rows it did not copy.
+    out = load_split(tmp_path / "train.parquet").frame
+    gold = out[out["_label_source"] == "gold"]
+    is_gold = (
+        train.frame[train.feature_columns]
+        .apply(tuple, axis=1)
+        .isin(set(gold[train.feature_columns].apply(tuple, axis=1)))
+    )
+    rest = ~is_gold.to_numpy()
+    gold_x, gold_y = gold[train.feature_columns].to_numpy(), gold["label"].astype(int).to_numpy()
+    votes = one_nearest_gold_row(gold_x, gold_y, x[rest], 3)[0](x[rest])
+    really = float((votes == y[rest]).mean())
+    assert abs(float(one_nn["accuracy_on_known"]) - really) < 0.2, really
+
+
+def test_report_shows_every_baseline_and_says_when_weak_labels_do_not_pay(tmp_path: Path) -> None:
+    train, _, _ = _split_of("wine")
+    report = label_split(train, tmp_path, LabelParams.defaults(gold_budget=0.1, review_count=5))
+    for figure in (
+        report.majority_vote_accuracy, report.label_model_accuracy, report.gold_only_accuracy,
+        report.end_model_accuracy, report.estimated_majority_vote_accuracy,
+        report.estimated_gold_only_accuracy, report.estimated_end_model_accuracy,
+    ):  # fmt: skip
+        assert figure is not None and 0.0 <= figure <= 1.0
+    assert report.end_model_beats_gold_only is not None
+    said = any("did not beat" in note for note in report.notes)
+    assert said == (not report.end_model_beats_gold_only)
+    written = json.loads((tmp_path / "report.json").read_text())
+    assert written["estimated_gold_only_accuracy"] == report.estimated_gold_only_accuracy
+
+
+@pytest.mark.parametrize(("rows", "classes", "gold"), [(12, 3, 6), (57, 10, 20), (5000, 4, 250)])
+def test_cluster_counts_never_exceed_the_rows(rows: int, classes: int, gold: int) -> None:
+    counts = cluster_counts(rows, classes, gold)
+    assert all(2 <= c <= max(2, rows // 2) for c in counts)
+
+
+def test_default_lfs_label_a_split_smaller_than_the_digits_cluster_counts(tmp_path: Path) -> None:
+    """57 rows: the digits LFs asked k-means for 60 clusters (``n_samples=57``)."""
+    rng = np.random.default_rng(0)
+    x = np.vstack([rng.normal(c * 4.0, 1.0, size=(19, 5)) for c in range(3)]).astype(np.float32)
+    frame = pd.DataFrame(x * np.array([1, 10, 100, 1000, 0.01]), columns=list("abcde"))
+    frame["label"] = [str(c) for c in range(3) for _ in range(19)]
+    train = LoadedSplit(frame, "label", list("abcde"), ["0", "1", "2"])
+    for lfs in ("kubeforge.components.label.generic:labeling_functions", LFS):
+        params = LabelParams.defaults(labeling_functions=lfs, gold_budget=0.2, review_count=3)
+        report = label_split(train, tmp_path / lfs.split(".")[-1], params)
+        assert report.label_model_accuracy is not None and report.label_model_accuracy >= 0.8
+
+
+def test_wilson_interval() -> None:
+    low, high = wilson_interval(9, 10)
+    assert low < 0.9 < high and high <= 1.0 and low > 0.5
+    assert wilson_interval(0, 0) == (0.0, 1.0)
+
+
+def test_budget_curve_skips_a_share_too_small_and_draws_the_rest(tmp_path: Path) -> None:
+    from kubeforge.components.label.budget import budget_curve
+    from kubeforge.components.label.figures import budget_figure
+
+    train, _, _ = _split_of("wine")
+    points = budget_curve(train, LabelParams.defaults(review_count=1), tmp_path, (0.01, 0.1, 0.2))
+    assert "skipped" in points[0] and "gold_budget" in points[0]["skipped"]
+    measured = [p for p in points if "gold_rows" in p]
+    assert [p["fraction"] for p in measured] == [0.1, 0.2]
+    assert measured[0]["gold_rows"] < measured[1]["gold_rows"]
+    png = budget_figure(points, "wine", tmp_path / "curve.png")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
