@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
+import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from kubeforge.core.config import default_tracking_uri, home
-from kubeforge.core.errors import KubeforgeError
+from kubeforge.core.errors import KubeforgeError, describe_failure
 
 EXPERIMENT = "kubeforge"
 
@@ -47,11 +50,51 @@ def connect(tracking_uri: str = "", experiment: str = EXPERIMENT) -> str:
     return uri
 
 
+def error_file() -> Path:
+    """Where a failed stage leaves its one-line error for the CLI (the run's log folder)."""
+    run_dir = os.environ.get("KUBEFORGE_RUN_DIR")
+    return Path(run_dir) / "error.txt" if run_dir else home() / "last_error.txt"
+
+
+def _cpu_seconds() -> float:
+    """CPU time of this process and its finished children (torchrun's workers), user + system."""
+    import resource
+
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def _gpu_devices() -> int:
+    """GPUs this process used: CUDA initialised here (without importing torch for it)."""
+    torch = sys.modules.get("torch")
+    if torch is None or not torch.cuda.is_initialized():
+        return 0
+    return int(torch.cuda.device_count())
+
+
+def stage_cost(started: float) -> dict[str, float]:
+    """The stage's cost so far: wall seconds, CPU seconds, GPU seconds (wall x GPUs used)."""
+    wall = time.perf_counter() - started
+    return {
+        "stage_seconds": round(wall, 3),
+        "cpu_seconds": round(_cpu_seconds(), 3),
+        "gpu_seconds": round(wall * _gpu_devices(), 3),
+    }
+
+
 @contextlib.contextmanager
 def stage_run(stage: str, tracking_uri: str, parent_run_id: str = "") -> Iterator[Any]:
-    """An MLflow run for one pipeline stage, nested under ``parent_run_id`` when given."""
+    """An MLflow run for one pipeline stage, nested under ``parent_run_id`` when given.
+
+    Logs the stage's cost (``stage_seconds``, ``cpu_seconds`` since the process started,
+    ``gpu_seconds``) whether it succeeds or fails. Any failure leaves one line for the CLI
+    (:func:`error_file`): a Kubeforge error's message, or another exception's type, message and
+    the user's file and line; the traceback stays in the task's log.
+    """
     import mlflow
 
+    started = time.perf_counter()
     connect(tracking_uri)
     tags = {"kubeforge.stage": stage}
     experiment_id = None
@@ -62,8 +105,13 @@ def stage_run(stage: str, tracking_uri: str, parent_run_id: str = "") -> Iterato
     with mlflow.start_run(run_name=stage, tags=tags, experiment_id=experiment_id) as run:
         try:
             yield run
-        except KubeforgeError as exc:
+        except Exception as exc:
             # The local runner only sees a failed subprocess; leave the message for the CLI.
-            (home() / "last_error.txt").write_text(f"{stage}: {exc}\n")
-            mlflow.set_tag("kubeforge.error", str(exc)[:5000])
+            line = describe_failure(exc)
+            path = error_file()
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(f"{stage}: {line}\n")
+            mlflow.set_tag("kubeforge.error", line[:5000])
             raise
+        finally:
+            mlflow.log_metrics(stage_cost(started))

@@ -157,7 +157,12 @@ def _schema_for(tp: Any, rules: SchemaRules) -> dict[str, Any]:
         return {"type": "object", "additionalProperties": _schema_for(value, rules)}
     if dataclasses.is_dataclass(tp):
         return object_schema(tp, rules)
-    return {str: {"type": "string"}, int: {"type": "integer"}, bool: {"type": "boolean"}}[tp]
+    return {
+        str: {"type": "string"},
+        int: {"type": "integer"},
+        float: {"type": "number"},
+        bool: {"type": "boolean"},
+    }[tp]
 
 
 def object_schema(cls: Any, rules: SchemaRules) -> dict[str, Any]:

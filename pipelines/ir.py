@@ -17,6 +17,7 @@ from typing import Any
 
 import yaml
 
+from kubeforge.components.common.constraints import constraint_error
 from kubeforge.core.errors import KubeforgeError
 
 _JSON_TYPES: dict[str, tuple[type, ...]] = {
@@ -112,8 +113,9 @@ def check_parameters(
         The values, typed as the pipeline declares them.
 
     Raises:
-        KubeforgeError: An undeclared parameter, a value of the wrong type, or a missing required
-            parameter; the message and ``parameter`` name the field.
+        KubeforgeError: An undeclared parameter, a value of the wrong type or outside its range
+            or choices (``components.common.constraints``), or a missing required parameter;
+            the message and ``parameter`` name the field.
     """
     out: dict[str, Any] = {}
     for key, value in values.items():
@@ -138,6 +140,9 @@ def check_parameters(
                 f"{field}.{key}",
             )
         out[key] = int(value) if integral_float else value
+        refused = constraint_error(key, out[key])
+        if refused is not None:
+            raise KubeforgeError(f"{field}.{key}: {refused}", f"{field}.{key}")
     missing = missing_parameters(ir, out)
     if missing and require_all:
         raise KubeforgeError(
@@ -181,6 +186,9 @@ def parameters_from_strings(ir: PipelineIR, pairs: Iterable[str]) -> dict[str, A
             raise KubeforgeError(
                 f"parameter {key!r} expects {kind.lower()}, got {raw!r}", key
             ) from exc
+        refused = constraint_error(key, values[key])
+        if refused is not None:
+            raise KubeforgeError(refused, key)
     missing = missing_parameters(ir, values)
     if missing:
         raise KubeforgeError(f"missing required parameter(s) {missing}", missing[0])
@@ -203,3 +211,19 @@ def _from_string(kind: str, raw: str) -> Any:
             raise ValueError(raw)
         return value
     return raw
+
+
+def task_order(ir: PipelineIR) -> list[str]:
+    """The pipeline's top-level tasks, each after the tasks it depends on (ties by name)."""
+    doc = yaml.safe_load(ir.text)
+    tasks = doc["root"].get("dag", {}).get("tasks", {}) or {}
+    after = {name: set(spec.get("dependentTasks", []) or []) for name, spec in tasks.items()}
+    order: list[str] = []
+    while after:
+        ready = sorted(name for name, needs in after.items() if needs <= set(order))
+        if not ready:  # a cycle cannot compile; keep the rest in name order all the same
+            ready = sorted(after)
+        order += ready
+        for name in ready:
+            del after[name]
+    return order

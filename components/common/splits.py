@@ -26,6 +26,7 @@ class LoadedSplit:
     label_column: str
     feature_columns: list[str]
     classes: list[str]
+    source: str = ""  # the URI ingest read the rows from; "" when unknown
 
     def features(self) -> np.ndarray:
         """Feature matrix as float32."""
@@ -58,6 +59,7 @@ def write_split(
     features: list[str],
     classes: list[str],
     content_hash: str = "",
+    source: str = "",
 ) -> None:
     """Write one split atomically with its schema (and fingerprint) in the Parquet metadata.
 
@@ -68,6 +70,7 @@ def write_split(
         features: The feature columns.
         classes: The class names, in class-index order.
         content_hash: The fingerprint to record; empty to compute it from ``frame``.
+        source: The URI the rows were read from (deploy names a model after it).
     """
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -78,6 +81,7 @@ def write_split(
         b"kubeforge.feature_columns": json.dumps(features).encode(),
         b"kubeforge.classes": json.dumps(classes).encode(),
         b"kubeforge.fingerprint": (content_hash or fingerprint(frame)).encode(),
+        b"kubeforge.source": source.encode(),
     }
     table = table.replace_schema_metadata({**(table.schema.metadata or {}), **meta})
     tmp = path.with_suffix(".tmp")
@@ -87,7 +91,9 @@ def write_split(
 
 def write_split_frame(frame: pd.DataFrame, path: Path, like: LoadedSplit) -> None:
     """Write ``frame`` with the schema of an already loaded split (for later stages)."""
-    write_split(frame, path, like.label_column, like.feature_columns, like.classes)
+    write_split(
+        frame, path, like.label_column, like.feature_columns, like.classes, source=like.source
+    )
 
 
 def load_split(path: str | Path) -> LoadedSplit:
@@ -108,4 +114,5 @@ def load_split(path: str | Path) -> LoadedSplit:
         classes = json.loads(meta[b"kubeforge.classes"])
     except KeyError as exc:
         raise KubeforgeError(f"{path} was not written by kubeforge ingest (no schema)") from exc
-    return LoadedSplit(table.to_pandas(), label, features, classes)
+    source = meta.get(b"kubeforge.source", b"").decode()
+    return LoadedSplit(table.to_pandas(), label, features, classes, source)

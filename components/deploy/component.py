@@ -11,9 +11,10 @@ def deploy(
     model: Input[Model],
     test_data: Input[Dataset],
     deployment: Output[Artifact],
-    model_name: str = "kubeforge-digits",
+    model_name: str = "",
     alias: str = "champion",
     min_accuracy: float = 0.8,
+    gate_confidence: float = 0.95,
     target: str = "local",
     namespace: str = "default",
     mlflow_tracking_uri: str = "",
@@ -25,9 +26,13 @@ def deploy(
         model: The model to deploy (the distilled student).
         test_data: Rows for the smoke test.
         deployment: JSON: registered version, alias, model URI, rendered manifests.
-        model_name: Registered model name in the MLflow registry.
+        model_name: Registered model name in the MLflow registry; empty for one derived from
+            the data (``kubeforge-<file name>``). An alias is never moved to a model of another
+            input signature.
         alias: Registry alias moved to the new version after the smoke test.
-        min_accuracy: Smallest smoke-test accuracy that lets the alias move.
+        min_accuracy: Smallest smoke-test accuracy that lets the alias move; the gate fails
+            only when its whole confidence interval (Wilson) is below.
+        gate_confidence: Confidence level of the retention and smoke-test gates' intervals.
         target: ``local`` (serve with ``kubeforge serve``), ``kserve`` (an InferenceService) or
             ``deployment`` (a Deployment + Service); cluster targets are applied in-cluster.
         namespace: Namespace of the cluster resources.

@@ -3,20 +3,23 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from kubeforge.components.common.constraints import TARGETS
 from kubeforge.components.common.model import load
 from kubeforge.components.common.params import StageParams
 from kubeforge.components.common.splits import load_split
 from kubeforge.components.deploy.manifests import render_manifests
-from kubeforge.components.deploy.promote import DeployResult, register_and_promote
+from kubeforge.components.deploy.promote import (
+    DeployResult,
+    default_model_name,
+    register_and_promote,
+)
 from kubeforge.core.errors import KubeforgeError
 from kubeforge.core.kube import api_client
 from kubeforge.core.tracking import stage_run
-
-TARGETS = ("local", "kserve", "deployment")
 
 
 @dataclass(frozen=True)
@@ -28,6 +31,7 @@ class DeployParams(StageParams):
     model_name: str
     alias: str
     min_accuracy: float
+    gate_confidence: float
     target: str
     namespace: str
 
@@ -47,15 +51,27 @@ def run_deploy(
     if target not in TARGETS:
         raise KubeforgeError(f"target must be one of {TARGETS}, got {target!r}", "target")
     with stage_run("deploy", tracking_uri, parent_run_id):
+        test = load_split(test_path)
+        params = replace(params, model_name=params.model_name or default_model_name(test))
         mlflow.log_params(asdict(params))
         result = register_and_promote(
             load(model_path),
-            load_split(test_path),
+            test,
             params.model_name,
             params.alias,
             params.min_accuracy,
+            params.gate_confidence,
         )
-        mlflow.log_metric("smoke_accuracy", result.smoke_accuracy)
+        gate = result.smoke_gate
+        mlflow.log_metrics(
+            {
+                "smoke_accuracy": result.smoke_accuracy,
+                "smoke_ci_low": float(gate["low"]),
+                "smoke_ci_high": float(gate["high"]),
+                "smoke_rows": float(gate["rows"]),
+                "gate_confidence": params.gate_confidence,
+            }
+        )
         manifests = render_manifests(
             target, params.model_name, params.namespace, result.model_uri, mlflow.get_tracking_uri()
         )

@@ -19,6 +19,7 @@ def distill(
     epochs: int = 60,
     quantize_int8: bool = False,
     min_retention: float = 0.97,
+    gate_confidence: float = 0.95,
     seed: int = 0,
     mlflow_tracking_uri: str = "",
     mlflow_parent_run_id: str = "",
@@ -36,7 +37,9 @@ def distill(
         alpha: Weight of the soft (teacher) loss against the hard-label loss.
         epochs: Student training epochs.
         quantize_int8: Apply dynamic int8 quantization to the student's Linear layers.
-        min_retention: Smallest accepted student/teacher accuracy ratio.
+        min_retention: Smallest accepted student/teacher accuracy ratio; the gate fails only
+            when its whole confidence interval (paired bootstrap on the test rows) is below.
+        gate_confidence: Confidence level of the retention and smoke-test gates' intervals.
         seed: Seed for initialisation and shuffling.
         mlflow_tracking_uri: MLflow tracking URI; empty for the default.
         mlflow_parent_run_id: MLflow run to nest this stage's run under.

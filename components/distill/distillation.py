@@ -5,14 +5,16 @@ from __future__ import annotations
 import json
 import time
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from kubeforge.components.common.gates import retention_gate
 from kubeforge.components.common.model import (
     Classifier,
     ModelSpec,
@@ -39,6 +41,7 @@ class DistillParams(StageParams):
     epochs: int
     quantize_int8: bool
     min_retention: float
+    gate_confidence: float
     seed: int
 
 
@@ -65,6 +68,7 @@ class DistillReport:
     quantized: bool
     parameter_ratio: float
     latency_ratio: float
+    gate: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> str:
         """The report as indented JSON."""
@@ -181,26 +185,34 @@ def distill_student(
 
     teacher_profile = profile(teacher, test)
     student_profile = profile(final, test)
-    retention = student_profile.accuracy / max(teacher_profile.accuracy, 1e-9)
+    y_test = test.label_indices()
+    gate = retention_gate(
+        predict(final, test.features()).argmax(axis=1) == y_test,
+        predict(teacher, test.features()).argmax(axis=1) == y_test,
+        min_retention,
+        params.gate_confidence,
+        seed,
+    )
     report = DistillReport(
         teacher=teacher_profile,
         student=student_profile,
-        retention=round(retention, 4),
+        retention=round(gate.value, 4),
         min_retention=min_retention,
-        passed=retention >= min_retention,
+        passed=gate.passed,
         quantized=params.quantize_int8,
         parameter_ratio=round(teacher_profile.parameters / max(student_profile.parameters, 1), 2),
         latency_ratio=round(
             teacher_profile.latency_p50_ms / max(student_profile.latency_p50_ms, 1e-9), 2
         ),
+        gate=gate.as_dict(),
     )
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "report.json").write_text(report.to_json())
     if not report.passed:
         raise KubeforgeError(
-            f"student keeps {retention:.1%} of the teacher's accuracy "
-            f"({student_profile.accuracy:.4f} vs {teacher_profile.accuracy:.4f}), below the "
-            f"gate of {min_retention:.1%}",
+            f"the student is below the retention gate: {gate.describe()} "
+            f"(student {student_profile.accuracy:.4f} vs teacher {teacher_profile.accuracy:.4f}); "
+            "the whole interval is below min_retention",
             "min_retention",
         )
     if params.quantize_int8:

@@ -53,6 +53,9 @@ def run_distill(
             mlflow.log_metrics(
                 {
                     "retention": report.retention,
+                    "retention_ci_low": report.gate["low"],
+                    "retention_ci_high": report.gate["high"],
+                    "gate_confidence": params.gate_confidence,
                     "parameter_ratio": report.parameter_ratio,
                     "latency_ratio": report.latency_ratio,
                 }

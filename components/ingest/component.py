@@ -19,6 +19,7 @@ def ingest(
     val_fraction: float = 0.15,
     test_fraction: float = 0.15,
     image_size: int = 8,
+    gold_budget: float = 0.05,
     seed: int = 0,
     mlflow_tracking_uri: str = "",
     mlflow_parent_run_id: str = "",
@@ -38,6 +39,8 @@ def ingest(
         val_fraction: Share of labelled rows for validation.
         test_fraction: Share of labelled rows for test.
         image_size: Images are resized to image_size x image_size grey pixels.
+        gold_budget: Largest share of training rows whose labels may be used as gold;
+            ingest refuses a split too small to give each class its gold rows.
         seed: Seed of the deterministic split.
         mlflow_tracking_uri: MLflow tracking URI; empty for the default.
         mlflow_parent_run_id: MLflow run to nest this stage's run under.

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import difflib
 import io
 import json
+import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -11,11 +13,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from kubeforge.components.common.constraints import FORMATS
 from kubeforge.components.common.params import StageParams, parse_columns
 from kubeforge.components.common.splits import fingerprint, write_split
 from kubeforge.core.errors import KubeforgeError
 
-FORMATS = ("auto", "csv", "parquet", "jsonl", "images")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff")
 
 
@@ -32,6 +34,7 @@ class IngestParams(StageParams):
     val_fraction: float
     test_fraction: float
     image_size: int
+    gold_budget: float
     seed: int
 
 
@@ -111,6 +114,8 @@ def read_table(uri: str, fmt: str = "auto", image_size: int = 8) -> tuple[pd.Dat
         raise KubeforgeError(f"data file {uri!r} does not exist", "data_uri") from exc
     except (OSError, ValueError, ImportError) as exc:
         raise KubeforgeError(f"cannot open {uri!r}: {exc}", "data_uri") from exc
+    if not raw.strip():
+        raise KubeforgeError(f"data file {uri!r} is empty (0 bytes of data)", "data_uri")
     try:
         if fmt == "csv":
             frame = pd.read_csv(io.BytesIO(raw))
@@ -118,6 +123,8 @@ def read_table(uri: str, fmt: str = "auto", image_size: int = 8) -> tuple[pd.Dat
             frame = pd.read_parquet(io.BytesIO(raw))
         else:
             frame = pd.read_json(io.BytesIO(raw), lines=True)
+    except pd.errors.EmptyDataError as exc:
+        raise KubeforgeError(f"data file {uri!r} holds no rows and no header", "data_uri") from exc
     except Exception as exc:  # noqa: BLE001 - every parser error means "unreadable"
         raise KubeforgeError(
             f"{uri!r} is not readable as {fmt}: {type(exc).__name__}: {exc}", "data_format"
@@ -170,14 +177,16 @@ def validate_schema(frame: pd.DataFrame, schema: Schema) -> list[str]:
     if schema.label_column not in frame.columns:
         raise KubeforgeError(
             f"label column {schema.label_column!r} is not in the data "
-            f"(columns: {', '.join(map(str, frame.columns[:20]))})",
+            f"({describe_columns(schema.label_column, frame.columns)})",
             "label_column",
         )
     if schema.feature_columns:
         missing = [c for c in schema.feature_columns if c not in frame.columns]
         if missing:
             raise KubeforgeError(
-                f"feature columns {missing} are not in the data", "feature_columns"
+                f"feature columns {missing} are not in the data "
+                f"({describe_columns(missing[0], frame.columns)})",
+                "feature_columns",
             )
         features = list(schema.feature_columns)
     else:
@@ -185,6 +194,17 @@ def validate_schema(frame: pd.DataFrame, schema: Schema) -> list[str]:
     if not features:
         raise KubeforgeError("the data has no feature column besides the label", "feature_columns")
     return features
+
+
+def describe_columns(wanted: str, columns: Any, shown: int = 12) -> str:
+    """The columns a user may have meant: close matches first, then a few, then how many more."""
+    names = [str(c) for c in columns]
+    close = difflib.get_close_matches(wanted, names, n=3, cutoff=0.6)
+    close += [n for n in names if wanted.lower() == n.lower() and n not in close]
+    head = ", ".join(names[:shown])
+    more = f", … and {len(names) - shown} more" if len(names) > shown else ""
+    listing = f"{len(names)} columns: {head}{more}"
+    return f"did you mean {' or '.join(map(repr, close))}? {listing}" if close else listing
 
 
 def clean(
@@ -240,7 +260,9 @@ def split(
     n_holdout = round(len(labelled) * (val_fraction + test_fraction))
     if len(labelled) < 3 or n_holdout < 2 or n_holdout >= len(labelled):
         raise KubeforgeError(
-            f"{len(labelled)} labelled rows cannot fill train, val and test splits; "
+            f"{len(labelled)} labelled rows cannot fill train, val and test splits "
+            f"(val_fraction {val_fraction} + test_fraction {test_fraction} hold out "
+            f"{n_holdout} rows; at least 2, and fewer than {len(labelled)}); "
             "add labelled rows or change the fractions",
             "test_fraction",
         )
@@ -264,6 +286,46 @@ def split(
     return splits
 
 
+MIN_GOLD_PER_CLASS = 2
+"""Gold rows per class the label stage needs to build its labelling functions."""
+
+
+def check_classes(labels: pd.Series, label: str) -> None:
+    """Refuse a label column that holds fewer than two classes: nothing to learn."""
+    counts = labels.dropna().value_counts()
+    if len(counts) < 2:
+        found = ", ".join(f"{k!r}: {v} rows" for k, v in counts.items()) or "no labelled row"
+        raise KubeforgeError(
+            f"label column {label!r} holds {len(counts)} class ({found}); "
+            "a classifier needs rows of at least 2 classes",
+            "label_column",
+        )
+
+
+def check_gold_budget(train: pd.DataFrame, label: str, gold_budget: float) -> None:
+    """Refuse a training split whose gold budget cannot give each class its gold rows."""
+    counts = train[label].dropna().value_counts()
+    cap = math.floor(gold_budget * len(train))
+    need = MIN_GOLD_PER_CLASS * len(counts)
+    usable = min(cap, int(counts.sum()))
+    if usable >= need and counts.min() >= MIN_GOLD_PER_CLASS:
+        return
+    if counts.min() < MIN_GOLD_PER_CLASS:
+        rare = ", ".join(f"{k!r}: {v}" for k, v in counts.items() if v < MIN_GOLD_PER_CLASS)
+        raise KubeforgeError(
+            f"the training split holds fewer than {MIN_GOLD_PER_CLASS} labelled rows of some "
+            f"classes ({rare}); add labelled rows of them or lower val_fraction/test_fraction",
+            "test_fraction",
+        )
+    least = math.ceil(need / len(train) * 1000) / 1000
+    raise KubeforgeError(
+        f"gold_budget {gold_budget} of {len(train)} training rows allows {usable} gold rows; "
+        f"{len(counts)} classes need at least {need} ({MIN_GOLD_PER_CLASS} per class): raise "
+        f"gold_budget to at least {least:g} or add rows",
+        "gold_budget",
+    )
+
+
 def prepare_splits(params: IngestParams, out_dir: Path) -> IngestReport:
     """Read, validate, clean, split and fingerprint ``params.data_uri``; write Parquet splits.
 
@@ -285,9 +347,11 @@ def prepare_splits(params: IngestParams, out_dir: Path) -> IngestReport:
             f"every row of {data_uri!r} was dropped ({dropped}); check the feature columns",
             "feature_columns",
         )
+    check_classes(cleaned[schema.label_column], schema.label_column)
     splits = split(
         cleaned, schema.label_column, params.val_fraction, params.test_fraction, params.seed
     )
+    check_gold_budget(splits["train"], schema.label_column, params.gold_budget)
     labels = cleaned[schema.label_column]
     classes = sorted(labels.dropna().unique().tolist())
     report = IngestReport(
@@ -313,6 +377,7 @@ def prepare_splits(params: IngestParams, out_dir: Path) -> IngestReport:
             report.feature_columns,
             report.classes,
             report.fingerprint,
+            source=data_uri,
         )
     (out_dir / "report.json").write_text(report.to_json())
     return report

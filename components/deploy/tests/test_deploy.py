@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 
 from kubeforge.components.common.model import Classifier, ModelSpec
-from kubeforge.components.common.splits import load_split
+from kubeforge.components.common.splits import LoadedSplit, load_split
 from kubeforge.components.deploy.manifests import (
     build_deployment,
     build_inference_service,
     build_service,
 )
-from kubeforge.components.deploy.promote import register_and_promote
+from kubeforge.components.deploy.promote import default_model_name, register_and_promote
 from kubeforge.components.deploy.server import ModelServer
 from kubeforge.core.errors import KubeforgeError
 
@@ -88,6 +88,44 @@ def test_alias_moves_only_after_a_passing_smoke_test(
     versions = client.search_model_versions("name='digits'")
     failed = [v for v in versions if v.tags.get("kubeforge.smoke_test") == "failed"]
     assert [str(v.version) for v in failed] == ["2"]
+
+
+def test_alias_never_moves_to_a_model_of_another_input_signature(
+    model: Classifier, digits_splits: Path, mlflow_home: str
+) -> None:
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    test = load_split(digits_splits / "test.parquet")
+    with mlflow.start_run():
+        first = register_and_promote(model, test, "shared", "champion", min_accuracy=0.5)
+    other = Classifier(
+        ModelSpec(4, (8,), ("a", "b"), ("f0", "f1", "f2", "f3")), np.zeros(4), np.ones(4)
+    )
+    with mlflow.start_run(), pytest.raises(KubeforgeError) as excinfo:
+        register_and_promote(other, test, "shared", "champion", min_accuracy=0.0)
+    assert excinfo.value.parameter == "model_name"
+    assert "64 features" in str(excinfo.value) and "4 features" in str(excinfo.value)
+    client = MlflowClient(mlflow_home)
+    assert str(client.get_model_version_by_alias("shared", "champion").version) == first.version
+    assert len(client.search_model_versions("name='shared'")) == 1  # nothing registered
+
+
+@pytest.mark.parametrize(
+    ("source", "name"),
+    [
+        ("/data/digits.csv", "kubeforge-digits"),
+        ("s3://bucket/Customer Churn.parquet", "kubeforge-customer-churn"),
+        ("pets/", "kubeforge-pets"),
+        ("", "kubeforge-churned-age"),
+    ],
+    ids=["csv", "s3-parquet", "image-folder", "no-source"],
+)
+def test_default_model_name_comes_from_the_data(source: str, name: str) -> None:
+    import pandas as pd
+
+    split = LoadedSplit(pd.DataFrame(), "churned", ["age", "tenure"], ["no", "yes"], source)
+    assert default_model_name(split) == name
 
 
 def test_inference_service_manifest() -> None:

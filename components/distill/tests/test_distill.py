@@ -79,6 +79,6 @@ def test_gate_fails_the_step_and_writes_no_model(
             DistillParams.defaults(hidden="1", epochs=2),
         )
     assert excinfo.value.parameter == "min_retention"
-    assert "below the gate" in str(excinfo.value)
+    assert "below the retention gate" in str(excinfo.value)
     assert not (tmp_path / "model.pt").exists()
     assert json.loads((tmp_path / "report.json").read_text())["passed"] is False

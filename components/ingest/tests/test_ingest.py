@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -11,6 +12,11 @@ from PIL import Image
 from kubeforge.components.common.splits import fingerprint, load_split
 from kubeforge.components.ingest.prepare import IngestParams, prepare_splits
 from kubeforge.core.errors import KubeforgeError
+
+
+def _params(**changes: Any) -> IngestParams:
+    """Ingest's defaults; a gold budget that small tables can meet unless a test sets one."""
+    return IngestParams.defaults(**{"gold_budget": 1.0, **changes})
 
 
 def _table(n: int = 60, seed: int = 0) -> pd.DataFrame:
@@ -30,7 +36,7 @@ def test_reads_each_table_format_and_splits_all_rows(tmp_path: Path, fmt: str) -
         frame.to_parquet(path)
     else:
         frame.to_json(path, orient="records", lines=True)
-    report = prepare_splits(IngestParams.defaults(data_uri=str(path)), tmp_path / "out")
+    report = prepare_splits(_params(data_uri=str(path)), tmp_path / "out")
     assert report.format == fmt
     assert sum(report.splits.values()) == 60
     assert report.feature_columns == ["a", "b", "c"]
@@ -47,7 +53,7 @@ def test_file_uri_and_image_folder(tmp_path: Path) -> None:
             pixels = rng.integers(0, 255, size=(16, 16), dtype=np.uint8)
             Image.fromarray(pixels).save(tmp_path / "imgs" / cls / f"{i}.png")
     (tmp_path / "imgs" / "cat" / "broken.png").write_bytes(b"not an image")
-    params = IngestParams.defaults(data_uri=(tmp_path / "imgs").as_uri(), image_size=4)
+    params = _params(data_uri=(tmp_path / "imgs").as_uri(), image_size=4)
     report = prepare_splits(params, tmp_path / "out")
     assert report.format == "images"
     assert report.classes == ["cat", "dog"]
@@ -66,7 +72,7 @@ def test_drops_duplicates_and_broken_rows_with_reasons(tmp_path: Path) -> None:
     frame = pd.concat([frame, conflict])
     path = tmp_path / "d.csv"
     frame.to_csv(path, index=False)
-    report = prepare_splits(IngestParams.defaults(data_uri=str(path)), tmp_path / "out")
+    report = prepare_splits(_params(data_uri=str(path)), tmp_path / "out")
     assert report.dropped == {
         "duplicate": 5,
         "missing_feature": 1,
@@ -80,18 +86,14 @@ def test_split_is_deterministic_and_ignores_row_order(tmp_path: Path) -> None:
     frame = _table(90)
     frame.to_csv(tmp_path / "a.csv", index=False)
     frame.sample(frac=1.0, random_state=3).to_csv(tmp_path / "b.csv", index=False)
-    ra = prepare_splits(
-        IngestParams.defaults(data_uri=str(tmp_path / "a.csv"), seed=7), tmp_path / "oa"
-    )
-    rb = prepare_splits(
-        IngestParams.defaults(data_uri=str(tmp_path / "b.csv"), seed=7), tmp_path / "ob"
-    )
+    ra = prepare_splits(_params(data_uri=str(tmp_path / "a.csv"), seed=7), tmp_path / "oa")
+    rb = prepare_splits(_params(data_uri=str(tmp_path / "b.csv"), seed=7), tmp_path / "ob")
     assert ra.fingerprint == rb.fingerprint
     for name in ("train", "val", "test"):
         a = load_split(tmp_path / "oa" / f"{name}.parquet").frame
         b = load_split(tmp_path / "ob" / f"{name}.parquet").frame
         pd.testing.assert_frame_equal(a, b)
-    prepare_splits(IngestParams.defaults(data_uri=str(tmp_path / "a.csv"), seed=8), tmp_path / "oc")
+    prepare_splits(_params(data_uri=str(tmp_path / "a.csv"), seed=8), tmp_path / "oc")
     test_a = load_split(tmp_path / "oa" / "test.parquet").frame
     test_c = load_split(tmp_path / "oc" / "test.parquet").frame
     assert not test_a.equals(test_c)
@@ -113,7 +115,7 @@ def test_unlabelled_rows_go_to_train(tmp_path: Path) -> None:
     frame = _table(90)
     frame.loc[:29, "label"] = None
     frame.to_csv(tmp_path / "d.csv", index=False)
-    report = prepare_splits(IngestParams.defaults(data_uri=str(tmp_path / "d.csv")), tmp_path / "o")
+    report = prepare_splits(_params(data_uri=str(tmp_path / "d.csv")), tmp_path / "o")
     assert report.unlabelled_rows == 30
     val = load_split(tmp_path / "o" / "val.parquet")
     assert (val.label_indices() >= 0).all()
@@ -154,8 +156,59 @@ def test_bad_input_names_the_problem_and_parameter(
     elif case == "unknown_format":
         fmt = "xml"
     with pytest.raises(KubeforgeError) as excinfo:
-        params = IngestParams.defaults(data_uri=str(path), feature_columns=columns, data_format=fmt)
+        params = _params(data_uri=str(path), feature_columns=columns, data_format=fmt)
         prepare_splits(params, out)
     assert excinfo.value.parameter == parameter
     assert words in str(excinfo.value)
     assert not out.exists()
+
+
+def _refusal(tmp_path: Path, frame: pd.DataFrame | None, **changes: Any) -> KubeforgeError:
+    path = tmp_path / "data.csv"
+    if frame is not None:
+        frame.to_csv(path, index=False)
+    with pytest.raises(KubeforgeError) as excinfo:
+        prepare_splits(_params(data_uri=str(path), **changes), tmp_path / "out")
+    assert not (tmp_path / "out").exists()  # nothing written for refused input
+    return excinfo.value
+
+
+def test_an_empty_csv_blames_the_file_not_the_format(tmp_path: Path) -> None:
+    (tmp_path / "data.csv").write_text("")
+    error = _refusal(tmp_path, None)
+    assert error.parameter == "data_uri"
+    assert "empty" in str(error)
+
+
+def test_a_missing_label_column_shows_close_matches_and_how_many_columns_are_left(
+    tmp_path: Path,
+) -> None:
+    frame = pd.DataFrame(np.ones((30, 40)), columns=[f"feature_{i:02d}" for i in range(40)])
+    frame["Churned"] = ["yes", "no"] * 15
+    error = _refusal(tmp_path, frame, label_column="churned")
+    assert error.parameter == "label_column"
+    assert "did you mean 'Churned'" in str(error)
+    assert "41 columns" in str(error) and "… and 29 more" in str(error)
+
+
+def test_a_single_class_label_column_fails_at_ingest_with_its_count(tmp_path: Path) -> None:
+    frame = _table()
+    frame["label"] = "spam"
+    error = _refusal(tmp_path, frame)
+    assert error.parameter == "label_column"
+    assert "1 class ('spam': 60 rows)" in str(error)
+
+
+def test_too_few_training_rows_for_the_gold_budget_fails_at_ingest_with_numbers(
+    tmp_path: Path,
+) -> None:
+    error = _refusal(tmp_path, _table(), gold_budget=0.05)
+    assert error.parameter == "gold_budget"
+    assert "allows 2 gold rows; 3 classes need at least 6" in str(error)
+    assert "at least 0.143" in str(error)
+
+
+def test_too_few_labelled_rows_for_the_split_fail_with_numbers(tmp_path: Path) -> None:
+    error = _refusal(tmp_path, _table(n=6), val_fraction=0.05, test_fraction=0.05)
+    assert error.parameter == "test_fraction"
+    assert "6 labelled rows" in str(error) and "hold out 1 rows" in str(error)

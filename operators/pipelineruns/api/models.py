@@ -149,6 +149,30 @@ class PipelineRunSpec:
 
 
 @dataclass
+class RunCost:
+    """What a finished run cost, as its summary reports it: labels spent and compute."""
+
+    goldRows: int | None = spec_field(  # noqa: N815
+        "Rows whose true labels the label stage used (the gold set).", None
+    )
+    humanLabelledRows: int | None = spec_field(  # noqa: N815
+        "Rows labelled by people (a Label Studio export merged in).", None
+    )
+    cpuSeconds: float | None = spec_field(  # noqa: N815
+        "CPU seconds of all stages (each task's process and its children).", None
+    )
+    gpuSeconds: float | None = spec_field(  # noqa: N815
+        "GPU seconds of the stages that used a GPU in their own process.", None
+    )
+    wallSeconds: float | None = spec_field(  # noqa: N815
+        "Wall-clock seconds of the pipeline.", None
+    )
+    gpuHoursHeld: float | None = spec_field(  # noqa: N815
+        "GPU-hours the training PyTorchJob held on the cluster (cluster training only).", None
+    )
+
+
+@dataclass
 class PipelineRunStatus:
     """Where the run is, mirrored from its backend."""
 
@@ -182,6 +206,9 @@ class PipelineRunStatus:
     )
     duration: str | None = spec_field("How long the run took (or has taken), e.g. 3m12s.", None)
     message: str | None = spec_field("The last thing that happened, for a person.", None)
+    cost: RunCost | None = spec_field(
+        "What the run cost (labels spent, CPU/GPU seconds, wall time), once it finished.", None
+    )
     conditions: list[Condition] | None = spec_field("Current conditions (Started, Failed).", None)
 
 

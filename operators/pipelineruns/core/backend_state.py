@@ -7,10 +7,10 @@ May import the controller's ``api/`` models only.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
-from kubeforge.operators.pipelineruns.api.models import FINISHED, RunPhase
+from kubeforge.operators.pipelineruns.api.models import FINISHED, RunCost, RunPhase
 
 KFP_PHASES = {
     "PENDING": RunPhase.PENDING,
@@ -37,6 +37,20 @@ class RunState:
     started_at: str = ""
     finished_at: str = ""
     mlflow_run_id: str = ""
+    cost: RunCost | None = None
+
+
+def run_cost(summary: dict[str, Any]) -> RunCost | None:
+    """The cost a run's summary reports (``kubeforge run --summary-file``); None without one."""
+    cost = summary.get("cost")
+    if not isinstance(cost, dict):
+        return None
+    known = {f.name: f.type for f in fields(RunCost)}
+    values: dict[str, Any] = {}
+    for key, value in cost.items():
+        if key in known and isinstance(value, int | float) and not isinstance(value, bool):
+            values[key] = int(value) if "int" in str(known[key]) else float(value)
+    return RunCost(**values)
 
 
 def _summary(pods: list[dict[str, Any]]) -> dict[str, Any]:
@@ -79,13 +93,16 @@ def job_state(job: dict[str, Any], pods: list[dict[str, Any]]) -> RunState:
         finished = status.get("completionTime") or conditions["Complete"].get(
             "lastTransitionTime", ""
         )
-        return RunState(RunPhase.SUCCEEDED, "the pipeline finished", started, finished, mlflow_run)
+        return RunState(
+            RunPhase.SUCCEEDED, "the pipeline finished", started, finished, mlflow_run,
+            run_cost(summary),
+        )  # fmt: skip
     if "Failed" in conditions:
         cond = conditions["Failed"]
         detail = summary.get("error") or cond.get("message") or cond.get("reason", "")
         return RunState(
             RunPhase.FAILED, f"the pipeline failed: {detail}", started,
-            cond.get("lastTransitionTime", ""), mlflow_run,
+            cond.get("lastTransitionTime", ""), mlflow_run, run_cost(summary),
         )  # fmt: skip
     waiting = _not_started(pods)
     if waiting is not None and not _OUTCOME_KNOWN & conditions.keys():

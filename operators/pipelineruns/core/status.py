@@ -168,6 +168,7 @@ def run_mirrored(
         finishedAt=state.finished_at or None,
         duration=duration(state.started_at, state.finished_at, now) or None,
         mlflowRunId=state.mlflow_run_id or before.mlflowRunId or None,
+        cost=state.cost or before.cost,
         conditions=_conditions(
             before.conditions,
             rfc3339(now),

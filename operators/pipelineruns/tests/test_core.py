@@ -182,6 +182,24 @@ def test_job_status_becomes_the_run_phase(
         assert "too few gold rows" in state.message
 
 
+def test_a_finished_runs_cost_reaches_its_status_typed() -> None:
+    summary = {
+        "mlflow_run_id": "r1",
+        "cost": {"goldRows": 60, "humanLabelledRows": 0, "cpuSeconds": 123.4, "wallSeconds": 41.0},
+    }
+    complete = {"conditions": [{"type": "Complete", "status": "True"}]}
+    state = job_state({"status": complete}, [finished_run_pod(json.dumps(summary))])
+    status, _ = run_mirrored(PipelineRunStatus(phase="Running"), state, NOW)
+    assert to_dict(status)["cost"] == {
+        "goldRows": 60,
+        "humanLabelledRows": 0,
+        "cpuSeconds": 123.4,
+        "wallSeconds": 41.0,
+    }
+    running = job_state({"status": {"active": 1}}, [running_run_pod()])
+    assert run_mirrored(status, running, NOW)[0].cost == status.cost  # kept, not erased
+
+
 def test_a_job_whose_pod_waits_for_a_node_is_pending_with_the_schedulers_reason() -> None:
     reason = "0/3 nodes are available: 3 Insufficient cpu."
     waiting = job_state({"status": {"active": 1}}, [unscheduled_run_pod(reason)])
