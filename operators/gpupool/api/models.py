@@ -79,6 +79,14 @@ class ScaleDown:
         "10m",
         pattern=r"^([0-9]+(\.[0-9]+)?(s|m|h))+$",
     )
+    policy: str = spec_field(
+        "IdleAfter: every empty node waits out idleAfter, and none is removed while a job "
+        "waits or a node boots. QueueAware: an empty node is kept only while a queued job "
+        "would use it, or for the pool's observed boot time (never longer than idleAfter); "
+        "it is then cordoned and removed in the same reconcile.",
+        "IdleAfter",
+        enum=["IdleAfter", "QueueAware"],
+    )
 
 
 @dataclass

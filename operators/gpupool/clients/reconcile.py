@@ -25,9 +25,15 @@ from kubeforge.operators.gpupool.clients.capi import ClusterApiProvider
 from kubeforge.operators.gpupool.clients.executor import Action, Applied, apply_plan
 from kubeforge.operators.gpupool.clients.kwok import KwokProvider
 from kubeforge.operators.gpupool.clients.provider import NodeProvider, ProviderError
-from kubeforge.operators.gpupool.core.demand import JOB_NAME_LABEL, job_demand, node_state
+from kubeforge.operators.gpupool.core.demand import (
+    JOB_NAME_LABEL,
+    TERMINAL,
+    job_demand,
+    node_state,
+    pod_gpus,
+)
 from kubeforge.operators.gpupool.core.members import PoolMember
-from kubeforge.operators.gpupool.core.planner import NodeState, PoolPlan, Snapshot, plan
+from kubeforge.operators.gpupool.core.planner import BootTimes, NodeState, PoolPlan, Snapshot, plan
 from kubeforge.operators.gpupool.core.pool_config import PoolConfig, pool_config
 from kubeforge.operators.gpupool.core.provisioning import check_provisioning
 from kubeforge.operators.gpupool.core.reasons import BLOCKED, DECISION_EVENTS, EventReason
@@ -89,6 +95,7 @@ class Reconciler:
     clock: Clock = SYSTEM_CLOCK
     idle_since: dict[str, float] = field(default_factory=dict)
     backoff: dict[str, tuple[int, float]] = field(default_factory=dict)
+    boot_times: dict[str, BootTimes] = field(default_factory=dict)
     _waited: set[str] = field(default_factory=set)
 
     def provider(self, pool: PoolConfig) -> NodeProvider:
@@ -219,12 +226,17 @@ class Reconciler:
                 waits.append(wait)
         states = self._node_states(pool, members, pods, now, persist=pool.enforce)
         check = check_provisioning(states, pool.provision_timeout_s, now)
-        decision = plan(Snapshot(check.healthy, tuple(demands)), pool.policy, now)
+        boots = self.boot_times.setdefault(pool.name, BootTimes())
+        boots.observe(check.healthy, now)
+        policy = replace(pool.policy, break_even_s=boots.estimate_s)
+        decision = plan(Snapshot(check.healthy, tuple(demands)), policy, now)
         failure_reason = check.reason(pool.provision_timeout_s, now)
         applied = Applied(())  # Observe mode: plan and report only
         if pool.enforce:
             failed = tuple(n.name for n in check.failed)
-            applied = apply_plan(decision, provider, now, failed)
+            applied = apply_plan(
+                decision, provider, now, failed, lambda n: self._still_empty(n, pool.gpu_resource)
+            )
             for name in failed + decision.nodes_to_remove:
                 self.idle_since.pop(name, None)
         if applied.error:
@@ -247,6 +259,24 @@ class Reconciler:
         self._post_events(obj, pool, decision, failure_reason, jobs)
         self._write_status(obj, obs, pool, now)
         return ReconcileResult(pool, decision, obs, applied.actions, tuple(waits))
+
+    def _still_empty(self, node: str, resource: str) -> bool:
+        """No unfinished training or GPU pod is bound to ``node`` (read after its cordon).
+
+        DaemonSet pods (log shippers, device plugins) run on every node and do not count.
+        """
+        from kubernetes import client
+
+        pods = client.CoreV1Api(self.api_client).list_pod_for_all_namespaces(
+            field_selector=f"spec.nodeName={node}"
+        )
+        for pod in map(self.api_client.sanitize_for_serialization, pods.items):
+            if pod.get("status", {}).get("phase") in TERMINAL:
+                continue
+            labels = pod.get("metadata", {}).get("labels") or {}
+            if JOB_NAME_LABEL in labels or pod_gpus(pod.get("spec", {}), resource):
+                return False
+        return True
 
     def _provider_failed(
         self, obj: dict[str, Any], pool: PoolConfig, error: str, now: float

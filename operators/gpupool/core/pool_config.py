@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from kubeforge.operators.gpupool.api.models import GPUNodePoolSpec, KwokProvider
-from kubeforge.operators.gpupool.core.planner import PoolPolicy
+from kubeforge.operators.gpupool.core.planner import PoolPolicy, ScaleDownPolicy
 from kubeforge.operators.schema import from_dict
 
 _DURATION = re.compile(r"([0-9]+(?:\.[0-9]+)?)(s|m|h)")
@@ -72,6 +72,7 @@ def pool_config(obj: Mapping[str, Any]) -> PoolConfig:
             max_in_flight=scaling.maxInFlight,
             idle_after_s=parse_duration(down.idleAfter),
             min_node_age_s=parse_duration(down.minNodeAge),
+            scale_down=ScaleDownPolicy(down.policy),
         ),
         gpu_resource=spec.gpu.resourceName,
         product=spec.gpu.product,
