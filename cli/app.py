@@ -12,11 +12,13 @@ from typing import Annotated, Any
 import typer
 
 from kubeforge.cli.label_budget import label_budget
+from kubeforge.cli.pool import pool_app
 from kubeforge.core.config import home
 from kubeforge.core.errors import KubeforgeError
 from kubeforge.pipelines.ir import parameters_from_strings
 
 app = typer.Typer(no_args_is_help=True, help="Kubeforge: raw data to a served model.")
+app.add_typer(pool_app, name="pool")
 
 
 def _fail(message: str) -> None:
