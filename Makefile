@@ -65,7 +65,9 @@ crds: install
 	mkdir -p charts/kubeforge/crds && rm -f charts/kubeforge/crds/*.yaml && cp manifests/crds/*.yaml charts/kubeforge/crds/
 
 bench: install
+	$(PIP) install -q -c hack/constraints.txt --group bench && $(PIP) check
 	$(PY) -m benchmarks
+	$(PY) -m benchmarks.labels
 
 # GPU pool simulator: the planner vs a per-pod autoscaler and a static pool (QUICK=1: small trace).
 .PHONY: bench-gpupool
