@@ -5,6 +5,8 @@
   ``PyTorchJob`` complete like a Job's.
 - :class:`TrainingOperator` runs Kubeflow's training operator (``PyTorchJob``), with its
   validating webhook served on loopback.
+- :class:`ClusterAutoscaler` runs the Cluster Autoscaler with its kwok cloud provider: it adds
+  and deletes kwok nodes of :class:`NodeGroupTemplate` groups for pending pods.
 
 Each is a child process in its own process group with a parent-death signal (like the control
 plane), and leaves no file outside its work directory: the training operator's hard-coded
@@ -574,3 +576,205 @@ class Trainer(_WebhookController):
         )
         _wait_http_ok(f"http://127.0.0.1:{probe_port}/readyz", proc, self.log, timeout)
         return self
+
+
+AUTOSCALER_MODULE = "k8s.io/autoscaler/cluster-autoscaler"
+# The kwok provider's own node annotations (cloudprovider/kwok/kwok_constants.go).
+CA_NODEGROUP_ANNOTATION = "cluster-autoscaler.kwok.nodegroup/name"
+CA_MAX_COUNT_ANNOTATION = "cluster-autoscaler.kwok.nodegroup/max-count"
+# The taint the kwok provider puts on its nodes unless told not to (``nodes.skipTaint``).
+CA_KWOK_TAINT = ("kwok-provider", "true", "NoSchedule")
+CA_GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"  # as a pool's nodes carry it (core/nodes.py)
+
+
+@dataclass
+class NodeGroupTemplate:
+    """One node group of the Cluster Autoscaler's kwok provider: the Node it copies.
+
+    Its nodes carry ``labels`` plus ``group_label=name`` (the provider groups nodes by that label)
+    and advertise ``gpus`` GPUs from the moment they exist, like a pool's kwok nodes.
+    """
+
+    name: str
+    gpus: int = 8
+    max_nodes: int = 10
+    labels: dict[str, str] = field(default_factory=dict)
+    product: str = "NVIDIA-H100"
+
+    def node(self, group_label: str) -> dict[str, Any]:
+        """The template Node (what ``kwok-provider-templates`` lists)."""
+        amounts = {"nvidia.com/gpu": str(self.gpus), "cpu": "64", "memory": "512Gi", "pods": "110"}
+        return {
+            "apiVersion": "v1",
+            "kind": "Node",
+            "metadata": {
+                "name": f"template-{self.name}",
+                "labels": {
+                    **self.labels,
+                    group_label: self.name,
+                    CA_GPU_PRODUCT_LABEL: self.product,
+                    "kubernetes.io/os": "linux",
+                    "kubernetes.io/arch": "amd64",
+                    "type": "kwok",
+                },
+                "annotations": {CA_MAX_COUNT_ANNOTATION: str(self.max_nodes)},
+            },
+            "spec": {},
+            "status": {
+                "capacity": amounts,
+                "allocatable": amounts,
+                "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady"}],
+            },
+        }
+
+
+@dataclass
+class ClusterAutoscaler:
+    """The real Cluster Autoscaler (1.33, kwok cloud provider) scaling kwok node groups.
+
+    It runs outside the cluster (``KWOK_PROVIDER_MODE=local``), reads its provider configuration
+    and node templates from the ConfigMaps ``kwok-provider-config`` and
+    ``kwok-provider-templates`` in ``namespace`` (``POD_NAMESPACE``), and creates and deletes
+    Nodes that the session's kwok then runs. Its nodes carry the kwok provider's taint
+    (:data:`CA_KWOK_TAINT`) unless ``skip_taint``. ``flags`` adds or overrides command-line flags
+    (``{"scale-down-unneeded-time": "10s"}``); the defaults keep every delay short.
+    :meth:`stop` deletes every node of its groups, its ConfigMaps and its work directory.
+    """
+
+    bin_dir: Path
+    kubeconfig: Path
+    api_client: Any
+    groups: list[NodeGroupTemplate]
+    group_label: str = "kubeforge.io/ca-group"
+    namespace: str = "cluster-autoscaler"
+    skip_taint: bool = False
+    flags: dict[str, str] = field(default_factory=dict)
+    workdir: Path = field(
+        default_factory=lambda: Path(tempfile.mkdtemp(prefix="kubeforge-autoscaler-"))
+    )
+    _proc: subprocess.Popen[bytes] | None = None
+
+    name = "cluster-autoscaler"
+    CONFIG_MAP = "kwok-provider-config"
+    TEMPLATES_MAP = "kwok-provider-templates"
+
+    @property
+    def log(self) -> Path:
+        """The autoscaler's log file."""
+        return self.workdir / f"{self.name}.log"
+
+    def provider_config(self) -> dict[str, Any]:
+        """The kwok provider's configuration (``kwok-provider-config``, key ``config``)."""
+        return {
+            "apiVersion": "v1alpha1",
+            "readNodesFrom": "configmap",
+            "nodegroups": {"fromNodeLabelKey": self.group_label},
+            "nodes": {
+                "skipTaint": self.skip_taint,
+                "gpuConfig": {
+                    "gpuLabelKey": CA_GPU_PRODUCT_LABEL,
+                    "availableGPUTypes": {g.product: {} for g in self.groups},
+                },
+            },
+            "configmap": {"name": self.TEMPLATES_MAP},
+        }
+
+    def _install_config_maps(self) -> None:
+        from kubernetes import client
+        from kubernetes.client.rest import ApiException
+
+        if not self.groups:
+            raise ValueError("ClusterAutoscaler needs at least one NodeGroupTemplate in groups")
+        core = client.CoreV1Api(self.api_client)
+        with contextlib.suppress(ApiException):  # already there from an earlier start
+            core.create_namespace({"metadata": {"name": self.namespace}})
+        templates = {
+            "apiVersion": "v1",
+            "kind": "List",
+            "metadata": {"resourceVersion": ""},
+            "items": [g.node(self.group_label) for g in self.groups],
+        }
+        maps = {
+            self.CONFIG_MAP: {"config": yaml.safe_dump(self.provider_config())},
+            self.TEMPLATES_MAP: {"templates": yaml.safe_dump(templates)},
+        }
+        for name, data in maps.items():
+            body = {"metadata": {"name": name, "namespace": self.namespace}, "data": data}
+            try:
+                core.create_namespaced_config_map(self.namespace, body)
+            except ApiException as exc:
+                if exc.status != 409:
+                    raise
+                core.replace_namespaced_config_map(name, self.namespace, body)
+
+    def command(self, port: int) -> list[str]:
+        """The command line: kwok provider, no leader election, short delays, ``flags``."""
+        flags = {
+            "cloud-provider": "kwok",
+            "kubeconfig": str(self.kubeconfig),
+            "namespace": self.namespace,
+            "address": f"127.0.0.1:{port}",
+            "leader-elect": "false",
+            "write-status-configmap": "false",
+            "scan-interval": "2s",
+            "expander": "least-waste",
+            "new-pod-scale-up-delay": "0s",
+            "max-node-provision-time": "2m",
+            "scale-down-delay-after-add": "0s",
+            "scale-down-delay-after-delete": "0s",
+            "scale-down-delay-after-failure": "0s",
+            "scale-down-unneeded-time": "10m",
+            "node-delete-delay-after-taint": "0s",
+            "unremovable-node-recheck-timeout": "10s",
+            "skip-nodes-with-local-storage": "false",
+            "skip-nodes-with-system-pods": "false",
+            "logtostderr": "true",
+            "v": "2",
+            **self.flags,
+        }
+        return [str(self.bin_dir / self.name), *(f"--{k}={v}" for k, v in flags.items())]
+
+    def start(self, timeout: float = 90.0) -> ClusterAutoscaler:
+        """Install its ConfigMaps, start it, wait until its health check answers."""
+        self._install_config_maps()
+        port = free_port()
+        self._proc = spawn(
+            self.command(port),
+            self.log,
+            env={
+                "KWOK_PROVIDER_MODE": "local",
+                "POD_NAMESPACE": self.namespace,
+                "KUBECONFIG": str(self.kubeconfig),
+            },
+        )
+        _wait_http_ok(f"http://127.0.0.1:{port}/health-check", self._proc, self.log, timeout)
+        return self
+
+    def nodes(self) -> list[str]:
+        """Names of the nodes of its groups (those it created)."""
+        from kubernetes import client
+
+        core = client.CoreV1Api(self.api_client)
+        names = {g.name for g in self.groups}
+        return sorted(
+            n.metadata.name
+            for n in core.list_node().items
+            if (n.metadata.annotations or {}).get(CA_NODEGROUP_ANNOTATION) in names
+        )
+
+    def stop(self) -> None:
+        """Stop it; delete its nodes, its ConfigMaps and its work directory."""
+        if self._proc is not None:
+            stop_process_groups([self._proc])
+            self._proc = None
+        from kubernetes import client
+        from kubernetes.client.rest import ApiException
+
+        core = client.CoreV1Api(self.api_client)
+        with contextlib.suppress(ApiException, OSError):
+            for name in self.nodes():
+                core.delete_node(name)
+        for name in (self.CONFIG_MAP, self.TEMPLATES_MAP):
+            with contextlib.suppress(ApiException, OSError):
+                core.delete_namespaced_config_map(name, self.namespace)
+        shutil.rmtree(self.workdir, ignore_errors=True)

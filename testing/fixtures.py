@@ -6,7 +6,8 @@ Loaded with ``-p kubeforge.testing.fixtures``.
 starts a real control plane from :mod:`kubeforge.testing.controlplane` (etcd, kube-apiserver,
 kube-controller-manager, kube-scheduler). The controllers users run beside Kubeforge (kwok,
 the training operator, Trainer v2 with JobSet, Kueue; :mod:`kubeforge.testing.controllers`)
-start, once per session, only for the tests whose fixtures ask for them. No test plays a
+start, once per session, only for the tests whose fixtures ask for them (the Cluster
+Autoscaler, once per test that asks for it). No test plays a
 controller that runs here for real.
 """
 
@@ -30,9 +31,11 @@ from kubeforge.testing.builders import (  # noqa: F401 - re-exported; builders l
     submit_gang,
 )
 from kubeforge.testing.controllers import (
+    ClusterAutoscaler,
     JobSet,
     Kueue,
     Kwok,
+    NodeGroupTemplate,
     Trainer,
     TrainingOperator,
     jobset_crds,
@@ -279,6 +282,25 @@ def training_operator(
     running = TrainingOperator(kube_bin_dir, kubeconfig, api_client).start()
     yield running
     running.stop()
+
+
+@pytest.fixture
+def cluster_autoscaler(
+    kube_bin_dir: Path, kubeconfig: Path, api_client: Any, kwok: Kwok
+) -> Iterator[ClusterAutoscaler]:
+    """The real Cluster Autoscaler (kwok provider) for one test, with short scale-down delays.
+
+    One group of 8-GPU kwok nodes (``groups[0].name``, at most 4), selected by
+    ``kubeforge.io/ca-group``; its nodes carry the provider's taint ``kwok-provider=true``.
+    Stopped after the test, which deletes every node it made.
+    """
+    group = NodeGroupTemplate(f"ca-gpu-{secrets.token_hex(3)}", gpus=8, max_nodes=4)
+    flags = {"scan-interval": "1s", "scale-down-unneeded-time": "5s"}
+    running = ClusterAutoscaler(kube_bin_dir, kubeconfig, api_client, [group], flags=flags)
+    try:
+        yield running.start()
+    finally:
+        running.stop()
 
 
 def wait_for(predicate: Callable[[], bool], timeout: float = 30.0, interval: float = 0.2) -> None:

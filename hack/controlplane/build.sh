@@ -11,6 +11,8 @@
 #   kueue                             from sigs.k8s.io/kueue (job queueing and quotas)
 #   jobset, trainer-controller-manager from sigs.k8s.io/jobset and github.com/kubeflow/trainer/v2
 #                                     (Kubeflow Trainer v2: TrainJob)
+#   cluster-autoscaler                from k8s.io/autoscaler/cluster-autoscaler (autoscaler/go.mod,
+#                                     kwok cloud provider)
 # kwok, the training operator, Kueue, JobSet and Trainer are built inside their own downloaded module, so their go.mod
 # (and any replace directives in it) applies exactly as upstream builds it.
 # Binaries are cached under ${KUBEFORGE_CACHE:-~/.cache/kubeforge}/<versions>/bin, so a second
@@ -98,4 +100,8 @@ build_upstream kueue sigs.k8s.io/kueue "$kueue" ./cmd/kueue
 build_upstream jobset sigs.k8s.io/jobset "$jobset" .
 build_upstream trainer-controller-manager github.com/kubeflow/trainer/v2 "$trainer" \
   ./cmd/trainer-controller-manager
+# Cluster Autoscaler 1.33 with its kwok cloud provider alone (build tag kwok); autoscaler/go.mod
+# carries upstream's replace block. Its module is not in the checksum database.
+GONOSUMDB=k8s.io/autoscaler GOFLAGS="$GOFLAGS -tags=kwok" \
+  build cluster-autoscaler autoscaler k8s.io/autoscaler/cluster-autoscaler
 echo "$bin"
