@@ -16,7 +16,7 @@ FORMATS = ("auto", "csv", "parquet", "jsonl", "images")
 """Values of ingest's ``data_format``."""
 TARGETS = ("local", "kserve", "deployment")
 """Values of deploy's ``target`` (the pipeline's ``deploy_target``)."""
-BACKENDS = ("local", "pytorchjob")
+BACKENDS = ("local", "pytorchjob", "trainjob")
 """Values of train's ``backend`` (the pipeline's ``train_backend``)."""
 
 

@@ -28,7 +28,7 @@ def train(
     mlflow_tracking_uri: str = "",
     mlflow_parent_run_id: str = "",
 ):
-    """Train the teacher classifier with DDP, locally (torchrun) or as a Kubeflow PyTorchJob.
+    """Train the teacher classifier with DDP: locally (TorchX), as a PyTorchJob or a TrainJob.
 
     Args:
         train_data: Labelled training rows.
@@ -42,10 +42,10 @@ def train(
         weight_decay: AdamW weight decay (decoupled, on every weight and bias).
         grad_accum_steps: Micro-batches per optimizer step.
         nproc: Local DDP processes (gloo on CPU).
-        backend: ``local`` (torchrun here) or ``pytorchjob`` (a Kubeflow PyTorchJob).
-        namespace: Namespace of the PyTorchJob.
-        workers: PyTorchJob Worker replicas besides the Master.
-        gpus_per_replica: GPUs each PyTorchJob replica requests.
+        backend: ``local`` (TorchX here), ``pytorchjob`` or ``trainjob`` (Trainer v2).
+        namespace: Namespace of the PyTorchJob or TrainJob.
+        workers: Replicas besides the first (PyTorchJob Workers; TrainJob nodes minus one).
+        gpus_per_replica: GPUs each replica (TrainJob node) requests.
         node_selector: ``key=value,...`` node selector of the GPU pool.
         seed: Seed for initialisation and shuffling.
         mlflow_tracking_uri: MLflow tracking URI; empty for the default.
@@ -62,4 +62,6 @@ def train(
         metrics,
         mlflow_tracking_uri,
         mlflow_parent_run_id,
+        train_uri=train_data.uri,
+        val_uri=val_data.uri,
     )

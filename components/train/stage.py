@@ -1,22 +1,38 @@
-"""The train stage as the component runs it: check, train here or as a PyTorchJob, log."""
+"""The train stage as the component runs it: check, train here or on a cluster, log.
+
+On a cluster (``backend=pytorchjob`` or ``trainjob``) the pods share no disk with the step: the
+step puts the config and the data under one root URI, the workers read them, checkpoint and write
+the model there, and the step fetches the model back. The root is the MLflow artifact store
+(``mlflow-artifacts:``, served by ``mlflow server --serve-artifacts``) or, when the KFP pipeline
+root is an object store, beside the step's own output artifact (fsspec).
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import shutil
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
+from kubeforge.components.common.constraints import BACKENDS
 from kubeforge.components.common.params import parse_hidden, parse_selector
-from kubeforge.components.train.trainer import TrainConfig, TrainParams, TrainResult, run_local
+from kubeforge.components.train.store import Store, is_remote, join
+from kubeforge.components.train.trainer import (
+    WORKER_MODULE,
+    TrainConfig,
+    TrainParams,
+    TrainResult,
+    read_result,
+    run_local,
+)
 from kubeforge.core.config import IMAGE, home
 from kubeforge.core.errors import KubeforgeError
 from kubeforge.core.kube import api_client
 from kubeforge.core.tracking import stage_run
 
-BACKENDS = ("local", "pytorchjob")
+CLUSTER_BACKENDS = ("pytorchjob", "trainjob")
 
 
 def run_train(
@@ -27,8 +43,14 @@ def run_train(
     metrics_out: Any,
     tracking_uri: str,
     parent_run_id: str,
+    train_uri: str = "",
+    val_uri: str = "",
 ) -> TrainResult:
-    """Train and fill the KFP outputs; checkpoints live under the run's config hash to resume."""
+    """Train and fill the KFP outputs; checkpoints live under the run's config hash to resume.
+
+    ``train_uri``/``val_uri`` are the input artifacts' own URIs: on a cluster, workers read an
+    object-store URI directly instead of a copy in the MLflow artifact store.
+    """
     import mlflow
 
     if params.backend not in BACKENDS:
@@ -46,16 +68,24 @@ def run_train(
     digest = hashlib.sha256(json.dumps(settings).encode())
     for path in (train_path, val_path):
         digest.update(Path(path).read_bytes())
-    config.output_dir = str(home() / "train" / digest.hexdigest()[:16])
+    key = digest.hexdigest()[:16]
+    config.output_dir = str(home() / "train" / key)
     with stage_run("train", tracking_uri, parent_run_id):
         mlflow.log_params(asdict(params))
-        result = _run_pytorchjob(config) if params.backend == "pytorchjob" else run_local(config)
+        if params.backend in CLUSTER_BACKENDS:
+            root = remote_root(str(getattr(model_out, "uri", "")), key)
+            config_uri = prepare_remote(config, root, train_uri, val_uri)
+            run_on_cluster(config_uri, params)
+            result = collect_remote(root, Path(config.output_dir))
+        else:
+            result = run_local(config)
         mlflow.log_metrics(
             {
                 "val_accuracy": result.val_accuracy,
                 "train_loss": result.train_loss,
                 "samples_per_second": result.samples_per_second,
                 "resumed_from_epoch": result.resumed_from_epoch,
+                "resumed_from_step": result.resumed_from_step,
             }
         )
         mlflow.log_artifact(str(Path(config.output_dir) / "model.pt"), "teacher")
@@ -68,31 +98,124 @@ def run_train(
     return result
 
 
-def _run_pytorchjob(config: TrainConfig) -> TrainResult:
-    """Run training as a PyTorchJob; the pods must share ``output_dir`` (a volume) with us."""
+def remote_root(model_uri: str, key: str) -> str:
+    """Where a cluster run's pods exchange files with the step, keyed by config and data.
+
+    Beside the step's output artifact when the KFP pipeline root is an object store; otherwise
+    under the MLflow experiment's artifact root (``mlflow-artifacts:`` with the chart's server).
+
+    Raises:
+        KubeforgeError: neither is reachable from pods (MLflow stores artifacts on local disk).
+    """
+    import mlflow
+
+    if is_remote(model_uri):
+        return join(model_uri.rstrip("/").rpartition("/")[0], f"train-{key}")
+    artifacts = mlflow.get_artifact_uri()  # <experiment root>/<run id>/artifacts
+    if not is_remote(artifacts):
+        raise KubeforgeError(
+            f"a cluster backend hands data to its pods through the MLflow artifact store, but "
+            f"MLflow keeps artifacts on this machine ({artifacts}): set mlflow_tracking_uri to an "
+            "`mlflow server --serve-artifacts` (the chart runs one), or use an object-store "
+            "pipeline root",
+            "mlflow_tracking_uri",
+        )
+    experiment_root = artifacts.rstrip("/").rsplit("/", 2)[0]
+    return join(experiment_root, f"kubeforge-train/{key}")
+
+
+def prepare_remote(config: TrainConfig, root: str, train_uri: str = "", val_uri: str = "") -> str:
+    """Put the data (unless already remote) and the workers' config under ``root``.
+
+    Returns:
+        The config's URI: the one argument of the workers' command.
+    """
+    store = Store(root)
+    sources = {}
+    for name, path, uri in (
+        ("train", config.train_path, train_uri),
+        ("val", config.val_path, val_uri),
+    ):
+        if is_remote(uri):
+            sources[name] = uri  # an object-store pipeline root: the artifact itself
+        else:
+            store.upload(Path(path), f"inputs/{name}/{Path(path).name}")
+            sources[name] = join(root, f"inputs/{name}")
+    remote = replace(config, train_path=sources["train"], val_path=sources["val"], output_dir=root)
+    store.write_bytes("config.json", remote.to_json().encode())
+    return join(root, "config.json")
+
+
+def collect_remote(root: str, local_dir: Path) -> TrainResult:
+    """The workers' result; their model copied to ``local_dir/model.pt``."""
+    store = Store(root)
+    result = read_result(store)
+    local_dir.mkdir(parents=True, exist_ok=True)
+    (local_dir / "model.pt").write_bytes(store.read_bytes("model.pt"))
+    return result
+
+
+def worker_env() -> dict[str, str]:
+    """What workers need to reach the store (the tracking URI resolves ``mlflow-artifacts:``)."""
+    import mlflow
+
+    return {"MLFLOW_TRACKING_URI": mlflow.get_tracking_uri()}
+
+
+def run_on_cluster(
+    config_uri: str, params: TrainParams, client: Any = None, timeout: float = 6 * 3600
+) -> str:
+    """Run the workers as a PyTorchJob or a TrainJob and wait until it succeeds.
+
+    Returns:
+        The job's name (get-or-create: a retried step finds the job it started).
+
+    Raises:
+        KubeforgeError: the job failed, or did not finish within ``timeout`` seconds.
+    """
+    client = client or api_client()
+    name = f"kubeforge-train-{hashlib.sha256(config_uri.encode()).hexdigest()[:12]}"
+    selector = parse_selector(params.node_selector)
+    if params.backend == "trainjob":
+        from kubeforge.components.train.trainjob import (
+            build_trainjob,
+            submit_trainjob,
+            wait_for_trainjob,
+        )
+
+        job = build_trainjob(
+            name,
+            params.namespace,
+            IMAGE,
+            ["torchrun", "-m", WORKER_MODULE, config_uri],
+            nodes=params.workers + 1,
+            gpus_per_node=params.gpus_per_replica,
+            node_selector=selector,
+            env=worker_env(),
+        )
+        submit_trainjob(client, job)
+        outcome = wait_for_trainjob(client, params.namespace, name, timeout)
+        if outcome != "Complete":
+            raise KubeforgeError(f"TrainJob {params.namespace}/{name} {outcome}")
+        return name
     from kubeforge.components.train.pytorchjob import (
         build_pytorchjob,
         submit_pytorchjob,
         wait_for_pytorchjob,
     )
 
-    params = config.params
-    out = Path(config.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "config.json").write_text(config.to_json())
-    client = api_client()
-    name = f"kubeforge-train-{out.name}"
     manifest = build_pytorchjob(
         name,
         params.namespace,
         IMAGE,
-        ["python", "-m", "kubeforge.components.train.trainer", str(out / "config.json")],
+        ["python", "-m", WORKER_MODULE, config_uri],
         workers=params.workers,
         gpus_per_replica=params.gpus_per_replica,
-        node_selector=parse_selector(params.node_selector),
+        node_selector=selector,
+        env=worker_env(),
     )
     submit_pytorchjob(client, manifest)
-    outcome = wait_for_pytorchjob(client, params.namespace, name, timeout=6 * 3600)
+    outcome = wait_for_pytorchjob(client, params.namespace, name, timeout)
     if outcome != "Succeeded":
         raise KubeforgeError(f"PyTorchJob {params.namespace}/{name} {outcome}")
-    return TrainResult(**json.loads((out / "result.json").read_text()))
+    return name

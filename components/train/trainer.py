@@ -1,20 +1,25 @@
-"""Distributed training: one worker per process under torchrun (gloo on CPU, NCCL on GPU).
+"""Distributed training: one worker per process (gloo on CPU, NCCL on GPU).
 
-Mixed precision on CUDA (bf16 autocast), gradient accumulation, a checkpoint every epoch and
-resume from the newest one. ``python -m kubeforge.components.train.trainer CONFIG.json`` is the
-worker entry point torchrun and the PyTorchJob pods run. With ``KUBEFORGE_METRICS_PORT`` set, each
-worker serves its throughput (``kubeforge_train_samples_total``) on Prometheus ``/metrics``.
+Mixed precision on CUDA (bf16 autocast), gradient accumulation, checkpoints on a wall-clock
+interval and on SIGTERM (after the optimizer step in flight), and resume from the newest one, even
+mid-epoch. ``python -m kubeforge.components.train.trainer CONFIG`` (a path or a URI) is the worker
+entry point that TorchX's ``dist.ddp`` (locally) and the PyTorchJob / TrainJob pods run.
+With ``KUBEFORGE_METRICS_PORT`` set, each worker serves its throughput
+(``kubeforge_train_samples_total``) on Prometheus ``/metrics``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
-import subprocess
+import signal
 import sys
+import tempfile
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +32,7 @@ from torch import nn
 from kubeforge.components.common.model import Classifier, ModelSpec, accuracy, save
 from kubeforge.components.common.params import StageParams, parse_hidden
 from kubeforge.components.common.splits import load_split
+from kubeforge.components.train.store import Store, fetch, is_remote, join
 from kubeforge.core.errors import KubeforgeError
 
 
@@ -53,7 +59,12 @@ class TrainParams(StageParams):
 
 @dataclass
 class TrainConfig:
-    """Everything a training worker needs; written as JSON for torchrun workers and pods."""
+    """Everything a training worker needs; written as JSON for local workers and pods.
+
+    ``train_path``, ``val_path`` and ``output_dir`` are local paths or URIs (``mlflow-artifacts:``,
+    or fsspec URLs such as ``s3://``): pods share no disk with the step, so on a cluster all three
+    are URIs (see :mod:`kubeforge.components.train.store`).
+    """
 
     train_path: str
     val_path: str
@@ -63,9 +74,9 @@ class TrainConfig:
     checkpoint_interval_s: float = 60.0
 
     @property
-    def checkpoint_dir(self) -> Path:
-        """Where epoch checkpoints go."""
-        return Path(self.output_dir) / "checkpoints"
+    def store(self) -> Store:
+        """Where checkpoints, the model and the result go."""
+        return Store(self.output_dir)
 
     def to_json(self) -> str:
         """The config as JSON, for :meth:`from_json` in another process."""
@@ -90,6 +101,23 @@ class TrainResult:
     world_size: int
     device: str
     parameters: int
+    resumed_from_step: int = 0
+    optimizer_steps: int = 0
+
+
+class TrainingInterrupted(KubeforgeError):
+    """SIGTERM stopped training; a checkpoint of the last finished step was saved first."""
+
+    def __init__(self, step: int) -> None:
+        """Interrupted after optimizer step ``step`` (the checkpoint holds it)."""
+        super().__init__(f"training stopped by SIGTERM; checkpoint saved at optimizer step {step}")
+        self.step = step
+
+
+# The exit status of a worker stopped by SIGTERM (128 + 15): not success, so the job restarts.
+EXIT_INTERRUPTED = 143
+CHECKPOINTS = "checkpoints"
+WORKER_MODULE = "kubeforge.components.train.trainer"
 
 
 def _setup_distributed() -> tuple[int, int, torch.device]:
@@ -106,14 +134,23 @@ def _setup_distributed() -> tuple[int, int, torch.device]:
     return rank, world, device
 
 
-def serve_throughput_metrics(rank: int) -> tuple[Counter | None, Callable[[], None]]:
-    """Serve ``kubeforge_train_samples_total{rank}`` when ``KUBEFORGE_METRICS_PORT`` is set.
+@dataclass(frozen=True)
+class WorkerMetrics:
+    """This worker's Prometheus counters (already labelled with its rank)."""
 
-    Each worker serves its own counter on the port plus its ``LOCAL_RANK`` (so torchrun workers
-    on one host do not collide); ``rate()`` of it is the training throughput in samples/s.
+    samples: Counter
+    optimizer_steps: Counter
+
+
+def serve_throughput_metrics(rank: int) -> tuple[WorkerMetrics | None, Callable[[], None]]:
+    """Serve this worker's counters when ``KUBEFORGE_METRICS_PORT`` is set.
+
+    ``kubeforge_train_samples_total{rank}`` (``rate()`` of it is the training throughput in
+    samples/s) and ``kubeforge_train_optimizer_steps_total{rank}``. Each worker serves them on the
+    port plus its ``LOCAL_RANK`` (so workers on one host do not collide).
 
     Returns:
-        The counter to increment (None when no port is set) and a function that stops serving.
+        The counters (None when no port is set) and a function that stops serving.
     """
     port = os.environ.get("KUBEFORGE_METRICS_PORT")
     if not port:
@@ -121,6 +158,12 @@ def serve_throughput_metrics(rank: int) -> tuple[Counter | None, Callable[[], No
     registry = CollectorRegistry()
     samples = Counter(
         "kubeforge_train_samples", "Training samples processed", ["rank"], registry=registry
+    )
+    steps = Counter(
+        "kubeforge_train_optimizer_steps",
+        "Optimizer steps taken (since the run started or resumed)",
+        ["rank"],
+        registry=registry,
     )
     server, _thread = start_http_server(
         int(port) + int(os.environ.get("LOCAL_RANK", "0")),
@@ -132,22 +175,56 @@ def serve_throughput_metrics(rank: int) -> tuple[Counter | None, Callable[[], No
         server.shutdown()
         server.server_close()
 
-    return samples.labels(str(rank)), stop
+    return WorkerMetrics(samples.labels(str(rank)), steps.labels(str(rank))), stop
 
 
-def latest_checkpoint(directory: Path) -> Path | None:
-    """Newest ``epoch-N.pt`` in ``directory``, if any."""
-    found = sorted(directory.glob("epoch-*.pt"), key=lambda p: int(p.stem.split("-")[1]))
-    return found[-1] if found else None
+def latest_checkpoint(store: Store) -> str | None:
+    """Name (under ``store``) of the newest ``checkpoints/step-N.pt``, if any."""
+    found = [n for n in store.names(CHECKPOINTS) if n.startswith("step-") and n.endswith(".pt")]
+    found.sort(key=lambda n: int(n.removesuffix(".pt").split("-")[1]))
+    return f"{CHECKPOINTS}/{found[-1]}" if found else None
+
+
+@contextlib.contextmanager
+def _sigterm_flag() -> Iterator[list[bool]]:
+    """A flag that SIGTERM sets (in the main thread; elsewhere none arrives and it stays unset)."""
+    flag = [False]
+    if threading.current_thread() is not threading.main_thread():
+        yield flag
+        return
+
+    def note(_signum: int, _frame: Any) -> None:
+        flag[0] = True
+
+    previous = signal.signal(signal.SIGTERM, note)
+    try:
+        yield flag
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _stop_requested(flag: list[bool], world: int, device: torch.device) -> bool:
+    """Whether any rank got SIGTERM: all ranks agree, so all stop after the same step."""
+    if world == 1:
+        return flag[0]
+    stop = torch.tensor([1.0 if flag[0] else 0.0], device=device)
+    dist.all_reduce(stop, op=dist.ReduceOp.MAX)
+    return bool(stop.item() > 0)
 
 
 def train_worker(config: TrainConfig) -> TrainResult:
-    """Train on this process's shard; rank 0 checkpoints and writes the model."""
+    """Train on this process's shard; rank 0 checkpoints and writes the model.
+
+    On SIGTERM (a pod's preemption notice) every rank stops after the optimizer step in flight,
+    rank 0 saves that step, and :class:`TrainingInterrupted` is raised: a restart resumes there.
+    """
     rank, world, device = _setup_distributed()
     params = config.params
+    store = config.store
     torch.manual_seed(params.seed)
-    train = load_split(config.train_path)
-    val = load_split(config.val_path)
+    with tempfile.TemporaryDirectory(prefix="kubeforge-train-") as scratch:
+        train = load_split(fetch(config.train_path, Path(scratch) / "train"))
+        val = load_split(fetch(config.val_path, Path(scratch) / "val"))
     x = train.features()
     y = train.label_indices()
     if (y < 0).any():
@@ -162,13 +239,18 @@ def train_worker(config: TrainConfig) -> TrainResult:
     optimizer = torch.optim.AdamW(
         model.parameters(), lr=params.learning_rate, weight_decay=params.weight_decay
     )
-    start_epoch = 0
-    ckpt = latest_checkpoint(config.checkpoint_dir)
+    start_epoch, start_step, global_step = 0, 0, 0
+    ckpt = latest_checkpoint(store)
     if ckpt is not None:
-        state = torch.load(ckpt, map_location=device, weights_only=False)
+        state = torch.load(
+            io.BytesIO(store.read_bytes(ckpt)), map_location=device, weights_only=False
+        )
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         start_epoch = int(state["epoch"])
+        start_step = int(state.get("step", 0))
+        global_step = int(state.get("global_step", 0))
+    resumed_from_step = global_step
     wrapped: nn.Module = model
     if world > 1:
         wrapped = nn.parallel.DistributedDataParallel(model)
@@ -192,41 +274,58 @@ def train_worker(config: TrainConfig) -> TrainResult:
     samples, loss_sum, steps = 0, 0.0, 0
     started = time.perf_counter()
     last_checkpoint = time.monotonic()
-    throughput, stop_metrics = serve_throughput_metrics(rank)
+    metrics, stop_metrics = serve_throughput_metrics(rank)
     try:
-        for epoch in range(start_epoch, params.epochs):
-            if sampler is not None and hasattr(sampler, "set_epoch"):
-                sampler.set_epoch(epoch)
-            generator.manual_seed(params.seed + epoch)
-            wrapped.train()
-            optimizer.zero_grad(set_to_none=True)
-            for step, (xb, yb) in enumerate(loader):
-                xb, yb = xb.to(device, non_blocking=True), yb.to(device, non_blocking=True)
-                boundary = (step + 1) % params.grad_accum_steps == 0 or step + 1 == len(loader)
-                sync = (
-                    wrapped.no_sync()  # type: ignore[operator]
-                    if world > 1 and not boundary
-                    else contextlib.nullcontext()
-                )
-                with sync, torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-                    loss = loss_fn(wrapped(xb), yb) / params.grad_accum_steps
-                loss.backward()
-                if boundary:
+        with _sigterm_flag() as sigterm:
+            for epoch in range(start_epoch, params.epochs):
+                if sampler is not None and hasattr(sampler, "set_epoch"):
+                    sampler.set_epoch(epoch)
+                generator.manual_seed(params.seed + epoch)  # the same order again on resume
+                wrapped.train()
+                optimizer.zero_grad(set_to_none=True)
+                skip = start_step if epoch == start_epoch else 0
+                for step, (xb, yb) in enumerate(loader):
+                    if step < skip:  # done before the checkpoint this run resumed from
+                        continue
+                    xb, yb = xb.to(device, non_blocking=True), yb.to(device, non_blocking=True)
+                    boundary = (step + 1) % params.grad_accum_steps == 0 or step + 1 == len(loader)
+                    sync = (
+                        wrapped.no_sync()  # type: ignore[operator]
+                        if world > 1 and not boundary
+                        else contextlib.nullcontext()
+                    )
+                    with sync, torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+                        loss = loss_fn(wrapped(xb), yb) / params.grad_accum_steps
+                    loss.backward()
+                    samples += len(xb)
+                    if metrics is not None:
+                        metrics.samples.inc(len(xb))
+                    loss_sum += float(loss.detach()) * params.grad_accum_steps
+                    steps += 1
+                    if not boundary:
+                        continue
                     optimizer.step()
                     optimizer.zero_grad(set_to_none=True)
-                samples += len(xb)
-                if throughput is not None:
-                    throughput.inc(len(xb))
-                loss_sum += float(loss.detach()) * params.grad_accum_steps
-                steps += 1
-            # Checkpoint on a wall-clock interval (and after the last epoch): an epoch of a small
-            # model takes milliseconds, and saving every epoch would cost more than the training.
-            last = epoch + 1 == params.epochs
-            if rank == 0 and (
-                last or time.monotonic() - last_checkpoint >= config.checkpoint_interval_s
-            ):
-                _checkpoint(config, model, optimizer, epoch + 1)
-                last_checkpoint = time.monotonic()
+                    global_step += 1
+                    if metrics is not None:
+                        metrics.optimizer_steps.inc()
+                    if _stop_requested(sigterm, world, device):
+                        if step + 1 == len(loader):
+                            epoch, step = epoch + 1, -1  # the epoch is done: resume at the next
+                        if rank == 0:
+                            _checkpoint(store, model, optimizer, epoch, step + 1, global_step)
+                        if world > 1:
+                            dist.barrier()  # rank 0's checkpoint is written before any rank exits
+                            dist.destroy_process_group()
+                        raise TrainingInterrupted(global_step)
+                # Checkpoint on a wall-clock interval (and after the last epoch): an epoch of a
+                # small model takes milliseconds, and saving every epoch would cost more than it.
+                last = epoch + 1 == params.epochs
+                if rank == 0 and (
+                    last or time.monotonic() - last_checkpoint >= config.checkpoint_interval_s
+                ):
+                    _checkpoint(store, model, optimizer, epoch + 1, 0, global_step)
+                    last_checkpoint = time.monotonic()
     finally:
         stop_metrics()
     elapsed = time.perf_counter() - started
@@ -242,68 +341,135 @@ def train_worker(config: TrainConfig) -> TrainResult:
         world_size=world,
         device=device.type,
         parameters=sum(p.numel() for p in model.parameters()),
+        resumed_from_step=resumed_from_step,
+        optimizer_steps=global_step,
     )
     if rank == 0:
-        out = Path(config.output_dir)
-        save(model, out / "model.pt", extra={"train": asdict(result)})
-        (out / "result.json").write_text(json.dumps(asdict(result), indent=2))
+        with tempfile.TemporaryDirectory(prefix="kubeforge-train-") as scratch:
+            local = Path(scratch) / "model.pt"
+            save(model, local, extra={"train": asdict(result)})
+            store.upload(local, "model.pt")
+        store.write_bytes("result.json", json.dumps(asdict(result), indent=2).encode())
     if world > 1:
         dist.destroy_process_group()
     return result
 
 
 def _checkpoint(
-    config: TrainConfig, model: nn.Module, optimizer: torch.optim.Optimizer, epoch: int
+    store: Store,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    epoch: int,
+    step: int,
+    global_step: int,
 ) -> None:
-    directory = config.checkpoint_dir
-    directory.mkdir(parents=True, exist_ok=True)
-    tmp = directory / f"epoch-{epoch}.tmp"
-    torch.save(
-        {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch}, tmp
-    )
-    tmp.replace(directory / f"epoch-{epoch}.pt")
-    for old in directory.glob("epoch-*.pt"):  # keep the newest two
-        if int(old.stem.split("-")[1]) < epoch - 1:
-            old.unlink(missing_ok=True)
+    """Save the state after ``global_step`` optimizer steps; resume runs ``epoch`` from ``step``."""
+    buffer = io.BytesIO()
+    state = {
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "epoch": epoch,
+        "step": step,
+        "global_step": global_step,
+    }
+    torch.save(state, buffer)
+    store.write_bytes(f"{CHECKPOINTS}/step-{global_step}.pt", buffer.getvalue())
+    saved = [n for n in store.names(CHECKPOINTS) if n.startswith("step-") and n.endswith(".pt")]
+    saved.sort(key=lambda n: int(n.removesuffix(".pt").split("-")[1]))
+    for old in saved[:-2]:  # keep the newest two
+        store.delete(f"{CHECKPOINTS}/{old}")
 
 
-def run_local(config: TrainConfig) -> TrainResult:
-    """Train on this machine: ``params.nproc`` DDP processes (torchrun), or in-process for 1."""
-    nproc = config.params.nproc
-    out = Path(config.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    if nproc <= 1:
-        return train_worker(config)
-    config_path = out / "config.json"
-    config_path.write_text(config.to_json())
-    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--standalone",
-            f"--nproc-per-node={nproc}",
-            "-m",
-            "kubeforge.components.train.trainer",
-            str(config_path),
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if proc.returncode != 0:
-        tail = "\n".join(proc.stderr.strip().splitlines()[-15:])
-        raise KubeforgeError(f"torchrun training failed (exit {proc.returncode}):\n{tail}")
-    raw: dict[str, Any] = json.loads((out / "result.json").read_text())
+def read_result(store: Store) -> TrainResult:
+    """The result rank 0 wrote when training finished."""
+    raw: dict[str, Any] = json.loads(store.read_bytes("result.json"))
     return TrainResult(**raw)
 
 
+def ddp_app(config_uri: str, nproc: int, env: dict[str, str] | None = None) -> Any:
+    """The TorchX ``dist.ddp`` app that runs ``nproc`` workers of ``trainer CONFIG`` on one host."""
+    from torchx.components.dist import ddp
+
+    worker_env = {"OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"), **(env or {})}
+    return ddp(config_uri, m=WORKER_MODULE, j=f"1x{nproc}", env=worker_env, name="kubeforge-train")
+
+
+class LocalDdpRun:
+    """Workers of one config run by TorchX (``dist.ddp`` on the ``local_cwd`` scheduler).
+
+    TorchX starts torchrun in a session of its own; :meth:`terminate` sends it and its workers
+    SIGTERM (what a kubelet sends a pod), and SIGKILL after TorchX's grace period.
+    """
+
+    def __init__(
+        self, config_uri: str, nproc: int, log_dir: Path, env: dict[str, str] | None = None
+    ) -> None:
+        """Start the workers now."""
+        from torchx.runner import get_runner
+
+        self.log_dir = log_dir
+        # TorchX's local scheduler installs SIGTERM/SIGINT handlers in this process: keep ours.
+        handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+        # torchrun is found on PATH: put this interpreter's scripts first.
+        os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
+        try:
+            self.runner = get_runner()
+            self.handle = self.runner.run(
+                ddp_app(config_uri, nproc, env), "local_cwd", cfg={"log_dir": str(log_dir)}
+            )
+        finally:
+            for sig, handler in handlers.items():
+                signal.signal(sig, handler)
+
+    def wait(self) -> bool:
+        """Wait until the workers exit; True if all succeeded."""
+        from torchx.specs import AppState
+
+        try:
+            status = self.runner.wait(self.handle, wait_interval=0.2)
+        finally:
+            self.runner.close()
+        return status is not None and status.state == AppState.SUCCEEDED
+
+    def terminate(self) -> None:
+        """SIGTERM to torchrun and its workers (SIGKILL after TorchX's 10 s); wait for them."""
+        self.runner.cancel(self.handle)
+
+    def log_tail(self, lines: int = 15) -> str:
+        """The last lines the workers and torchrun wrote."""
+        logs = sorted(self.log_dir.rglob("combined.log"))
+        text = "\n".join(p.read_text(errors="replace") for p in logs)
+        return "\n".join(text.strip().splitlines()[-lines:])
+
+
+def run_local(config: TrainConfig) -> TrainResult:
+    """Train on this machine: ``params.nproc`` DDP processes (TorchX), or in-process for 1."""
+    nproc = config.params.nproc
+    if not is_remote(config.output_dir):
+        Path(config.output_dir).mkdir(parents=True, exist_ok=True)
+    if nproc <= 1:
+        return train_worker(config)
+    store = config.store
+    store.write_bytes("config.json", config.to_json().encode())
+    with tempfile.TemporaryDirectory(prefix="kubeforge-torchx-") as logs:
+        run = LocalDdpRun(join(store.root, "config.json"), nproc, Path(logs))
+        if not run.wait():
+            raise KubeforgeError(f"DDP training (TorchX dist.ddp) failed:\n{run.log_tail()}")
+    return read_result(store)
+
+
 def main(argv: list[str]) -> None:
-    """Worker entry point: ``trainer CONFIG.json``."""
-    config = TrainConfig.from_json(Path(argv[0]).read_text())
-    train_worker(config)
+    """Worker entry point: ``trainer CONFIG`` (a path or a URI of the config JSON).
+
+    Exits with :data:`EXIT_INTERRUPTED` after a SIGTERM checkpoint, so the job restarts it.
+    """
+    parent, _, name = argv[0].rstrip("/").rpartition("/")
+    config = TrainConfig.from_json(Store(parent or ".").read_bytes(name).decode())
+    try:
+        train_worker(config)
+    except TrainingInterrupted as stopped:
+        print(stopped, file=sys.stderr, flush=True)
+        sys.exit(EXIT_INTERRUPTED)
 
 
 if __name__ == "__main__":

@@ -1,14 +1,19 @@
 from __future__ import annotations
 
+import io
+import math
 import re
+import secrets
 import threading
 import time
 import urllib.error
 import urllib.request
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 
 from kubeforge.components.common.model import accuracy, load
 from kubeforge.components.common.splits import load_split
@@ -21,7 +26,11 @@ from kubeforge.components.train.pytorchjob import (
     build_pytorchjob,
     submit_pytorchjob,
 )
+from kubeforge.components.train.stage import run_on_cluster
+from kubeforge.components.train.store import Store, join
 from kubeforge.components.train.trainer import (
+    WORKER_MODULE,
+    LocalDdpRun,
     TrainConfig,
     TrainParams,
     TrainResult,
@@ -29,7 +38,9 @@ from kubeforge.components.train.trainer import (
     run_local,
     train_worker,
 )
+from kubeforge.components.train.trainjob import GRACE_PERIOD_S, build_trainjob
 from kubeforge.core.errors import KubeforgeError
+from kubeforge.testing.controllers import Kwok, Trainer
 from kubeforge.testing.controlplane import free_port
 
 
@@ -63,12 +74,16 @@ def test_resumes_from_the_last_checkpoint(
 ) -> None:
     first = run_local(_config(digits_labelled, digits_splits, tmp_path, epochs=3))
     assert first.resumed_from_epoch == 0
-    ckpt = latest_checkpoint(tmp_path / "checkpoints")
-    assert ckpt is not None and ckpt.name == "epoch-3.pt"
+    assert latest_checkpoint(Store(str(tmp_path))) == f"checkpoints/step-{first.optimizer_steps}.pt"
     second = run_local(_config(digits_labelled, digits_splits, tmp_path, epochs=5))
     assert second.resumed_from_epoch == 3
+    assert second.resumed_from_step == first.optimizer_steps
     assert second.epochs_run == 2
-    assert latest_checkpoint(tmp_path / "checkpoints").name == "epoch-5.pt"  # type: ignore[union-attr]
+    # Two more epochs of the same number of steps each.
+    assert second.optimizer_steps == first.optimizer_steps * 5 // 3
+    assert (
+        latest_checkpoint(Store(str(tmp_path))) == f"checkpoints/step-{second.optimizer_steps}.pt"
+    )
 
 
 @pytest.mark.slow
@@ -182,3 +197,155 @@ def test_pytorchjob_is_created_for_real_and_read_back(
         assert {"name": "KUBEFORGE_METRICS_PORT", "value": str(METRICS_PORT)} in stored_pod[
             "containers"
         ][0]["env"]
+
+
+def test_trainjob_manifest_for_a_gpu_pool() -> None:
+    job = build_trainjob(
+        "train-1",
+        "ml",
+        "example/kubeforge:1",
+        ["torchrun", "-m", WORKER_MODULE, "mlflow-artifacts:/1/kubeforge-train/k/config.json"],
+        nodes=4,
+        gpus_per_node=8,
+        node_selector={"kubeforge.io/pool": "a100"},
+        tolerations=[{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
+        env={"MLFLOW_TRACKING_URI": "http://mlflow.ml:5000"},
+    )
+    assert job["spec"]["runtimeRef"] == {
+        "apiGroup": "trainer.kubeflow.org",
+        "kind": "ClusterTrainingRuntime",
+        "name": "torch-distributed",
+    }
+    trainer = job["spec"]["trainer"]
+    assert trainer["numNodes"] == 4 and trainer["numProcPerNode"] == 8
+    assert trainer["resourcesPerNode"]["limits"] == {"nvidia.com/gpu": "8"}
+    assert trainer["env"] == [{"name": "MLFLOW_TRACKING_URI", "value": "http://mlflow.ml:5000"}]
+    (patch,) = job["spec"]["runtimePatches"]
+    (node,) = patch["trainingRuntimeSpec"]["template"]["spec"]["replicatedJobs"]
+    pod = node["template"]["spec"]["template"]["spec"]
+    assert node["name"] == "node"
+    assert pod["nodeSelector"] == {"kubeforge.io/pool": "a100"}
+    assert pod["tolerations"][0]["key"] == "nvidia.com/gpu"
+    assert pod["terminationGracePeriodSeconds"] == GRACE_PERIOD_S
+
+
+@pytest.mark.parametrize(
+    ("nodes", "gpus", "parameter"), [(0, 1, "workers"), (1, -1, "gpus_per_replica")], ids=str
+)
+def test_trainjob_refuses_impossible_sizes(nodes: int, gpus: int, parameter: str) -> None:
+    with pytest.raises(KubeforgeError) as err:
+        build_trainjob("t", "ml", "img", ["train"], nodes=nodes, gpus_per_node=gpus)
+    assert err.value.parameter == parameter
+
+
+def test_train_stage_runs_its_trainjob_through_the_real_trainer_controller(
+    api_client: Any, namespace: str, kwok: Kwok, trainer: Trainer
+) -> None:
+    """The stage's own TrainJob (kubeflow SDK models) is accepted and run by Trainer v2 + JobSet.
+
+    kwok plays the kubelet only (the pods' containers do not run): the Trainer controller makes
+    the JobSet, the JobSet controller its Jobs, the Job controller the pods, the scheduler binds
+    them to the pool's nodes, and the TrainJob reaches Complete.
+    """
+    from kubernetes import client
+
+    core = client.CoreV1Api(api_client)
+    pool = f"tj-{secrets.token_hex(3)}"
+    nodes = []
+    for _ in range(2):
+        name = f"{pool}-{secrets.token_hex(3)}"
+        core.create_node(
+            {
+                "metadata": {
+                    "name": name,
+                    "labels": {"kubeforge.io/pool": pool, "type": "kwok"},
+                    "annotations": {"kwok.x-k8s.io/node": "fake"},
+                }
+            }
+        )
+        amounts = {"nvidia.com/gpu": "8", "cpu": "64", "memory": "512Gi", "pods": "110"}
+        core.patch_node_status(name, {"status": {"capacity": amounts, "allocatable": amounts}})
+        nodes.append(name)
+    params = TrainParams.defaults(
+        backend="trainjob",
+        namespace=namespace,
+        workers=1,
+        gpus_per_replica=8,
+        node_selector=f"kubeforge.io/pool={pool}",
+    )
+    config_uri = "mlflow-artifacts:/1/kubeforge-train/0123456789abcdef/config.json"
+    try:
+        name = run_on_cluster(config_uri, params, client=api_client, timeout=180)
+        pods = core.list_namespaced_pod(
+            namespace, label_selector=f"jobset.sigs.k8s.io/jobset-name={name}"
+        ).items
+        assert len(pods) == 2
+        assert {p.spec.node_name for p in pods} == set(nodes)
+        for pod in pods:
+            (container,) = [c for c in pod.spec.containers if c.name == "node"]
+            assert container.command == ["torchrun", "-m", WORKER_MODULE, config_uri]
+            env = {e.name: e.value for e in container.env}
+            # Trainer's torch policy sets torchrun's rendezvous; the stage adds MLflow's URI.
+            assert env["PET_NNODES"] == "2" and env["PET_NPROC_PER_NODE"] == "8"
+            assert "MLFLOW_TRACKING_URI" in env
+            assert container.resources.limits["nvidia.com/gpu"] == "8"
+            assert pod.spec.termination_grace_period_seconds == GRACE_PERIOD_S
+    finally:
+        for node in nodes:
+            core.delete_node(node)
+
+
+def _scrape_steps(port: int) -> float:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as resp:
+            text = resp.read().decode()
+    except (urllib.error.URLError, OSError):
+        return 0.0
+    found = re.search(r'^kubeforge_train_optimizer_steps_total\{rank="0"\} (\S+)$', text, re.M)
+    return float(found.group(1)) if found else 0.0
+
+
+@pytest.mark.slow
+def test_sigterm_saves_the_step_in_flight_and_a_rerun_resumes_there(
+    digits_labelled: Path, digits_splits: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "run"
+    config = _config(digits_labelled, digits_splits, out, epochs=100_000, nproc=2)
+    config.checkpoint_interval_s = 3600.0  # no checkpoint but the one SIGTERM asks for
+    store = Store(str(out))
+    store.write_bytes("config.json", config.to_json().encode())
+    port = free_port()
+    run = LocalDdpRun(
+        join(store.root, "config.json"),
+        2,
+        tmp_path / "logs",
+        env={"KUBEFORGE_METRICS_PORT": str(port), "KUBEFORGE_METRICS_ADDR": "127.0.0.1"},
+    )
+    deadline = time.monotonic() + 300
+    while (done := _scrape_steps(port)) < 20:
+        assert time.monotonic() < deadline, f"no training within 300 s:\n{run.log_tail()}"
+        time.sleep(0.05)
+    run.terminate()  # SIGTERM to torchrun and both workers, as a kubelet stops a pod
+    assert not run.wait()
+    ckpt = latest_checkpoint(store)
+    assert ckpt is not None
+    state = torch.load(io.BytesIO(store.read_bytes(ckpt)), weights_only=False)
+    saved = int(state["global_step"])
+    # Every step rank 0 had finished before the signal is in the checkpoint (only the one in
+    # flight may be lost), and both ranks stopped after that same step.
+    assert saved >= done
+    log = run.log_tail(200)
+    for rank in (0, 1):
+        assert (
+            f"[{rank}]:training stopped by SIGTERM; checkpoint saved at optimizer step {saved}"
+            in (log)
+        )
+    # Resume to the end of the interrupted epoch plus one: exactly the steps not yet taken.
+    resumed = replace(config, params=replace(config.params, epochs=int(state["epoch"]) + 1))
+    result = run_local(resumed)
+    assert result.resumed_from_step == saved
+    assert result.resumed_from_epoch == int(state["epoch"])
+    rows = len(load_split(digits_labelled / "train.parquet").label_indices())
+    micro = math.ceil(math.ceil(rows / 2) / config.params.batch_size)
+    per_epoch = math.ceil(micro / config.params.grad_accum_steps)
+    assert result.optimizer_steps == (int(state["epoch"]) + 1) * per_epoch
