@@ -26,8 +26,10 @@ from kubeforge.operators.gpupool.clients.executor import Action, Applied, apply_
 from kubeforge.operators.gpupool.clients.kwok import KwokProvider
 from kubeforge.operators.gpupool.clients.provider import NodeProvider, ProviderError
 from kubeforge.operators.gpupool.core.demand import (
-    JOB_NAME_LABEL,
     TERMINAL,
+    TRAINING_POD_LABELS,
+    TRAINJOB_GROUP,
+    is_training_pod,
     job_demand,
     node_state,
     pod_gpus,
@@ -49,22 +51,40 @@ BACKOFF_MAX_S = 300.0
 
 @dataclass(frozen=True)
 class ClusterReads:
-    """The PyTorchJobs and the training pods (labelled with their job), as plain dicts."""
+    """The PyTorchJobs and TrainJobs, and their pods (labelled with their job), as plain dicts."""
 
     jobs: list[dict[str, Any]]
     pods: list[dict[str, Any]]
 
 
 def list_cluster(api_client: Any) -> ClusterReads:
-    """LIST every PyTorchJob and every pod labelled with a job name (used without watches)."""
+    """LIST every PyTorchJob and TrainJob and their pods (used without watches).
+
+    A kind whose CRD is not installed (no Trainer v2 in the cluster) lists as empty.
+    """
     from kubernetes import client
+    from kubernetes.client.rest import ApiException
 
     custom = client.CustomObjectsApi(api_client)
     core = client.CoreV1Api(api_client)
     serialize = api_client.sanitize_for_serialization
-    jobs = custom.list_cluster_custom_object("kubeflow.org", "v1", "pytorchjobs")["items"]
-    pods = core.list_pod_for_all_namespaces(label_selector=JOB_NAME_LABEL).items
-    return ClusterReads(list(jobs), [serialize(p) for p in pods])
+    jobs: list[dict[str, Any]] = []
+    for group, version, plural, kind in (
+        ("kubeflow.org", "v1", "pytorchjobs", "PyTorchJob"),
+        (TRAINJOB_GROUP, "v1alpha1", "trainjobs", "TrainJob"),
+    ):
+        try:
+            items = custom.list_cluster_custom_object(group, version, plural)["items"]
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+            continue
+        jobs += [{**item, "apiVersion": f"{group}/{version}", "kind": kind} for item in items]
+    pods = {}
+    for label in TRAINING_POD_LABELS:
+        for pod in core.list_pod_for_all_namespaces(label_selector=label).items:
+            pods[pod.metadata.uid] = serialize(pod)
+    return ClusterReads(jobs, list(pods.values()))
 
 
 @dataclass(frozen=True)
@@ -273,8 +293,7 @@ class Reconciler:
         for pod in map(self.api_client.sanitize_for_serialization, pods.items):
             if pod.get("status", {}).get("phase") in TERMINAL:
                 continue
-            labels = pod.get("metadata", {}).get("labels") or {}
-            if JOB_NAME_LABEL in labels or pod_gpus(pod.get("spec", {}), resource):
+            if is_training_pod(pod) or pod_gpus(pod.get("spec", {}), resource):
                 return False
         return True
 

@@ -1,4 +1,11 @@
-"""Turn Kubernetes objects (as plain dicts) into the planner's inputs. Pure: no API calls."""
+"""Turn Kubernetes objects (as plain dicts) into the planner's inputs. Pure: no API calls.
+
+Two job kinds are demand: Kubeflow training operator ``PyTorchJob`` (kubeflow.org/v1), whose
+pods carry ``training.kubeflow.org/job-name``, and Kubeflow Trainer v2 ``TrainJob``
+(trainer.kubeflow.org/v1alpha1), run as a JobSet of the same name whose pods carry
+``jobset.sigs.k8s.io/jobset-name``. Both count the same way: the whole gang from the spec,
+minus the pods already bound.
+"""
 
 from __future__ import annotations
 
@@ -9,8 +16,59 @@ from kubeforge.operators.clock import parse_rfc3339
 from kubeforge.operators.gpupool.core.planner import JobDemand, NodeState
 
 TERMINAL = ("Succeeded", "Failed")
+JOB_TERMINAL = ("Succeeded", "Failed", "Complete")  # PyTorchJob, TrainJob conditions
 JOB_NAME_LABEL = "training.kubeflow.org/job-name"
 REPLICA_TYPE_LABEL = "training.kubeflow.org/replica-type"
+JOBSET_NAME_LABEL = "jobset.sigs.k8s.io/jobset-name"
+REPLICATED_JOB_LABEL = "jobset.sigs.k8s.io/replicatedjob-name"
+TRAINJOB_GROUP = "trainer.kubeflow.org"
+TRAINING_POD_LABELS = (JOB_NAME_LABEL, JOBSET_NAME_LABEL)
+
+
+def is_trainjob(job: Mapping[str, Any]) -> bool:
+    """A Kubeflow Trainer v2 TrainJob (else a PyTorchJob)."""
+    return job.get("kind") == "TrainJob" or str(job.get("apiVersion", "")).startswith(
+        TRAINJOB_GROUP + "/"
+    )
+
+
+def is_training_pod(pod: Mapping[str, Any]) -> bool:
+    """A pod of a PyTorchJob or of a TrainJob's JobSet."""
+    labels = pod.get("metadata", {}).get("labels") or {}
+    return any(key in labels for key in TRAINING_POD_LABELS)
+
+
+def replica_groups(job: Mapping[str, Any], resource: str) -> list[tuple[str, int, int]]:
+    """``(group, pods, GPUs per pod)`` of a job's pods that ask for GPUs.
+
+    A PyTorchJob's groups are its replica types; a TrainJob has one, ``node``: ``numNodes``
+    pods with ``resourcesPerNode`` (the JobSet's trainer node job).
+    """
+    spec = job.get("spec", {}) or {}
+    if is_trainjob(job):
+        trainer = spec.get("trainer") or {}
+        resources = trainer.get("resourcesPerNode") or {}
+        gpus = pod_gpus({"containers": [{"resources": resources}]}, resource)
+        return [("node", int(trainer.get("numNodes") or 1), gpus)] if gpus else []
+    groups = []
+    for kind, replica in sorted((spec.get("pytorchReplicaSpecs") or {}).items()):
+        gpus = pod_gpus(replica.get("template", {}).get("spec", {}) or {}, resource)
+        if gpus:
+            groups.append((kind.lower(), int(replica.get("replicas", 1)), gpus))
+    return groups
+
+
+def pod_of(job: Mapping[str, Any], pod: Mapping[str, Any]) -> str | None:
+    """The pod's group in ``job`` (replica type or replicated job); None if not the job's."""
+    labels = pod.get("metadata", {}).get("labels") or {}
+    name = job.get("metadata", {}).get("name")
+    if is_trainjob(job):
+        if labels.get(JOBSET_NAME_LABEL) != name:
+            return None
+        return str(labels.get(REPLICATED_JOB_LABEL, "node"))
+    if labels.get(JOB_NAME_LABEL) != name:
+        return None
+    return str(labels.get(REPLICA_TYPE_LABEL, "")).lower()
 
 
 def quantity(value: Any) -> int:
@@ -29,46 +87,47 @@ def pod_gpus(pod_spec: Mapping[str, Any], resource: str) -> int:
 
 
 def job_is_terminal(job: Mapping[str, Any]) -> bool:
-    """True when the job's Succeeded or Failed condition is true."""
+    """True when the job's Succeeded, Complete (TrainJob) or Failed condition is true."""
     for cond in job.get("status", {}).get("conditions", []) or []:
-        if cond.get("type") in TERMINAL and cond.get("status") == "True":
+        if cond.get("type") in JOB_TERMINAL and cond.get("status") == "True":
             return True
     return False
 
 
 def job_is_suspended(job: Mapping[str, Any]) -> bool:
-    """True when ``spec.runPolicy.suspend`` is set (by its user, or by Kueue until admitted)."""
-    return bool((job.get("spec", {}).get("runPolicy") or {}).get("suspend"))
+    """True when the job is suspended (by its user, or by Kueue until admitted).
+
+    A PyTorchJob's ``spec.runPolicy.suspend``, a TrainJob's ``spec.suspend``.
+    """
+    spec = job.get("spec", {}) or {}
+    if is_trainjob(job):
+        return bool(spec.get("suspend"))
+    return bool((spec.get("runPolicy") or {}).get("suspend"))
 
 
 def job_demand(
     job: Mapping[str, Any], pods: Iterable[Mapping[str, Any]], resource: str
 ) -> JobDemand:
-    """A PyTorchJob's pending GPUs from its *spec* (so pods not created yet still count).
+    """A PyTorchJob's or TrainJob's pending GPUs from its *spec* (pods not made yet count).
 
-    Per replica type, ``replicas`` pods of the template's GPUs, minus the pods of that type
+    Per replica group (:func:`replica_groups`), its pods' GPUs, minus the pods of that group
     already bound to a node or finished there (a rank that succeeded needs no node again; a
-    failed one is replaced by its operator). A suspended job (Kueue has not admitted it) has
+    failed one is replaced by its controller). A suspended job (Kueue has not admitted it) has
     no pods to place: it demands nothing.
     """
     meta = job.get("metadata", {})
     bound: dict[str, int] = {}
     for pod in pods:
-        labels = pod.get("metadata", {}).get("labels", {}) or {}
-        if labels.get(JOB_NAME_LABEL) != meta.get("name"):
+        group = pod_of(job, pod)
+        if group is None:
             continue
         if pod.get("spec", {}).get("nodeName") and pod.get("status", {}).get("phase") != "Failed":
-            kind = str(labels.get(REPLICA_TYPE_LABEL, "")).lower()
-            bound[kind] = bound.get(kind, 0) + 1
+            bound[group] = bound.get(group, 0) + 1
     unbound: list[int] = []
     if not job_is_terminal(job) and not job_is_suspended(job):
-        specs = job.get("spec", {}).get("pytorchReplicaSpecs", {}) or {}
-        for kind, spec in sorted(specs.items()):
-            gpus = pod_gpus(spec.get("template", {}).get("spec", {}) or {}, resource)
-            missing = max(0, int(spec.get("replicas", 1)) - bound.get(kind.lower(), 0))
-            if gpus:
-                unbound += [gpus] * missing
-    priority = job.get("spec", {}).get("runPolicy", {}).get("schedulingPolicy", {}) or {}
+        for group, replicas, gpus in replica_groups(job, resource):
+            unbound += [gpus] * max(0, replicas - bound.get(group, 0))
+    priority = (job.get("spec", {}).get("runPolicy") or {}).get("schedulingPolicy", {}) or {}
     return JobDemand(
         namespace=str(meta.get("namespace", "")),
         name=str(meta.get("name", "")),
@@ -96,7 +155,7 @@ def node_state(
     allocatable = quantity((node.get("status", {}).get("allocatable") or {}).get(resource))
     live = [p for p in pods_on_node if p.get("status", {}).get("phase") not in TERMINAL]
     allocated = sum(pod_gpus(p.get("spec", {}), resource) for p in live)
-    busy = any(JOB_NAME_LABEL in (p.get("metadata", {}).get("labels") or {}) for p in live)
+    busy = any(is_training_pod(p) for p in live)
     return NodeState(
         name=str(meta.get("name", "")),
         created_at=created,

@@ -6,16 +6,17 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from kubeforge.operators.clock import parse_rfc3339
-from kubeforge.operators.gpupool.core.demand import JOB_NAME_LABEL, job_is_terminal, pod_gpus
+from kubeforge.operators.gpupool.core.demand import (
+    job_is_terminal,
+    pod_gpus,
+    pod_of,
+    replica_groups,
+)
 
 
 def gpu_pods_wanted(job: Mapping[str, Any], resource: str) -> int:
-    """Pods of the job (all replica types) that ask for GPUs."""
-    total = 0
-    for spec in (job.get("spec", {}).get("pytorchReplicaSpecs", {}) or {}).values():
-        if pod_gpus(spec.get("template", {}).get("spec", {}) or {}, resource):
-            total += int(spec.get("replicas", 1))
-    return total
+    """Pods of the job (all replica groups) that ask for GPUs."""
+    return sum(pods for _, pods, _ in replica_groups(job, resource))
 
 
 def job_wait_seconds(
@@ -28,12 +29,10 @@ def job_wait_seconds(
     """
     if job_is_terminal(job):
         return None
-    name = job.get("metadata", {}).get("name")
     wanted = gpu_pods_wanted(job, resource)
     bound_at: list[float] = []
     for pod in pods:
-        labels = pod.get("metadata", {}).get("labels") or {}
-        if labels.get(JOB_NAME_LABEL) != name or not pod.get("spec", {}).get("nodeName"):
+        if pod_of(job, pod) is None or not pod.get("spec", {}).get("nodeName"):
             continue
         if not pod_gpus(pod.get("spec", {}), resource):
             continue

@@ -17,7 +17,7 @@ import kopf
 from kubeforge.core.kube import api_client
 from kubeforge.operators.gpupool.api.crd import GROUP, PLURAL, VERSION
 from kubeforge.operators.gpupool.clients.reconcile import ClusterReads, Reconciler
-from kubeforge.operators.gpupool.core.demand import JOB_NAME_LABEL
+from kubeforge.operators.gpupool.core.demand import JOB_NAME_LABEL, JOBSET_NAME_LABEL
 from kubeforge.operators.gpupool.core.planner import Decision
 from kubeforge.operators.gpupool.handlers import metrics
 from kubeforge.operators.settings import OperatorSettings
@@ -45,9 +45,21 @@ def pytorchjob_index(body: kopf.Body, namespace: str | None, name: str, **_: Any
     return {(namespace, name): _plain(body)}
 
 
+@kopf.index("trainer.kubeflow.org", "v1alpha1", "trainjobs")
+def trainjob_index(body: kopf.Body, namespace: str | None, name: str, **_: Any) -> Any:
+    """Every TrainJob (Kubeflow Trainer v2); empty where Trainer is not installed."""
+    return {(namespace, name): _plain(body)}
+
+
 @kopf.index("", "v1", "pods", labels={JOB_NAME_LABEL: kopf.PRESENT})
 def training_pod_index(body: kopf.Body, namespace: str | None, name: str, **_: Any) -> Any:
-    """Every pod that belongs to a training job (labelled with the job's name)."""
+    """Every pod that belongs to a PyTorchJob (labelled with the job's name)."""
+    return {(namespace, name): _plain(body)}
+
+
+@kopf.index("", "v1", "pods", labels={JOBSET_NAME_LABEL: kopf.PRESENT})
+def jobset_pod_index(body: kopf.Body, namespace: str | None, name: str, **_: Any) -> Any:
+    """Every pod of a JobSet (a TrainJob runs as a JobSet of its name)."""
     return {(namespace, name): _plain(body)}
 
 
@@ -91,7 +103,8 @@ def reconcile_pool(body: kopf.Body, name: str, logger: kopf.Logger, **kwargs: An
     reconciler = _reconciler(name)
     started = time.perf_counter()
     cluster = ClusterReads(
-        _values(kwargs["pytorchjob_index"]), _values(kwargs["training_pod_index"])
+        _values(kwargs["pytorchjob_index"]) + _values(kwargs["trainjob_index"]),
+        _values(kwargs["training_pod_index"]) + _values(kwargs["jobset_pod_index"]),
     )
     try:
         result = reconciler.reconcile(dict(body), cluster=cluster)
