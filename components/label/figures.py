@@ -32,7 +32,7 @@ def lf_figure(stats: list[dict[str, Any]], path: Path) -> Path:
     ax.set_ylim(0, 1.05)
     ax.set_ylabel("share of rows / accuracy")
     ax.set_title("Labelling functions: coverage, conflict, held-out accuracy")
-    ax.legend(loc="lower right", fontsize=8)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.3), ncol=3, fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
@@ -59,6 +59,8 @@ def budget_figure(points: list[dict[str, Any]], title: str, path: Path) -> Path:
         ax.annotate(f"{p['fraction']:.0%}", (p["gold_rows"], p["label_model_accuracy"]),
                     textcoords="offset points", xytext=(0, 6), ha="center", fontsize=8)  # fmt: skip
     ax.set_xscale("log")
+    ax.set_xticks(spent, [str(n) for n in spent])
+    ax.minorticks_off()
     ax.set_xlabel("gold labels spent (rows, log scale)")
     ax.set_ylabel("accuracy on the rows without gold")
     ax.set_title(title)
