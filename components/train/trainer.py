@@ -437,7 +437,11 @@ class LocalDdpRun:
 
     def log_tail(self, lines: int = 15) -> str:
         """The last lines the workers and torchrun wrote."""
-        logs = sorted(self.log_dir.rglob("combined.log"))
+        # torchrun's own stderr, with each worker's lines prefixed "[rank]:" (--tee); the
+        # combined log can miss the last lines of workers that a signal stopped.
+        logs = [
+            p for p in sorted(self.log_dir.rglob("stderr.log")) if "torchelastic" not in p.parts
+        ]
         text = "\n".join(p.read_text(errors="replace") for p in logs)
         return "\n".join(text.strip().splitlines()[-lines:])
 
