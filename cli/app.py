@@ -49,43 +49,91 @@ def resolve_pipeline(name: str) -> Any:
 
 
 def run_pipeline_locally(
-    name: str, params: dict[str, Any], experiment: str = "kubeforge"
+    name: str,
+    params: dict[str, Any],
+    experiment: str = "kubeforge",
+    verbose: bool = False,
 ) -> dict[str, Any]:
-    """Run pipeline ``name`` (or an IR file) through kfp.local, tracked in MLflow; summarize."""
+    """Run pipeline ``name`` (or an IR file) through kfp.local, tracked in MLflow; summarize.
+
+    Shows one line per stage; the kfp logs go to ``.kubeforge/runs/<run>/`` (``verbose``
+    streams them as well). A failure raises one error naming the stage, the cause and the log.
+    """
+    import datetime as dt
+    import logging
+
     import mlflow
     from kfp import local
 
-    from kubeforge.core.tracking import connect
+    from kubeforge.cli.progress import RunConsole
+    from kubeforge.core.tracking import connect, error_file
+    from kubeforge.pipelines.ir import task_order
 
     os.environ["KUBEFORGE_HOME"] = str(home())
+    logging.getLogger("mlflow").setLevel(logging.WARNING)  # its INFO lines are for developers
     uri = connect(params.get("mlflow_tracking_uri", ""), experiment)
     params["mlflow_tracking_uri"] = uri
-    error_file = home() / "last_error.txt"
-    error_file.unlink(missing_ok=True)
-    local.init(
-        runner=local.SubprocessRunner(use_venv=False),
-        pipeline_root=str(home() / "kfp"),
-        raise_on_error=True,
-    )
     pipeline = resolve_pipeline(name)
     with mlflow.start_run(run_name=f"pipeline-{name}", tags={"kubeforge.pipeline": name}) as run:
-        params["mlflow_parent_run_id"] = run.info.run_id
+        run_id = run.info.run_id
+        run_dir = home() / "runs" / f"{dt.datetime.now(dt.UTC):%Y%m%d-%H%M%S}-{run_id[:8]}"
+        os.environ["KUBEFORGE_RUN_DIR"] = str(run_dir)  # where a failing stage leaves its line
+        params["mlflow_parent_run_id"] = run_id
         mlflow.log_params({k: v for k, v in params.items() if not k.startswith("mlflow_")})
+        mlflow.set_tag("kubeforge.logs", str(run_dir))
+        console = RunConsole(
+            run_dir,
+            task_order(compiled_ir(name)),
+            lambda stage: _key_figure(uri, run_id, stage),
+            verbose=verbose,
+        )
         started = time.perf_counter()
         try:
-            pipeline(**params)
+            with console.capture():
+                local.init(
+                    runner=local.SubprocessRunner(use_venv=False),
+                    pipeline_root=str(home() / "kfp"),
+                    raise_on_error=True,
+                )
+                pipeline(**params)
         except Exception as exc:  # noqa: BLE001 - report the stage's own message when it left one
             mlflow.set_tag("kubeforge.status", "failed")
-            detail = error_file.read_text().strip() if error_file.exists() else str(exc)
-            raise KubeforgeError(f"pipeline {name!r} failed: {detail}") from exc
+            stage = console.failed_stage()
+            left = error_file()
+            detail = left.read_text().strip() if left.exists() else str(exc).strip()
+            detail = detail.removeprefix(f"{stage}: ").splitlines()[0] if detail else "unknown"
+            where = f"stage {stage!r}" if stage else f"pipeline {name!r}"
+            raise KubeforgeError(
+                f"{where} failed: {detail}; log: {console.log_path(stage)}"
+            ) from exc
         wall = time.perf_counter() - started
         mlflow.log_metric("pipeline_seconds", wall)
-    return summarize(run.info.run_id, uri, wall)
+        summary = summarize(run_id, uri, wall)
+        summary["logs"] = str(run_dir)
+        mlflow.log_metrics(summary["cost"])
+    return summary
+
+
+def _key_figure(tracking_uri: str, parent_run_id: str, stage: str) -> str:
+    """A finished stage's key figure, read from its MLflow run."""
+    from mlflow.tracking import MlflowClient
+
+    from kubeforge.pipelines.main.summary import key_figure
+
+    client = MlflowClient(tracking_uri)
+    parent = client.get_run(parent_run_id)
+    runs = client.search_runs(
+        [parent.info.experiment_id],
+        f"tags.mlflow.parentRunId = '{parent_run_id}' and tags.`kubeforge.stage` = '{stage}'",
+    )
+    return key_figure(stage, dict(runs[0].data.metrics)) if runs else ""
 
 
 def summarize(parent_run_id: str, tracking_uri: str, wall_seconds: float) -> dict[str, Any]:
-    """Gather each stage's metrics from MLflow for the end-of-run summary."""
+    """Gather each stage's metrics from MLflow for the end-of-run summary, and the run's cost."""
     from mlflow.tracking import MlflowClient
+
+    from kubeforge.pipelines.main.summary import run_cost
 
     client = MlflowClient(tracking_uri)
     parent = client.get_run(parent_run_id)
@@ -103,6 +151,7 @@ def summarize(parent_run_id: str, tracking_uri: str, wall_seconds: float) -> dic
         if stage == "deploy":
             summary["deploy"]["model_name"] = run.data.params.get("model_name")
             summary["deploy"]["alias"] = run.data.params.get("alias")
+    summary["cost"] = run_cost(summary)
     return summary
 
 
@@ -129,21 +178,40 @@ def run(
         Path | None,
         typer.Option("--summary-file", help="Also write the run's summary here as JSON."),
     ] = None,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Stream the kfp task logs as well.")
+    ] = False,
 ) -> None:
-    """Run a pipeline locally (kfp.local), tracked in MLflow."""
+    """Run a pipeline locally (kfp.local), tracked in MLflow: one line per stage, a summary."""
     if not local_run:
         _fail("only --local runs are built so far; use 'kubeforge compile' for the Kubeflow UI")
     try:
         params = parameters_from_strings(compiled_ir(pipeline), param or [])
-        summary = run_pipeline_locally(pipeline, params, experiment)
+        summary = run_pipeline_locally(pipeline, params, experiment, verbose)
     except KubeforgeError as exc:
         if summary_file is not None:  # e.g. a pod's termination message: the operator reads it
             summary_file.write_text(json.dumps({"error": str(exc)}))
         _fail(str(exc))
     if summary_file is not None:  # small: a termination message keeps at most 4 KiB
         keys = ("mlflow_run_id", "tracking_uri", "pipeline_seconds")
-        summary_file.write_text(json.dumps({k: summary[k] for k in keys if k in summary}))
+        small = {k: summary[k] for k in keys if k in summary}
+        small["cost"] = _status_cost(summary["cost"])
+        summary_file.write_text(json.dumps(small))
     print_summary(summary)
+
+
+def _status_cost(cost: dict[str, float]) -> dict[str, Any]:
+    """The cost a PipelineRun's status carries (``status.cost``), from the summary's."""
+    out: dict[str, Any] = {
+        "goldRows": int(cost.get("cost_gold_rows", 0)),
+        "humanLabelledRows": int(cost.get("cost_human_rows", 0)),
+        "cpuSeconds": round(cost.get("cost_cpu_seconds", 0.0), 1),
+        "gpuSeconds": round(cost.get("cost_gpu_seconds", 0.0), 1),
+        "wallSeconds": round(cost.get("cost_wall_seconds", 0.0), 1),
+    }
+    if "cost_gpu_hours_held" in cost:
+        out["gpuHoursHeld"] = round(cost["cost_gpu_hours_held"], 4)
+    return out
 
 
 @app.command("compile")
@@ -267,7 +335,11 @@ def write_demo_data(path: Path) -> Path:
 
 
 @app.command()
-def demo() -> None:
+def demo(
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Stream the kfp task logs as well.")
+    ] = False,
+) -> None:
     """Run the main job on digits: ingest, label (5% gold), train, distill, deploy, serve, ask."""
     import urllib.request
 
@@ -281,7 +353,7 @@ def demo() -> None:
         params = parameters_from_strings(
             compiled_ir("main"), [f"data_uri={data}", f"labeling_functions={DEMO_LFS}"]
         )
-        summary = run_pipeline_locally("main", params)
+        summary = run_pipeline_locally("main", params, verbose=verbose)
         deploy = summary.get("deploy", {})
         model_uri = f"models:/{deploy.get('model_name')}@{deploy.get('alias')}"
         model = load_served_model(model_uri)

@@ -69,6 +69,7 @@ class DistillReport:
     parameter_ratio: float
     latency_ratio: float
     gate: dict[str, Any] = field(default_factory=dict)
+    epoch_losses: list[float] = field(default_factory=list)
 
     def to_json(self) -> str:
         """The report as indented JSON."""
@@ -163,8 +164,10 @@ def distill_student(
     )
     optimizer = torch.optim.AdamW(student.parameters(), lr=learning_rate, weight_decay=1e-4)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=params.epochs)
+    epoch_losses: list[float] = []
     for _ in range(params.epochs):
         student.train()
+        total, seen = 0.0, 0
         for xb, yb, teacher_logp in loader:
             logits = student(xb)
             # Teacher log-probs divided by T are its logits softened, up to a constant.
@@ -179,6 +182,9 @@ def distill_student(
             optimizer.zero_grad(set_to_none=True)
             loss.backward()  # type: ignore[no-untyped-call]
             optimizer.step()
+            total += float(loss.detach()) * len(xb)
+            seen += len(xb)
+        epoch_losses.append(round(total / max(seen, 1), 5))
         schedule.step()
     student.eval()
     final: nn.Module = quantize(student) if params.quantize_int8 else student
@@ -186,12 +192,10 @@ def distill_student(
     teacher_profile = profile(teacher, test)
     student_profile = profile(final, test)
     y_test = test.label_indices()
+    student_pred = predict(final, test.features()).argmax(axis=1)
+    teacher_pred = predict(teacher, test.features()).argmax(axis=1)
     gate = retention_gate(
-        predict(final, test.features()).argmax(axis=1) == y_test,
-        predict(teacher, test.features()).argmax(axis=1) == y_test,
-        min_retention,
-        params.gate_confidence,
-        seed,
+        student_pred == y_test, teacher_pred == y_test, min_retention, params.gate_confidence, seed
     )
     report = DistillReport(
         teacher=teacher_profile,
@@ -205,9 +209,11 @@ def distill_student(
             teacher_profile.latency_p50_ms / max(student_profile.latency_p50_ms, 1e-9), 2
         ),
         gate=gate.as_dict(),
+        epoch_losses=epoch_losses,
     )
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "report.json").write_text(report.to_json())
+    np.savez(out_dir / "predictions.npz", truth=y_test, teacher=teacher_pred, student=student_pred)
     if not report.passed:
         raise KubeforgeError(
             f"the student is below the retention gate: {gate.describe()} "

@@ -45,6 +45,18 @@ def test_demo_ends_with_a_summary_and_a_served_prediction(tmp_path: Path) -> Non
     assert "served prediction" in out
     assert "endpoint                  http://127.0.0.1:" in out
     assert _champion(tmp_path) == "1"
+    lines = out.splitlines()
+    assert len(lines) <= 40, out  # one line per stage and the summary, no kfp task logs
+    assert "Executing task" not in out and "executor" not in out
+    stage_lines = [line for line in lines if line.startswith("✓ ")]
+    assert [line.split()[1] for line in stage_lines] == [
+        "ingest", "label", "train", "distill", "deploy",
+    ]  # fmt: skip
+    assert "labels spent              60 gold rows" in out
+    assert "CPU seconds" in out and "retention gate" in out
+    assert lines[-1].startswith("serve it again with")  # the summary ends the output
+    logs = list((tmp_path / "home" / "runs").glob("*/distill.log"))
+    assert len(logs) == 1 and "Executing task 'distill'" in logs[0].read_text()
 
 
 @pytest.mark.parametrize(
@@ -54,10 +66,16 @@ def test_demo_ends_with_a_summary_and_a_served_prediction(tmp_path: Path) -> Non
         (["no_such=1"], "has no parameter 'no_such'"),
         (["epochs=many"], "parameter 'epochs' expects number_integer"),
         (["label_column=digit"], "label column 'digit' is not in the data"),
-        (["gold_budget=0.001"], "too few gold labels"),
+        (["gold_budget=0.001"], "stage 'ingest' failed: gold_budget 0.001 of"),
+        (["gold_budget=2"], "parameter 'gold_budget' must be in (0, 1], got 2.0"),
+        (["data_format=xml"], "parameter 'data_format' must be one of auto, csv"),
+        (["min_accuracy=1", "gate_confidence=0.5"], "parameter 'min_accuracy'"),
     ],
-    ids=["unreachable-mlflow", "unknown-param", "wrong-type", "missing-label", "too-few-gold"],
-)
+    ids=[
+        "unreachable-mlflow", "unknown-param", "wrong-type", "missing-label", "too-few-gold",
+        "gold-budget-range", "data-format-enum", "deploy-gate",
+    ],
+)  # fmt: skip
 def test_bad_input_fails_with_one_clear_message(
     tmp_path: Path, digits_csv: Path, params: list[str], words: str
 ) -> None:
@@ -104,3 +122,25 @@ def test_a_compiled_ir_file_runs_as_a_pipeline_runs_job_does(
     bad = _kubeforge(tmp_path, "run", str(ir), "-p", "epochs=3", "--summary-file", str(summary))
     assert bad.returncode == 1 and "missing required parameter(s) ['data_uri']" in bad.stderr
     assert "data_uri" in json.loads(summary.read_text())["error"]
+
+
+def test_an_exception_in_the_users_labelling_functions_names_their_file_and_line(
+    tmp_path: Path, digits_csv: Path
+) -> None:
+    (tmp_path / "my_lfs.py").write_text(
+        "def labeling_functions(*args, **kwargs):\n"
+        "    raise ValueError('my labelling functions are broken')\n"
+    )
+    proc = _kubeforge(
+        tmp_path, "run", "main", "-p", f"data_uri={digits_csv}",
+        "-p", "labeling_functions=my_lfs:labeling_functions",
+    )  # fmt: skip
+    assert proc.returncode == 1
+    error = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(error) == 1, proc.stderr
+    assert "stage 'label' failed: ValueError: my labelling functions are broken" in error[0]
+    assert f"raised at {tmp_path / 'my_lfs.py'}:2" in error[0]
+    log = Path(error[0].rsplit("log: ", 1)[1])
+    assert log.name == "label.log" and "Traceback" in log.read_text()
+    assert "Traceback" not in proc.stdout + proc.stderr  # tracebacks stay in the log
+    assert proc.stdout.splitlines()[0].startswith("✓ ingest")
