@@ -222,6 +222,27 @@ class JobStatus:
 
 
 @dataclass
+class NodeLoss:
+    """A node lost under a running gang, and how long the gang took to run again."""
+
+    job: str = spec_field("The job (namespace/name) whose running gang lost a node.", "")
+    nodes: list[str] = spec_field("The node(s) that disappeared.", [])
+    gpus: int = spec_field("GPUs of the whole gang.", 0)
+    lostAt: str | None = spec_field(  # noqa: N815
+        "When the operator saw the node gone.", None, format="date-time"
+    )
+    recoveredAt: str | None = spec_field(  # noqa: N815
+        "When every rank of the gang was bound again; unset until then.", None, format="date-time"
+    )
+    recoverySeconds: float | None = spec_field(  # noqa: N815
+        "Seconds from the loss to recovery.", None
+    )
+    gpuMinutesLost: float = spec_field(  # noqa: N815
+        "The gang's GPUs times the minutes it was stalled (to recovery, or so far).", 0.0
+    )
+
+
+@dataclass
 class GPUNodePoolStatus:
     """Observed state of a GPU node pool, written by the operator."""
 
@@ -241,6 +262,9 @@ class GPUNodePoolStatus:
     )
     lastScaleDownTime: str | None = spec_field(  # noqa: N815
         "When the operator last removed a node.", None, format="date-time"
+    )
+    nodeLosses: list[NodeLoss] = spec_field(  # noqa: N815
+        "The last nodes lost under running gangs, with their recovery.", []
     )
     conditions: list[Condition] = spec_field(
         "Current conditions of the pool: Ready, ScalingUp, ScalingDown, CapacityUnavailable.", []

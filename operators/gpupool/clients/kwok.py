@@ -71,12 +71,23 @@ class KwokProvider:
         self.advertise_gpus(now)
 
     def add_nodes(self, count: int, now: float) -> list[str]:
-        """Get-or-create ``count`` more nodes at the lowest free indexes; returns their names."""
+        """Get-or-create ``count`` more nodes above the highest index; returns their names.
+
+        A name is not given again while a higher one exists: a node that vanished (deleted
+        under its pods) is not stood in for by a new node of its name, which would take over
+        the pods still bound to the old one.
+        """
         from kubernetes.client.rest import ApiException
 
         taken = {n.metadata.name for n in self.nodes()}
         created: list[str] = []
-        index = 0
+        prefix = f"{self.pool}-"
+        indexes = [
+            int(name[len(prefix) :])
+            for name in taken
+            if name.startswith(prefix) and name[len(prefix) :].isdigit()
+        ]
+        index = max(indexes, default=-1) + 1
         while len(created) < count:
             name = node_name(self.pool, index)
             index += 1

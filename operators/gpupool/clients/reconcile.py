@@ -31,9 +31,13 @@ from kubeforge.operators.gpupool.core.demand import (
     TRAINJOB_GROUP,
     is_training_pod,
     job_demand,
+    job_is_terminal,
     node_state,
     pod_gpus,
+    pod_of,
+    replica_groups,
 )
+from kubeforge.operators.gpupool.core.losses import GangLoss, LossTracker, placements
 from kubeforge.operators.gpupool.core.members import PoolMember
 from kubeforge.operators.gpupool.core.planner import BootTimes, NodeState, PoolPlan, Snapshot, plan
 from kubeforge.operators.gpupool.core.pool_config import PoolConfig, pool_config
@@ -55,6 +59,14 @@ class ClusterReads:
 
     jobs: list[dict[str, Any]]
     pods: list[dict[str, Any]]
+
+
+def _node_of(pod: dict[str, Any]) -> str:
+    return str((pod.get("spec") or {}).get("nodeName") or "")
+
+
+def _unbound(pod: dict[str, Any]) -> dict[str, Any]:
+    return {**pod, "spec": {**(pod.get("spec") or {}), "nodeName": ""}}
 
 
 def list_cluster(api_client: Any) -> ClusterReads:
@@ -98,6 +110,8 @@ class ReconcileResult:
         actions: Changes applied to the pool (Enforce mode), for the scale metrics.
         job_waits: Seconds each job waited for all its GPU pods to be bound, for jobs whose
             pods this reconciler saw all bound for the first time.
+        lost: Nodes found gone under running gangs in this reconcile.
+        recovered: Gangs whose every rank runs again after such a loss.
     """
 
     pool: PoolConfig
@@ -105,6 +119,8 @@ class ReconcileResult:
     observation: Observation | None = None
     actions: tuple[Action, ...] = ()
     job_waits: tuple[float, ...] = ()
+    lost: tuple[GangLoss, ...] = ()
+    recovered: tuple[GangLoss, ...] = ()
 
 
 @dataclass
@@ -116,6 +132,7 @@ class Reconciler:
     idle_since: dict[str, float] = field(default_factory=dict)
     backoff: dict[str, tuple[int, float]] = field(default_factory=dict)
     boot_times: dict[str, BootTimes] = field(default_factory=dict)
+    losses: dict[str, LossTracker] = field(default_factory=dict)
     _waited: set[str] = field(default_factory=set)
 
     def provider(self, pool: PoolConfig) -> NodeProvider:
@@ -230,6 +247,13 @@ class Reconciler:
             failed_obs = self._provider_failed(obj, pool, str(exc), now)
             return ReconcileResult(pool, observation=failed_obs)
         jobs, pods = self._jobs_and_pods(pool, cluster)
+        tracker = self.losses.setdefault(pool.name, LossTracker())
+        gone = tracker.gone(m.name for m in members)
+        if gone:  # pods left bound to a vanished node run nowhere: count them as unbound
+            pods = [_unbound(p) if _node_of(p) in gone else p for p in pods]
+        lost, recovered = tracker.observe(
+            self._gangs(jobs, pods, pool.gpu_resource), (m.name for m in members), now
+        )
         demands = []
         waits: list[float] = []
         by_namespace: dict[str, list[dict[str, Any]]] = {}
@@ -275,10 +299,65 @@ class Reconciler:
             plan=decision,
             scaled_up=applied.scaled_up,
             scaled_down=applied.scaled_down,
+            losses=(*tracker.open.values(), *recovered),
         )
         self._post_events(obj, pool, decision, failure_reason, jobs)
+        self._post_losses(obj, jobs, lost, recovered, decision, now)
         self._write_status(obj, obs, pool, now)
-        return ReconcileResult(pool, decision, obs, applied.actions, tuple(waits))
+        return ReconcileResult(
+            pool, decision, obs, applied.actions, tuple(waits), tuple(lost), tuple(recovered)
+        )
+
+    @staticmethod
+    def _gangs(jobs: list[dict[str, Any]], pods: list[dict[str, Any]], resource: str) -> Any:
+        by_job: dict[str, list[dict[str, Any]]] = {}
+        shapes = []
+        for job in jobs:
+            if job_is_terminal(job):
+                continue
+            meta = job["metadata"]
+            key = f"{meta['namespace']}/{meta['name']}"
+            # A rank that succeeded is done (bound for good); a failed one is replaced.
+            mine = [
+                p
+                for p in pods
+                if p["metadata"].get("namespace") == meta["namespace"]
+                and pod_of(job, p) is not None
+                and pod_gpus(p.get("spec", {}), resource)
+                and p.get("status", {}).get("phase") != "Failed"
+            ]
+            if mine and all(p.get("status", {}).get("phase") == "Succeeded" for p in mine):
+                continue  # every rank finished: nothing runs that a loss could stall
+            groups = replica_groups(job, resource)
+            shapes.append((key, sum(n * g for _, n, g in groups), sum(n for _, n, _ in groups)))
+            by_job[key] = mine
+        return placements(shapes, by_job)
+
+    def _post_losses(
+        self,
+        obj: dict[str, Any],
+        jobs: list[dict[str, Any]],
+        lost: list[GangLoss],
+        recovered: list[GangLoss],
+        decision: PoolPlan,
+        now: float,
+    ) -> None:
+        by_key = {f"{j['metadata']['namespace']}/{j['metadata']['name']}": j for j in jobs}
+        for loss in lost:
+            asked = decision.add_nodes if decision.decision.value == "scale_up" else 0
+            message = (
+                f"node(s) {', '.join(loss.nodes)} under running job {loss.job} ({loss.gpus} GPUs) "
+                f"are gone; the whole gang is replanned ({asked} node(s) asked for now)"
+            )
+            self._post(obj, EventReason.NODE_LOST, message, "Warning")
+            if loss.job in by_key:
+                self._post(by_key[loss.job], EventReason.NODE_LOST, message, "Warning")
+        for loss in recovered:
+            message = (
+                f"job {loss.job} runs on a full set of nodes again after "
+                f"{loss.recovery_s or 0:.0f}s; {loss.gpu_minutes_lost(now):.1f} GPU-minutes stalled"
+            )
+            self._post(obj, EventReason.GANG_RECOVERED, message, "Normal")
 
     def _still_empty(self, node: str, resource: str) -> bool:
         """No unfinished training or GPU pod is bound to ``node`` (read after its cordon).

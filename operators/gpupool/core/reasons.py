@@ -22,6 +22,8 @@ class EventReason(enum.StrEnum):
     PROVIDER_UNAVAILABLE = "ProviderUnavailable"
     UNSCHEDULABLE = "Unschedulable"
     CAPACITY_UNAVAILABLE = "CapacityUnavailable"
+    NODE_LOST = "NodeLost"
+    GANG_RECOVERED = "GangRecovered"
 
 
 # The Event a decision posts; a noop posts none.

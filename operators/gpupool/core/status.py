@@ -17,8 +17,10 @@ from kubeforge.operators.gpupool.api.models import (
     GPUNodePoolStatus,
     JobStatus,
     NodeCounts,
+    NodeLoss,
 )
 from kubeforge.operators.gpupool.core.demand import quantity
+from kubeforge.operators.gpupool.core.losses import GangLoss, merge_history
 from kubeforge.operators.gpupool.core.members import PoolMember
 from kubeforge.operators.gpupool.core.planner import Decision, NodeState, PoolPlan
 from kubeforge.operators.gpupool.core.reasons import BLOCKED, ConditionReason
@@ -39,6 +41,7 @@ class Observation:
         provider_error: Why the provider could not be read or acted on ("" when it could).
         scaled_up: Nodes were requested in this reconcile.
         scaled_down: Nodes were removed in this reconcile.
+        losses: Node losses under running gangs seen, still open or recovered in this reconcile.
     """
 
     generation: int
@@ -50,6 +53,7 @@ class Observation:
     provider_error: str = ""
     scaled_up: bool = False
     scaled_down: bool = False
+    losses: Sequence[GangLoss] = ()
 
 
 def node_counts(obs: Observation, cordoned: Iterable[NodeState]) -> dict[str, int]:
@@ -160,4 +164,7 @@ def build_status(
         lastScaleUpTime=stamp if obs.scaled_up else previous.get("lastScaleUpTime") or None,
         lastScaleDownTime=stamp if obs.scaled_down else previous.get("lastScaleDownTime") or None,
         conditions=[Condition(**c) for c in conditions],
+        nodeLosses=[
+            NodeLoss(**e) for e in merge_history(previous.get("nodeLosses") or [], obs.losses, now)
+        ],
     )

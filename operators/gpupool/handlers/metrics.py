@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from prometheus_client import Counter, Gauge, Histogram
 
 from kubeforge.operators.gpupool.clients.executor import Action
+from kubeforge.operators.gpupool.core.losses import GangLoss
 from kubeforge.operators.gpupool.core.status import Observation, gpu_counts, node_counts
 
 NODES = Gauge(
@@ -43,7 +44,32 @@ ERRORS = Counter(
     "Reconciles that raised or found the provider unavailable",
     ["pool"],
 )
+LOSSES = Counter(
+    "kubeforge_pool_gang_node_losses",
+    "Nodes found gone under running gangs (each loss stalls the whole gang)",
+    ["pool"],
+)
+GPU_MINUTES_LOST = Counter(
+    "kubeforge_pool_gang_gpu_minutes_lost",
+    "GPU-minutes gangs stalled between losing a node and running on a full set again",
+    ["pool"],
+)
+RECOVERY = Histogram(
+    "kubeforge_pool_gang_recovery_seconds",
+    "Seconds from a node lost under a running gang until every rank runs again",
+    ["pool"],
+    buckets=(30, 60, 120, 300, 600, 1200, 1800, 3600, 7200),
+)
 _SNAKE = {"gpuReady": "gpu_ready"}
+
+
+def record_losses(pool: str, lost: Iterable[GangLoss], recovered: Iterable[GangLoss]) -> None:
+    """Count node losses under gangs, and each recovery's time and stalled GPU-minutes."""
+    for _ in lost:
+        LOSSES.labels(pool).inc()
+    for loss in recovered:
+        RECOVERY.labels(pool).observe(loss.recovery_s or 0.0)
+        GPU_MINUTES_LOST.labels(pool).inc(loss.gpu_minutes_lost(loss.recovered_at or 0.0))
 
 
 def record(

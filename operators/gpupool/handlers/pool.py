@@ -112,6 +112,7 @@ def reconcile_pool(body: kopf.Body, name: str, logger: kopf.Logger, **kwargs: An
         metrics.ERRORS.labels(name).inc()
         raise
     decision, obs = result.plan, result.observation
+    metrics.record_losses(name, result.lost, result.recovered)
     if obs is not None and (decision is not None or obs.provider_error):
         metrics.record(
             name,
