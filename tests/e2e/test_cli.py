@@ -139,7 +139,7 @@ def test_an_exception_in_the_users_labelling_functions_names_their_file_and_line
     error = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
     assert len(error) == 1, proc.stderr
     assert "stage 'label' failed: ValueError: my labelling functions are broken" in error[0]
-    assert f"raised at {tmp_path / 'my_lfs.py'}:2" in error[0]
+    assert "my_lfs.py:2)" in error[0]  # the user's file and line
     log = Path(error[0].rsplit("log: ", 1)[1])
     assert log.name == "label.log" and "Traceback" in log.read_text()
     assert "Traceback" not in proc.stdout + proc.stderr  # tracebacks stay in the log
