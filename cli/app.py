@@ -304,20 +304,44 @@ def serve(
     host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to bind.")] = 8080,
     name: Annotated[str, typer.Option(help="Model name in the predict route.")] = "model",
+    max_body_bytes: Annotated[
+        int, typer.Option(help="Largest request body in bytes; larger ones get 413.")
+    ] = 4 << 20,
+    read_timeout: Annotated[
+        float, typer.Option(help="Seconds a request body may take to arrive; then 408.")
+    ] = 10.0,
+    shutdown_delay: Annotated[
+        float,
+        typer.Option(help="Seconds after SIGTERM that readiness is false while still serving."),
+    ] = 0.0,
+    threads: Annotated[int, typer.Option(help="PyTorch threads for inference.")] = 1,
 ) -> None:
-    """Serve a model over HTTP: /healthz, /v1/models/<name>:predict, /metrics."""
-    from kubeforge.components.deploy.server import ModelServer
+    """Serve a model: KServe V1 and V2 (Open Inference Protocol) routes, /metrics.
 
+    The server listens at once and answers readiness (/v2/health/ready) with 503 until the model
+    is loaded; an alias (models:/name@alias) is resolved once, at start, and logged.
+    """
+    import logging
+
+    import torch
+
+    from kubeforge.components.deploy.loading import load_for_serving
+    from kubeforge.components.deploy.server import ModelServer, ServingSettings
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    if threads < 1:
+        _fail("--threads must be at least 1")
+    torch.set_num_threads(threads)
     try:
-        model = load_served_model(model_uri)
+        settings = ServingSettings(max_body_bytes, read_timeout, shutdown_delay)
+        server = ModelServer(None, None, name, host, port, settings)
     except KubeforgeError as exc:
         _fail(str(exc))
-    server = ModelServer(model, list(model.spec.classes), name, host, port)
-    typer.echo(f"serving {model_uri} at {server.predict_url}")
+    typer.echo(f"serving {model_uri} at {server.predict_url} and {server.infer_url}")
     try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        server.stop()
+        server.serve_forever(loader=lambda: load_for_serving(model_uri))
+    except KubeforgeError as exc:
+        _fail(str(exc))
 
 
 # The demo's own labelling functions, written for digits' pixels: an example, chosen explicitly.
