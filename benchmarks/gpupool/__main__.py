@@ -121,6 +121,8 @@ GANG_BINDINGS = (Binding.GANG_RESERVE, Binding.GANG)
 SWEEP_IDLE_AFTER_S = (0.0, 60.0, 180.0, 300.0, 600.0)
 CA_DEFAULT_UNNEEDED_S = 600.0  # --scale-down-unneeded-time
 CA_DEFAULT_DELAY_AFTER_ADD_S = 600.0  # --scale-down-delay-after-add
+FAILURES_PER_NODE_HOUR = 0.01  # seeded node losses (spot reclaims, dead hosts)
+CHECKPOINT_INTERVAL_S = 1800.0
 
 
 def kubeforge_settings(settings: ClusterSettings) -> ClusterSettings:
@@ -535,6 +537,27 @@ def run_scenario(scenario: Scenario, settings: ClusterSettings, binding: Binding
             f"  {policy.name}: simulated in {rows[policy.name]['simulation_wall_s']} s", flush=True
         )
     lever_rows = {policy.name: run(policy) for policy in levers}
+    failing = [
+        dataclasses.replace(
+            policy,
+            settings=dataclasses.replace(
+                policy.settings or settings,
+                node_failures_per_node_hour=FAILURES_PER_NODE_HOUR,
+                checkpoint_interval_s=CHECKPOINT_INTERVAL_S,
+            ),
+        )
+        for policy in policies
+        if policy.name in ("kubeforge", "per_pod", "per_pod_most_allocated")
+    ]
+    failure_rows = {}
+    for policy in failing:
+        result = simulate(trace, policy, settings)
+        failure_rows[policy.name] = {
+            **summary(result, 0.0),
+            "nodes_failed": result.nodes_failed,
+            "jobs_interrupted": result.jobs_interrupted,
+            "redone_gpu_hours": round(result.redone_gpu_hours, 1),
+        }
     frontiers = {
         name: [
             {"idle_after_min": ia / 60.0, **_frontier_point(run(policy))}
@@ -546,6 +569,7 @@ def run_scenario(scenario: Scenario, settings: ClusterSettings, binding: Binding
     return {
         "lower_bound_node_hours": round(bound, 1),
         "levers": lever_rows,
+        "node_failures": failure_rows,
         "frontiers": frontiers,
         "title": scenario.title,
         "trace": {
@@ -579,6 +603,30 @@ def print_levers(levers: dict[str, dict[str, Any]]) -> None:
             f"| {label} | {r['idle_gpu_hours']:.1f} | {r['empty_node_gpu_hours']:.1f} | "
             f"{r['fragment_gpu_hours']:.1f} | {r['wait_p95_min']:.2f} | {r['bound_ratio']:.3f} | "
             f"{r['jobs_ever_partially_placed']} |"
+        )
+
+
+def print_failures(rows: dict[str, dict[str, Any]]) -> None:
+    """Seeded node failures: whole-gang restart (Kubeforge) vs per-pod replacement."""
+    print(
+        f"\nNode failures, {FAILURES_PER_NODE_HOUR} per GPU-ready node-hour (seeded per node "
+        f"number), checkpoints every {CHECKPOINT_INTERVAL_S / 60:.0f} min:\n"
+    )
+    print(
+        "| policy | nodes failed | runs interrupted | GPU-hours redone (since the last "
+        "checkpoint) | GPU-hours held by stalled or half-placed pods | idle GPU-h | jobs "
+        "finished | p95 wait (min) |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
+    for name, r in rows.items():
+        label = {"kubeforge": "Kubeforge: whole gang restarts"}.get(
+            name, f"{_label(name, r)}: lost pods replaced"
+        )
+        print(
+            f"| {label} | {r['nodes_failed']} | {r['jobs_interrupted']} | "
+            f"{r['redone_gpu_hours']:.1f} | {r['partial_held_gpu_hours']:.1f} | "
+            f"{r['idle_gpu_hours']:.1f} | {r['jobs_finished']} / {r['jobs']} | "
+            f"{r['wait_p95_min']:.2f} |"
         )
 
 
@@ -732,6 +780,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         print(table(rows))
         print_levers(results[name]["levers"])
+        print_failures(results[name]["node_failures"])
         print_frontiers(results[name])
 
     print("\n| planner decision time (ms) | calls | p50 | p99 | max | CPU p50 | CPU p99 |")

@@ -118,6 +118,11 @@ class ClusterSettings:
             break-even, capped by ``idle_after_s``) under ``QUEUE_AWARE``; else ``idle_after_s``.
         scale_down_delay_after_add_s: The per-pod autoscaler removes no node this long after
             it last added one (Cluster Autoscaler's ``--scale-down-delay-after-add``).
+        node_failures_per_node_hour: Rate at which a GPU-ready node fails (spot loss, a dead
+            host), drawn per node number from ``seed`` so the same node fails at the same age
+            under every policy; 0 for none.
+        checkpoint_interval_s: A job saves its progress this often; an interrupted run redoes
+            the work since its last save (0: no checkpoints, it redoes the whole run).
     """
 
     gpus_per_node: int = 8
@@ -133,6 +138,8 @@ class ClusterSettings:
     scale_down: ScaleDownPolicy = ScaleDownPolicy.IDLE_AFTER
     learn_boot_time: bool = False
     scale_down_delay_after_add_s: float = 0.0
+    node_failures_per_node_hour: float = 0.0
+    checkpoint_interval_s: float = 1800.0
 
     def pool_policy(self) -> PoolPolicy:
         """The GPUNodePool policy the planner gets."""
@@ -145,6 +152,13 @@ class ClusterSettings:
             min_node_age_s=self.min_node_age_s,
             scale_down=self.scale_down,
         )
+
+    def lifetime(self, index: int) -> float:
+        """Seconds node number ``index`` lives once GPU-ready (inf without failures)."""
+        if self.node_failures_per_node_hour <= 0:
+            return math.inf
+        rng = random.Random(self.seed * 7_919 + index + 1_000_000_007)
+        return rng.expovariate(self.node_failures_per_node_hour / 3600.0)
 
     def provision_delay(self, index: int) -> float:
         """The delay of node number ``index``: the same under every policy of a run."""
@@ -212,6 +226,9 @@ class PolicyResult:
     last_progress_s: float = 0.0
     deadlocked_at_s: float | None = None
     idle_gpu_hours_before_deadlock: float = 0.0
+    nodes_failed: int = 0
+    jobs_interrupted: int = 0
+    redone_gpu_hours: float = 0.0
 
     @property
     def jobs_unfinished(self) -> int:
@@ -234,7 +251,7 @@ class PolicyResult:
         return self.busy_gpu_hours / self.ready_gpu_hours if self.ready_gpu_hours else 0.0
 
 
-_FINISH, _READY, _ARRIVE, _TICK = range(4)  # order of events at the same instant
+_FINISH, _FAIL, _READY, _ARRIVE, _TICK = range(5)  # order of events at the same instant
 
 
 @dataclass(eq=False)
@@ -255,9 +272,12 @@ class _Node:
 class _Job:
     trace: TraceJob
     bound: list[_Node | None]
-    started_at: float | None = None
+    started_at: float | None = None  # of the current run; None while pending
     finished_at: float | None = None
     ever_partial: bool = False
+    first_start: float | None = None
+    remaining_s: float | None = None  # after an interruption: what is left to run
+    finish_at: float | None = None
     demand: JobDemand | None = None  # the planner's view, rebuilt only after a change
 
 
@@ -317,6 +337,8 @@ class _Simulation:
         self.deadlocked_at: float | None = None
         self.idle_gpu_s_at_deadlock = 0.0
         self.rng = random.Random(settings.seed)  # pod order of ``per_pod_any_order``
+        self.nodes_failed = self.jobs_interrupted = 0
+        self.redone_gpu_s = 0.0
         self.changes = _SimulatedPool(self)
 
     # -- events and accounting ---------------------------------------------------------------
@@ -363,6 +385,9 @@ class _Simulation:
         self.empty[node.index] = node
         self.index_free(node)
         self.capacity_grew = True
+        life = self.settings.lifetime(node.index)
+        if math.isfinite(life):
+            self.push(now + life, _FAIL, node.index)
 
     def index_free(self, node: _Node) -> None:
         self.by_free[node.free][node.index] = node
@@ -458,10 +483,80 @@ class _Simulation:
 
     def start(self, job: _Job, now: float) -> None:
         job.started_at = now
+        if job.first_start is None:
+            job.first_start = now
         self.last_progress = now
         del self.pending[job.trace.index]
         self.running_gpus += job.trace.gpus
-        self.push(now + job.trace.duration_s, _FINISH, job.trace.index)
+        left = job.trace.duration_s if job.remaining_s is None else job.remaining_s
+        job.finish_at = now + left
+        self.push(job.finish_at, _FINISH, job.trace.index)
+
+    def unbind(self, job: _Job, pod: int, now: float, failed: _Node) -> None:
+        node = job.bound[pod]
+        assert node is not None
+        job.bound[pod] = None
+        job.demand = None
+        if node is failed:
+            return
+        if not node.cordoned:
+            self.unindex_free(node)
+        node.free += job.trace.pods[pod]
+        node.pods -= 1
+        node.view = None
+        if not node.cordoned:
+            self.index_free(node)
+        if node.pods == 0:
+            node.idle_since = now
+            self.empty[node.index] = node
+
+    def fail(self, node: _Node, now: float) -> None:
+        """The node is lost with its pods: a running job on it is interrupted.
+
+        Under Kubeforge the whole gang restarts (all its pods go back to pending, on a full set
+        of nodes); under the per-pod autoscaler only the lost pods are replaced while the
+        others stay bound, holding their GPUs until the job runs again.
+        """
+        if self.nodes.get(node.index) is not node:
+            return
+        whole_gang = self.policy.autoscaler is Autoscaler.KUBEFORGE
+        interval = self.settings.checkpoint_interval_s
+        for job in [j for j in self.jobs if j.finished_at is None and node in j.bound]:
+            on_node = [i for i, n in enumerate(job.bound) if n is node]
+            if job.started_at is not None:
+                elapsed = now - job.started_at
+                saved = math.floor(elapsed / interval) * interval if interval > 0 else 0.0
+                self.redone_gpu_s += job.trace.gpus * (elapsed - saved)
+                left = job.trace.duration_s if job.remaining_s is None else job.remaining_s
+                job.remaining_s = left - saved
+                job.started_at = job.finish_at = None
+                self.running_gpus -= job.trace.gpus
+                self.jobs_interrupted += 1
+                self.pending[job.trace.index] = job
+                self.pending = dict(sorted(self.pending.items()))
+                self.new_pending.append(job)
+                pods = range(len(job.bound)) if whole_gang else on_node
+                for pod in pods:
+                    self.unbind(job, pod, now, node)
+                self.held_gpus += sum(
+                    g for g, n in zip(job.trace.pods, job.bound, strict=True) if n is not None
+                )
+            else:  # pods of a job not started yet (per-pod binding)
+                for pod in on_node:
+                    self.held_gpus -= job.trace.pods[pod]
+                    self.unbind(job, pod, now, node)
+        node.pods = 0
+        if node.ready:
+            if not node.cordoned:
+                self.unindex_free(node)
+            self.ready_gpus -= node.gpus
+            self.ready_nodes -= 1
+            self.empty.pop(node.index, None)
+        del self.nodes[node.index]
+        del self.by_name[node.name]
+        self.node_count -= 1
+        self.nodes_failed += 1
+        self.capacity_grew = True
 
     def finish(self, job: _Job, now: float) -> None:
         job.finished_at = now
@@ -676,7 +771,10 @@ class _Simulation:
                 elif kind == _READY:
                     if ref in self.nodes:
                         self.node_ready(self.nodes[ref], now)
-                else:
+                elif kind == _FAIL:
+                    if ref in self.nodes:
+                        self.fail(self.nodes[ref], now)
+                elif self.jobs[ref].finish_at == now:  # else the run was interrupted
                     self.finish(self.jobs[ref], now)
                     finished += 1
             self.schedule(now)
@@ -711,9 +809,13 @@ class _Simulation:
         )
 
     def result(self) -> PolicyResult:
-        started = [j for j in self.jobs if j.started_at is not None]
+        started = [j for j in self.jobs if j.first_start is not None]
         partial = [
-            j for j in self.jobs if j.started_at is None and any(n is not None for n in j.bound)
+            j
+            for j in self.jobs
+            if j.started_at is None
+            and j.finished_at is None
+            and any(n is not None for n in j.bound)
         ]
         return PolicyResult(
             policy=self.policy.name,
@@ -723,7 +825,7 @@ class _Simulation:
             jobs_started=len(started),
             jobs_finished=sum(1 for j in self.jobs if j.finished_at is not None),
             jobs_ever_partially_placed=sum(1 for j in self.jobs if j.ever_partial),
-            waits_s=tuple((j.started_at or 0.0) - j.trace.created_at for j in started),
+            waits_s=tuple((j.first_start or 0.0) - j.trace.created_at for j in started),
             idle_gpu_hours=(self.ready_gpu_s - self.running_gpu_s) / 3600.0,
             partial_held_gpu_hours=self.held_gpu_s / 3600.0,
             busy_gpu_hours=self.running_gpu_s / 3600.0,
@@ -742,9 +844,11 @@ class _Simulation:
             deadlocked_at_s=self.deadlocked_at,
             idle_gpu_hours_before_deadlock=self.idle_gpu_s_at_deadlock / 3600.0,
             unstarted_waited_s=tuple(
-                self.clock - j.trace.created_at for j in self.jobs if j.started_at is None
+                self.clock - j.trace.created_at for j in self.jobs if j.first_start is None
             ),
-            jobs_running_at_end=sum(1 for j in started if j.finished_at is None),
+            jobs_running_at_end=sum(
+                1 for j in self.jobs if j.started_at is not None and j.finished_at is None
+            ),
             partial_jobs_at_end=len(partial),
             held_gpus_at_end=sum(
                 g
@@ -753,6 +857,9 @@ class _Simulation:
                 if n is not None
             ),
             last_progress_s=self.last_progress,
+            nodes_failed=self.nodes_failed,
+            jobs_interrupted=self.jobs_interrupted,
+            redone_gpu_hours=self.redone_gpu_s / 3600.0,
         )
 
 

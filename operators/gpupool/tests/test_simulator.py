@@ -330,3 +330,34 @@ def test_the_clairvoyant_bound_is_below_what_every_policy_pays() -> None:
         result = simulate(trace, policy, settings)
         assert result.busy_gpu_hours == pytest.approx(busy)
         assert bound < result.node_hours
+
+
+@pytest.mark.parametrize(
+    ("policy", "redone_gpu_hours", "held_gpu_hours"),
+    [
+        # The whole gang restarts: nothing is held while the replacement boots.
+        (KUBEFORGE_RESERVE, 16 * 0.5, 0.0),
+        # Only the lost pod is replaced: the other pod holds its 8 GPUs for the 300 s boot.
+        (PER_POD, 16 * 0.5, 8 * 300 / 3600),
+    ],
+    ids=["kubeforge-whole-gang", "per-pod-replacement"],
+)
+def test_a_node_lost_under_a_running_gang_costs_the_work_since_the_last_checkpoint(
+    policy: PolicySpec, redone_gpu_hours: float, held_gpu_hours: float
+) -> None:
+    # A 2 x 8 GPU job runs 3 h from 300 s; a node fails when its life is up. With a failure
+    # rate so low that only the drawn lifetime matters, pick the settings' seed whose first
+    # node dies 1.5 h into the run (checkpoints every hour: 0.5 h of work is redone).
+    settings = replace(EXACT, node_failures_per_node_hour=0.5, checkpoint_interval_s=3600.0)
+    seed = next(
+        s
+        for s in range(10_000)
+        if 5400.0 < min(replace(settings, seed=s).lifetime(i) for i in (0, 1)) < 5500.0
+        and max(replace(settings, seed=s).lifetime(i) for i in (0, 1, 2, 3)) > 8 * 3600.0
+    )
+    settings = replace(settings, seed=seed)
+    result = simulate((job(0, 0.0, 2, 8, 3.0),), policy, settings)
+    assert result.nodes_failed == 1 and result.jobs_interrupted == 1
+    assert result.jobs_finished == 1
+    assert result.redone_gpu_hours == pytest.approx(redone_gpu_hours, abs=16 * 100 / 3600)
+    assert result.partial_held_gpu_hours == pytest.approx(held_gpu_hours, abs=8 * 20 / 3600)
