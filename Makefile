@@ -40,8 +40,37 @@ lint: install
 typecheck: install
 	$(VENV)/bin/mypy
 
+# The real node's Debian packages (and buildah/mmdebstrap for `make image`): installed once, as
+# root, when any is missing (CI runs as root on a fresh machine).
+NODE_DEBS := containerd runc containernetworking-plugins iptables conntrack iproute2 busybox-static \
+  gcc libc6-dev buildah mmdebstrap
+.PHONY: node-deps cluster cluster-down
+node-deps:
+	@missing=""; for p in $(NODE_DEBS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [[ -n "$$missing" ]]; then \
+	  [[ "$$(id -u)" == 0 ]] || { echo "error: the real node needs:$$missing (run as root)" >&2; exit 1; }; \
+	  echo "node-deps: apt-get install$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	    apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+
+# A control plane and one real node for a person; prints the KUBECONFIG line to use.
+cluster: install node-deps
+	@$(PY) -m kubeforge.testing.node up
+
+# Removes everything `make cluster` started or changed on this machine.
+cluster-down: install
+	@$(PY) -m kubeforge.testing.node down
+
 pytest: install controlplane prometheus
-	$(VENV)/bin/pytest
+	$(VENV)/bin/pytest -m "not node"
+
+# The tests that run real pods on a real node (kubelet, containerd, CNI, kube-proxy, CoreDNS).
+# Apart from `make test` because their cold builds add minutes; .ci/run runs both.
+.PHONY: test-node
+test-node: install node-deps controlplane
+	KUBEFORGE_NODE=1 bash hack/controlplane/build.sh >/dev/null
+	$(VENV)/bin/pytest -m node
 
 test: lint typecheck pytest
 
@@ -74,13 +103,15 @@ bench: install
 bench-gpupool: install
 	$(PY) -m benchmarks.gpupool $(if $(QUICK),--quick)
 
-# The project image (operator, MLflow server, components); needs docker or podman.
+# The project image (operator, MLflow server, components): docker or podman when installed,
+# otherwise buildah with no engine at all (hack/node/image.sh: a local Debian base when no
+# registry answers; IMPORT=1 loads it into the `make cluster` node's containerd).
 IMAGE ?= ghcr.io/kubeforge/kubeforge:0.1.0
-CONTAINER_ENGINE ?= $(shell command -v docker || command -v podman)
+CONTAINER_ENGINE ?= $(shell for e in docker podman; do $$e info >/dev/null 2>&1 && command -v $$e && break; done)
 .PHONY: image chart-docs
 image:
-	@test -n "$(CONTAINER_ENGINE)" || { echo "error: make image needs docker or podman" >&2; exit 1; }
-	$(CONTAINER_ENGINE) build -t $(IMAGE) .
+	@if [[ -n "$(CONTAINER_ENGINE)" ]]; then $(CONTAINER_ENGINE) build -t $(IMAGE) .; \
+	else IMAGE=$(IMAGE) bash hack/node/image.sh; fi
 
 # The chart README (from values.yaml) and the kustomize base (rendered from the chart).
 chart-docs: venv controlplane

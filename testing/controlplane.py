@@ -119,6 +119,8 @@ class _Certs:
     serving_key: Path
     sa_key: Path
     sa_pub: Path
+    kubelet_client_cert: Path
+    kubelet_client_key: Path
 
 
 def _write_certs(directory: Path) -> _Certs:
@@ -130,6 +132,8 @@ def _write_certs(directory: Path) -> _Certs:
     authority = Authority.create("kubeforge-test-ca", days=2)
     serving = authority.issue("kube-apiserver", ["localhost", "kubernetes.default.svc"], days=2)
     sa = Authority.create("service-accounts", days=2)  # only its key pair signs tokens
+    # The apiserver's identity towards kubelets (logs, exec, port-forward on a real node).
+    kubelet_client = authority.issue_client("kube-apiserver-kubelet-client", "system:masters")
     sa_public = serialization.load_pem_private_key(sa.pair.key, None).public_key()
     out = _Certs(
         ca=directory / "ca.crt",
@@ -137,8 +141,14 @@ def _write_certs(directory: Path) -> _Certs:
         serving_key=directory / "apiserver.key",
         sa_key=directory / "sa.key",
         sa_pub=directory / "sa.pub",
+        kubelet_client_cert=directory / "kubelet-client.crt",
+        kubelet_client_key=directory / "kubelet-client.key",
     )
+    out.kubelet_client_cert.write_bytes(kubelet_client.cert)
+    out.kubelet_client_key.write_bytes(kubelet_client.key)
     out.ca.write_bytes(authority.pair.cert)
+    # A real node's kubelet gets its client and serving certificates from this CA.
+    (directory / "ca.key").write_bytes(authority.pair.key)
     out.serving_cert.write_bytes(serving.cert)
     out.serving_key.write_bytes(serving.key)
     out.sa_key.write_bytes(sa.pair.key)
@@ -242,6 +252,10 @@ class ControlPlane:
                 "--service-cluster-ip-range=10.96.0.0/16",
                 "--allow-privileged=true",
                 "--enable-admission-plugins=NodeRestriction",
+                f"--kubelet-client-certificate={certs.kubelet_client_cert}",
+                f"--kubelet-client-key={certs.kubelet_client_key}",
+                f"--kubelet-certificate-authority={certs.ca}",
+                "--kubelet-preferred-address-types=InternalIP",
                 "--v=0",
             ],
         )

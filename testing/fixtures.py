@@ -54,6 +54,7 @@ from kubeforge.testing.modules import (
     go_module_dir,  # noqa: F401 - tests import it from here
     pytorchjob_crd_path,
 )
+from kubeforge.testing.node import NodeHandle
 from kubeforge.testing.prometheus import PrometheusServer, prometheus_bin_dir
 
 PYTORCHJOB_CRD = "pytorchjobs.kubeflow.org"
@@ -61,14 +62,23 @@ PYTORCHJOB_CRD = "pytorchjobs.kubeflow.org"
 
 # Fixtures that need binaries built from Go modules (control plane, helm) or Debian's Prometheus.
 _CLUSTER_FIXTURES = frozenset({"kube_bin_dir", "prometheus_bin"})
+# Fixtures of the real node (``make test-node``).
+_NODE_FIXTURES = frozenset({"real_node", "no_real_node"})
 
 
 @pytest.hookimpl(tryfirst=True)  # before ``-m`` deselects by marker
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Mark ``cluster`` every test that uses the control plane or Prometheus (for ``make unit``)."""
+    """Mark ``cluster`` every test that uses the control plane or Prometheus (for ``make unit``).
+
+    Tests of the real node are marked ``node`` too (``make test-node`` runs them).
+    """
     for item in items:
-        if _CLUSTER_FIXTURES & set(getattr(item, "fixturenames", ())):
+        fixtures = set(getattr(item, "fixturenames", ()))
+        if _CLUSTER_FIXTURES & fixtures:
             item.add_marker(pytest.mark.cluster)
+        if _NODE_FIXTURES & fixtures:
+            item.add_marker(pytest.mark.cluster)
+            item.add_marker(pytest.mark.node)
 
 
 Kubectl = Callable[..., subprocess.CompletedProcess[str]]
@@ -88,6 +98,31 @@ def control_plane(kube_bin_dir: Path) -> Iterator[ControlPlane | None]:
         return
     with ControlPlane(bin_dir=kube_bin_dir) as plane:
         yield plane
+
+
+@pytest.fixture(scope="session")
+def _node_handle(control_plane: ControlPlane | None) -> Iterator[NodeHandle]:
+    handle = NodeHandle(control_plane)
+    yield handle
+    handle.stop()
+
+
+@pytest.fixture
+def real_node(_node_handle: NodeHandle) -> str:
+    """The session's real node (kubelet, containerd, CNI, kube-proxy, CoreDNS); its name.
+
+    Started on first use (one per machine); pods reach it with
+    :func:`kubeforge.testing.node.on_real_node`. Skipped when ``KUBECONFIG`` names a cluster.
+    """
+    if _node_handle.plane is None:
+        pytest.skip("a real node joins only the session's own control plane (KUBECONFIG is set)")
+    return _node_handle.ensure()
+
+
+@pytest.fixture
+def no_real_node(_node_handle: NodeHandle) -> None:
+    """Stops the session's real node (the next ``real_node`` user starts it again)."""
+    _node_handle.stop()
 
 
 @pytest.fixture(scope="session")

@@ -94,8 +94,23 @@ class Authority:
         pair = KeyPair(cert.public_bytes(serialization.Encoding.PEM), _pem_key(key))
         return cls(name, pair, cert, key)
 
-    def issue(self, common_name: str, dns_names: list[str], days: int = 3650) -> KeyPair:
-        """A serving certificate for ``dns_names`` and 127.0.0.1, signed by this CA."""
+    @classmethod
+    def load(cls, name: str, pair: KeyPair) -> Authority:
+        """The authority whose PEM certificate and key are ``pair`` (written by another process)."""
+        from cryptography import x509
+        from cryptography.hazmat.primitives import serialization
+
+        return cls(
+            name,
+            pair,
+            x509.load_pem_x509_certificate(pair.cert),
+            serialization.load_pem_private_key(pair.key, None),
+        )
+
+    def issue(
+        self, common_name: str, dns_names: list[str], days: int = 3650, ips: tuple[str, ...] = ()
+    ) -> KeyPair:
+        """A serving certificate for ``dns_names``, 127.0.0.1 and ``ips``, signed by this CA."""
         from cryptography import x509
         from cryptography.hazmat.primitives import hashes, serialization
         from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
@@ -103,7 +118,8 @@ class Authority:
         now = dt.datetime.now(dt.UTC)
         key = _key()
         names: list[x509.GeneralName] = [x509.DNSName(n) for n in dns_names]
-        names.append(x509.IPAddress(ipaddress.ip_address("127.0.0.1")))
+        for ip in ("127.0.0.1", *ips):
+            names.append(x509.IPAddress(ipaddress.ip_address(ip)))
         cert = (
             x509.CertificateBuilder()
             .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))
@@ -114,6 +130,30 @@ class Authority:
             .not_valid_after(now + dt.timedelta(days=days))
             .add_extension(x509.SubjectAlternativeName(names), critical=False)
             .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+            .sign(self._key, hashes.SHA256())
+        )
+        return KeyPair(cert.public_bytes(serialization.Encoding.PEM), _pem_key(key))
+
+    def issue_client(self, common_name: str, organization: str = "", days: int = 3650) -> KeyPair:
+        """A client certificate for user ``common_name`` in group ``organization``."""
+        from cryptography import x509
+        from cryptography.hazmat.primitives import hashes, serialization
+        from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+        now = dt.datetime.now(dt.UTC)
+        key = _key()
+        attributes = [x509.NameAttribute(NameOID.COMMON_NAME, common_name)]
+        if organization:
+            attributes.append(x509.NameAttribute(NameOID.ORGANIZATION_NAME, organization))
+        cert = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name(attributes))
+            .issuer_name(self._cert.subject)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(minutes=5))
+            .not_valid_after(now + dt.timedelta(days=days))
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
             .sign(self._key, hashes.SHA256())
         )
         return KeyPair(cert.public_bytes(serialization.Encoding.PEM), _pem_key(key))

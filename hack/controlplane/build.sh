@@ -13,6 +13,8 @@
 #                                     (Kubeflow Trainer v2: TrainJob)
 #   cluster-autoscaler                from k8s.io/autoscaler/cluster-autoscaler (autoscaler/go.mod,
 #                                     kwok cloud provider)
+#   with KUBEFORGE_NODE=1, the real node: kubelet and kube-proxy (k8s.io/kubernetes too),
+#   coredns (coredns/), crictl (sigs.k8s.io/cri-tools), pause (kubernetes' pause.c, gcc -static)
 # kwok, the training operator, Kueue, JobSet and Trainer are built inside their own downloaded module, so their go.mod
 # (and any replace directives in it) applies exactly as upstream builds it.
 # Binaries are cached under ${KUBEFORGE_CACHE:-~/.cache/kubeforge}/<versions>/bin, so a second
@@ -35,6 +37,8 @@ training_operator="$(modver crds github.com/kubeflow/training-operator)"
 kueue="$(modver crds sigs.k8s.io/kueue)"
 jobset="$(modver crds sigs.k8s.io/jobset)"
 trainer="$(modver crds github.com/kubeflow/trainer/v2)"
+coredns="$(modver coredns github.com/coredns/coredns)"
+crictl=v1.34.0 # sigs.k8s.io/cri-tools (v1.35.0 is not served by the proxy)
 gover="$(go env GOVERSION)"
 cache="${KUBEFORGE_CACHE:-$HOME/.cache/kubeforge}"
 bin="$cache/k8s-${k8s}_etcd-${etcd}_helm-${helm}_${gover}_r${RECIPE}/bin"
@@ -104,4 +108,21 @@ build_upstream trainer-controller-manager github.com/kubeflow/trainer/v2 "$train
 # carries upstream's replace block. Its module is not in the checksum database.
 GONOSUMDB=k8s.io/autoscaler GOFLAGS="$GOFLAGS -tags=kwok" \
   build cluster-autoscaler autoscaler k8s.io/autoscaler/cluster-autoscaler
+# The real node (KUBEFORGE_NODE=1: `make test-node`, `make cluster`): kubelet and kube-proxy,
+# CoreDNS (our wrapper, only the plugins the node uses), crictl, and the sandbox ("pause")
+# process compiled statically from the kubernetes module's own source.
+if [[ "${KUBEFORGE_NODE:-0}" == 1 ]]; then
+  build kubelet kube k8s.io/kubernetes/cmd/kubelet "$kube_ldflags"
+  build kube-proxy kube k8s.io/kubernetes/cmd/kube-proxy "$kube_ldflags"
+  build coredns coredns .
+  build_upstream crictl sigs.k8s.io/cri-tools "$crictl" ./cmd/crictl
+  if ! cached pause; then
+    pause_dir="$(cd "$here/kube" && go mod download -json "k8s.io/kubernetes@$k8s" |
+      sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')"
+    gcc -Os -static -DVERSION=v3.10-kubeforge -o "$bin/pause.tmp" \
+      "$pause_dir/build/pause/linux/pause.c"
+    strip "$bin/pause.tmp"
+    mv "$bin/pause.tmp" "$bin/pause"
+  fi
+fi
 echo "$bin"
