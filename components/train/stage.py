@@ -139,7 +139,11 @@ def prepare_remote(config: TrainConfig, root: str, train_uri: str = "", val_uri:
         if is_remote(uri):
             sources[name] = uri  # an object-store pipeline root: the artifact itself
         else:
-            store.upload(Path(path), f"inputs/{name}/{Path(path).name}")
+            # A KFP artifact's file may have no suffix: the workers look for ``*.parquet``.
+            local = Path(path)
+            store.upload(
+                local, f"inputs/{name}/{name}.parquet" if local.is_file() else f"inputs/{name}"
+            )
             sources[name] = join(root, f"inputs/{name}")
     remote = replace(config, train_path=sources["train"], val_path=sources["val"], output_dir=root)
     store.write_bytes("config.json", remote.to_json().encode())

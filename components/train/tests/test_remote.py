@@ -7,8 +7,10 @@ and the model to, a URI: MLflow's artifact proxy or the pipeline root's object s
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -35,7 +37,6 @@ from kubeforge.components.train.trainer import (
 )
 from kubeforge.core.errors import KubeforgeError
 from kubeforge.testing.controlplane import free_port
-from kubeforge.testing.fixtures import wait_for
 
 
 def _config(digits_labelled: Path, digits_splits: Path, epochs: int, nproc: int) -> TrainConfig:
@@ -78,14 +79,20 @@ def mlflow_server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
         except (urllib.error.URLError, OSError):
             return False
 
-    try:
-        wait_for(healthy, timeout=180, interval=0.5)
-    except AssertionError:
-        proc.kill()
-        raise AssertionError(log.read_text(errors="replace")[-3000:]) from None
+    # A plain poll: kubeforge.testing.fixtures (wait_for) builds on other components.
+    deadline = time.monotonic() + 180
+    while not healthy():
+        if time.monotonic() > deadline or proc.poll() is not None:
+            proc.kill()
+            raise AssertionError(log.read_text(errors="replace")[-3000:])
+        time.sleep(0.5)
     yield url, artifacts
-    os.killpg(proc.pid, 15)
-    proc.wait(timeout=30)
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:  # seen under load: the server outlived 30 s after SIGTERM
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
 
 
 @pytest.mark.slow
@@ -102,12 +109,20 @@ def test_ddp_workers_get_data_and_return_the_model_through_mlflow_artifacts(
     monkeypatch.setenv("MLFLOW_TRACKING_URI", url)
     mlflow.set_tracking_uri(url)
     try:
-        mlflow.set_experiment("train-remote")
-        with mlflow.start_run():
-            root = remote_root("", "0123456789abcdef")  # what the stage picks under a server
-            env = worker_env()
+        _train_through_the_server(digits_labelled, digits_splits, tmp_path, url, served)
     finally:
         mlflow.set_tracking_uri(None)  # type: ignore[arg-type]  # None: unset, for later tests
+
+
+def _train_through_the_server(
+    digits_labelled: Path, digits_splits: Path, tmp_path: Path, url: str, served: Path
+) -> None:
+    import mlflow
+
+    mlflow.set_experiment("train-remote")
+    with mlflow.start_run():
+        root = remote_root("", "0123456789abcdef")  # what the stage picks under a server
+        env = worker_env()
     assert root.startswith("mlflow-artifacts:")
     assert env == {"MLFLOW_TRACKING_URI": url}
     config_uri = prepare_remote(_config(digits_labelled, digits_splits, epochs=4, nproc=2), root)
