@@ -368,11 +368,13 @@ def _queue_aware_scale_down(
         v.job for v in verdicts if v.placement is Placement.CAPACITY_UNAVAILABLE
     }
     per_node = policy.gpus_per_node
-    for job in order:
-        if job.key in waiting_for_capacity:
-            bins.place_or_open(job.unbound_pod_gpus)
     active = [n for n in snapshot.nodes if not n.cordoned]
     empty = [n for n in active if n.gpu_ready and not n.busy and n.allocated_gpus == 0]
+    for job in order if empty else ():
+        if not bins.counts[per_node]:
+            break  # every whole free node is claimed already; the rest of the queue adds none
+        if job.key in waiting_for_capacity:
+            bins.place_or_open(job.unbound_pod_gpus)
     whole = sum(1 for n in empty if n.allocatable_gpus >= per_node)
     whole += sum(1 for n in active if not n.gpu_ready)
     # Whole free nodes the queue uses: GPU-ready empty ones first (they serve at once), then
