@@ -1,24 +1,12 @@
-"""`kubeforge pool simulate`: a job history in, the what-if table out, one error line if bad."""
+"""Job histories for `kubeforge pool simulate`: CSV rows and finished cluster jobs to a trace."""
 
 from __future__ import annotations
 
-from pathlib import Path
+from typing import Any
 
 import pytest
-from typer.testing import CliRunner
 
-from kubeforge.cli.app import app
 from kubeforge.operators.gpupool.sim.replay import ReplayError, jobs_from_objects, read_jobs_csv
-
-EXAMPLE = Path(__file__).resolve().parents[3] / "benchmarks" / "gpupool" / "example-jobs.csv"
-EXAMPLE_POOL = EXAMPLE.with_name("example-pool.yaml")
-
-
-def simulate(tmp_path: Path, csv_text: str, *args: str) -> tuple[int, str, str]:
-    jobs = tmp_path / "jobs.csv"
-    jobs.write_text(csv_text)
-    result = CliRunner().invoke(app, ["pool", "simulate", "--jobs", str(jobs), *args])
-    return result.exit_code, result.stdout, result.stderr
 
 
 def test_csv_times_and_durations_read_as_seconds_relative_to_the_first_job() -> None:
@@ -33,81 +21,8 @@ def test_csv_times_and_durations_read_as_seconds_relative_to_the_first_job() -> 
     ]
 
 
-@pytest.mark.parametrize(
-    ("csv_text", "args", "message"),
-    [
-        (
-            "submit,replicas,gpus_per_replica\n0,1,8\n",
-            (),
-            "missing column(s) submit_time, duration",
-        ),
-        (
-            "submit_time,replicas,gpus_per_replica,duration\n0,-2,8,1h\n",
-            (),
-            "line 2: column 'replicas' is -2; it must be at least 1",
-        ),
-        (
-            "submit_time,replicas,gpus_per_replica,duration\n0,1,8,-5\n",
-            (),
-            "line 2: column 'duration' must be positive",
-        ),
-        (
-            "submit_time,replicas,gpus_per_replica,duration\n0,1,8,1h\n60,5,8,1h\n",
-            ("--max-nodes", "4"),
-            "job 2 (submitted at 60s) needs 5 nodes of 8 GPUs, more than maxNodes 4",
-        ),
-        (
-            "submit_time,replicas,gpus_per_replica,duration\n0,1,16,1h\n",
-            (),
-            "asks 16 GPUs per replica; the pool's nodes have 8 (--gpus-per-node)",
-        ),
-    ],
-    ids=["missing-columns", "negative-replicas", "negative-duration", "above-max-nodes", "pod"],
-)
-def test_bad_input_gets_one_error_line_naming_the_problem(
-    tmp_path: Path, csv_text: str, args: tuple[str, ...], message: str
-) -> None:
-    code, out, err = simulate(tmp_path, csv_text, *args)
-    assert code == 1 and out == ""
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0]
-
-
-def test_the_example_history_replays_through_the_pool_spec_with_table_and_frontier() -> None:
-    result = CliRunner().invoke(
-        app,
-        [
-            "pool",
-            "simulate",
-            "--jobs",
-            str(EXAMPLE),
-            "--pool",
-            str(EXAMPLE_POOL),
-            "--sweep-idle-after",
-            "0,10m",
-            "--sweep-max-nodes",
-            "6,8",
-        ],
-    )
-    assert result.exit_code == 0, result.stderr
-    rows = {
-        line.split(" | ")[0].strip("| "): line.split(" | ")
-        for line in result.stdout.splitlines()
-        if line.startswith("| ")
-    }
-    kubeforge, per_pod = (
-        rows["Kubeforge (this pool spec)"],
-        rows["per-pod autoscaler, same idleAfter, default scheduler"],
-    )
-    assert kubeforge[1] == per_pod[1] == "15 / 15"  # every job of the example ran
-    assert kubeforge[2] == "0" and int(per_pod[2]) > 0  # partially placed jobs
-    assert float(kubeforge[5]) < float(per_pod[5])  # idle GPU-hours
-    frontier = [line for line in result.stdout.splitlines() if line.startswith(("| 0 |", "| 10 |"))]
-    assert len(frontier) == 4  # idleAfter 0 and 10m, maxNodes 6 and 8
-
-
 def test_finished_pytorchjobs_and_trainjobs_become_a_trace() -> None:
-    pytorchjob = {
+    pytorchjob: dict[str, Any] = {
         "kind": "PyTorchJob",
         "metadata": {"namespace": "ml", "name": "a", "creationTimestamp": "2026-01-05T10:00:00Z"},
         "spec": {
