@@ -895,6 +895,8 @@ class RunningNode:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
         self.lock.close()
 
 
@@ -940,23 +942,24 @@ def start_node(plane: ControlPlane, taint: bool = True, wait_s: float = 1800) ->
     )
     spec.write(workdir / "spec.json")
     # Its own session: a Ctrl-C or kill of this process reaches it only as the pipe's end.
-    proc = subprocess.Popen(  # noqa: S603 - our own module
-        _supervisor_command(workdir / "spec.json"),
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=(cache_dir() / "supervisor.log").open("w"),
-        text=True,
-        start_new_session=True,
-        pass_fds=(lock.fileno(),),
-    )
+    with (cache_dir() / "supervisor.log").open("w") as log:
+        proc = subprocess.Popen(  # noqa: S603 - our own module
+            _supervisor_command(workdir / "spec.json"),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=log,
+            text=True,
+            start_new_session=True,
+            pass_fds=(lock.fileno(),),
+        )
     assert proc.stdout is not None
     line = proc.stdout.readline().strip()
     if line != "ready":
         proc.wait(timeout=300)
-        log = (cache_dir() / "supervisor.log").read_text(errors="replace")[-4000:]
+        tail = (cache_dir() / "supervisor.log").read_text(errors="replace")[-4000:]
         shutil.rmtree(workdir, ignore_errors=True)
         lock.close()
-        raise NodeError(f"the node did not start:\n{log}")
+        raise NodeError(f"the node did not start:\n{tail}")
     return RunningNode(proc, workdir, lock)
 
 
@@ -1048,15 +1051,16 @@ def _up() -> int:
         str(bin_dir), str(workdir), "", "", "", "", taint=False, with_control_plane=True
     )
     spec.write(workdir / "spec.json")
-    proc = subprocess.Popen(  # noqa: S603 - our own module
-        _supervisor_command(workdir / "spec.json"),
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=(cache_dir() / "cluster.log").open("w"),
-        text=True,
-        start_new_session=True,
-        pass_fds=(lock.fileno(),),
-    )
+    with (cache_dir() / "cluster.log").open("w") as log:
+        proc = subprocess.Popen(  # noqa: S603 - our own module
+            _supervisor_command(workdir / "spec.json"),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=log,
+            text=True,
+            start_new_session=True,
+            pass_fds=(lock.fileno(),),
+        )
     assert proc.stdout is not None
     kubeconfig = proc.stdout.readline().strip()
     if proc.stdout.readline().strip() != "ready":
