@@ -103,6 +103,12 @@ bench: install
 bench-gpupool: install
 	$(PY) -m benchmarks.gpupool $(if $(QUICK),--quick)
 
+# Proof 5 of issue 11: one trace through a GPUNodePool and through the real Cluster Autoscaler
+# (kwok provider) on the test cluster (QUICK=1: every time divided by 5, about 11 min in all).
+.PHONY: bench-autoscaler
+bench-autoscaler: install controlplane
+	$(PY) -m benchmarks.autoscaler $(if $(QUICK),--quick)
+
 # The project image (operator, MLflow server, components): docker or podman when installed,
 # otherwise buildah with no engine at all (hack/node/image.sh: a local Debian base when no
 # registry answers; IMPORT=1 loads it into the `make cluster` node's containerd).

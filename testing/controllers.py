@@ -750,6 +750,11 @@ class ClusterAutoscaler:
         _wait_http_ok(f"http://127.0.0.1:{port}/health-check", self._proc, self.log, timeout)
         return self
 
+    @property
+    def process(self) -> subprocess.Popen[bytes] | None:
+        """Its process while it runs."""
+        return self._proc
+
     def nodes(self) -> list[str]:
         """Names of the nodes of its groups (those it created)."""
         from kubernetes import client
