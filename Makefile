@@ -97,6 +97,13 @@ bench: install
 	$(PIP) install -q -c hack/constraints.txt --group bench && $(PIP) check
 	$(PY) -m benchmarks
 	$(PY) -m benchmarks.labels
+	$(PY) -m benchmarks.serving $(if $(QUICK),--quick)
+
+# Kubeforge's model server vs `mlflow models serve` of the same model at 1, 8 and 64
+# clients (QUICK=1: a quarter of the requests and time).
+.PHONY: bench-serving
+bench-serving: install
+	$(PY) -m benchmarks.serving $(if $(QUICK),--quick)
 
 # GPU pool simulator: the planner vs a per-pod autoscaler and a static pool (QUICK=1: small trace).
 .PHONY: bench-gpupool

@@ -84,7 +84,7 @@ def _serve(tmp: Path, model_uri: str, *extra: str, env: dict[str, str] | None = 
     cmd += ["--name", "digits", *extra]
     with out.open("wb") as stdout, log.open("wb") as stderr:
         proc = subprocess.Popen(cmd, stdout=stdout, stderr=stderr, env=env)
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + 300  # imports torch and MLflow: slow on a busy machine
     while not (match := re.search(r"http://([\d.]+):(\d+)/", out.read_text())):
         if proc.poll() is not None or time.monotonic() > deadline:
             proc.kill()
@@ -94,7 +94,7 @@ def _serve(tmp: Path, model_uri: str, *extra: str, env: dict[str, str] | None = 
 
 
 def _wait_ready(served: Served) -> None:
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + 300  # imports torch and MLflow: slow on a busy machine
     while served.request("GET", "/v2/health/ready")[0] != 200:
         assert served.proc.poll() is None, served.log.read_text()
         assert time.monotonic() < deadline, "never ready"
