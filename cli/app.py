@@ -100,7 +100,7 @@ def run_pipeline_locally(
             mlflow.set_tag("kubeforge.status", "failed")
             stage = console.failed_stage()
             left = error_file()
-            detail = left.read_text().strip() if left.exists() else str(exc).strip()
+            detail = left.read_text().strip() if left.exists() else _plain(str(exc)).strip()
             detail = detail.removeprefix(f"{stage}: ").splitlines()[0] if detail else "unknown"
             where = f"stage {stage!r}" if stage else f"pipeline {name!r}"
             raise KubeforgeError(
@@ -112,6 +112,13 @@ def run_pipeline_locally(
         summary["logs"] = str(run_dir)
         mlflow.log_metrics(summary["cost"])
     return summary
+
+
+def _plain(text: str) -> str:
+    """``text`` without terminal colour codes (kfp colours its own messages)."""
+    import re
+
+    return re.sub(r"\x1b\[[0-9;]*m", "", text)
 
 
 def _key_figure(tracking_uri: str, parent_run_id: str, stage: str) -> str:
