@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 import pytest
@@ -71,20 +72,27 @@ def _within(sent: Any, kept: Any) -> bool:
     return bool(sent == kept)
 
 
-def _install_kserve_crd(kubectl: Any, api_client: Any) -> None:
-    from kubeforge.testing.fixtures import wait_for_crd
+def _install_kserve_crd(kubectl: Any) -> None:
     from kubeforge.testing.modules import go_module_dir
 
     crds = go_module_dir(KSERVE) / "config" / "crd" / "full"
     path = crds / "serving.kserve.io_inferenceservices.yaml"
     kubectl("apply", "--server-side", "--force-conflicts", "-f", str(path))
-    wait_for_crd(api_client, ISVC_CRD)
+    deadline = time.monotonic() + 120
+    while not _established(kubectl("get", "crd", ISVC_CRD, "-o", "json").stdout):
+        assert time.monotonic() < deadline, f"{ISVC_CRD} never became Established"
+        time.sleep(0.2)
+
+
+def _established(crd_json: str) -> bool:
+    conditions = json.loads(crd_json).get("status", {}).get("conditions") or []
+    return any(c["type"] == "Established" and c["status"] == "True" for c in conditions)
 
 
 def test_inference_service_passes_server_side_dry_run_against_kserves_crd(
-    kubectl: Any, api_client: Any, namespace: str
+    kubectl: Any, namespace: str
 ) -> None:
-    _install_kserve_crd(kubectl, api_client)
+    _install_kserve_crd(kubectl)
     isvc = build_inference_service(
         "digits", namespace, "models:/digits@champion", "http://mlflow:5000", image="img:1"
     )
