@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
+from kubeforge.components.train.jobs import JobKind, submit_job, wait_for_job
 from kubeforge.core.errors import KubeforgeError
 
 GROUP, VERSION, PLURAL = "kubeflow.org", "v1", "pytorchjobs"
+PYTORCHJOB = JobKind(
+    "PyTorchJob", GROUP, VERSION, PLURAL, "Kubeflow's training operator", "Succeeded", 5
+)
 
 # Each pod runs one trainer process (LOCAL_RANK unset, so 0): it serves its throughput on
 # exactly this port (trainer.serve_throughput_metrics). The chart's training PodMonitor
@@ -103,44 +106,10 @@ def build_pytorchjob(
 
 
 def submit_pytorchjob(api_client: Any, manifest: dict[str, Any]) -> dict[str, Any]:
-    """Create the job, or return the existing one of the same name (get-or-create)."""
-    from kubernetes import client
-    from kubernetes.client.rest import ApiException
-
-    custom = client.CustomObjectsApi(api_client)
-    namespace = manifest["metadata"]["namespace"]
-    name = manifest["metadata"]["name"]
-    try:
-        created: dict[str, Any] = custom.create_namespaced_custom_object(
-            GROUP, VERSION, namespace, PLURAL, manifest
-        )
-        return created
-    except ApiException as exc:
-        if exc.status == 409:
-            existing: dict[str, Any] = custom.get_namespaced_custom_object(
-                GROUP, VERSION, namespace, PLURAL, name
-            )
-            return existing
-        if exc.status == 404:
-            raise KubeforgeError(
-                "the cluster has no PyTorchJob CRD: install Kubeflow's training operator",
-                "train_backend",
-            ) from exc
-        raise KubeforgeError(
-            f"creating PyTorchJob {namespace}/{name} failed: {exc.reason}"
-        ) from exc
+    """Create the PyTorchJob, or return the existing one of the same name (get-or-create)."""
+    return submit_job(api_client, PYTORCHJOB, manifest)
 
 
 def wait_for_pytorchjob(api_client: Any, namespace: str, name: str, timeout: float) -> str:
-    """Wait until the job's Succeeded or Failed condition is true; return which."""
-    from kubernetes import client
-
-    custom = client.CustomObjectsApi(api_client)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        job = custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
-        for cond in job.get("status", {}).get("conditions", []) or []:
-            if cond.get("status") == "True" and cond.get("type") in ("Succeeded", "Failed"):
-                return str(cond["type"])
-        time.sleep(5)
-    raise KubeforgeError(f"PyTorchJob {namespace}/{name} did not finish within {timeout:.0f}s")
+    """Wait until the PyTorchJob's Succeeded or Failed condition is true; return which."""
+    return wait_for_job(api_client, PYTORCHJOB, namespace, name, timeout)

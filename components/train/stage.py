@@ -18,6 +18,7 @@ from typing import Any
 
 from kubeforge.components.common.constraints import BACKENDS
 from kubeforge.components.common.params import parse_hidden, parse_selector
+from kubeforge.components.train.jobs import JobKind, submit_job, wait_for_job
 from kubeforge.components.train.store import Store, is_remote, join
 from kubeforge.components.train.trainer import (
     WORKER_MODULE,
@@ -180,14 +181,12 @@ def run_on_cluster(
     client = client or api_client()
     name = f"kubeforge-train-{hashlib.sha256(config_uri.encode()).hexdigest()[:12]}"
     selector = parse_selector(params.node_selector)
+    kind: JobKind
     if params.backend == "trainjob":
-        from kubeforge.components.train.trainjob import (
-            build_trainjob,
-            submit_trainjob,
-            wait_for_trainjob,
-        )
+        from kubeforge.components.train.trainjob import TRAINJOB, build_trainjob
 
-        job = build_trainjob(
+        kind = TRAINJOB
+        manifest = build_trainjob(
             name,
             params.namespace,
             IMAGE,
@@ -197,29 +196,22 @@ def run_on_cluster(
             node_selector=selector,
             env=worker_env(),
         )
-        submit_trainjob(client, job)
-        outcome = wait_for_trainjob(client, params.namespace, name, timeout)
-        if outcome != "Complete":
-            raise KubeforgeError(f"TrainJob {params.namespace}/{name} {outcome}")
-        return name
-    from kubeforge.components.train.pytorchjob import (
-        build_pytorchjob,
-        submit_pytorchjob,
-        wait_for_pytorchjob,
-    )
+    else:
+        from kubeforge.components.train.pytorchjob import PYTORCHJOB, build_pytorchjob
 
-    manifest = build_pytorchjob(
-        name,
-        params.namespace,
-        IMAGE,
-        ["python", "-m", WORKER_MODULE, config_uri],
-        workers=params.workers,
-        gpus_per_replica=params.gpus_per_replica,
-        node_selector=selector,
-        env=worker_env(),
-    )
-    submit_pytorchjob(client, manifest)
-    outcome = wait_for_pytorchjob(client, params.namespace, name, timeout)
-    if outcome != "Succeeded":
-        raise KubeforgeError(f"PyTorchJob {params.namespace}/{name} {outcome}")
+        kind = PYTORCHJOB
+        manifest = build_pytorchjob(
+            name,
+            params.namespace,
+            IMAGE,
+            ["python", "-m", WORKER_MODULE, config_uri],
+            workers=params.workers,
+            gpus_per_replica=params.gpus_per_replica,
+            node_selector=selector,
+            env=worker_env(),
+        )
+    submit_job(client, kind, manifest)
+    outcome = wait_for_job(client, kind, params.namespace, name, timeout)
+    if outcome != kind.succeeded:
+        raise KubeforgeError(f"{kind.kind} {params.namespace}/{name} {outcome}")
     return name

@@ -7,12 +7,13 @@ whose pods run ``torchrun`` (the runtime's torch policy sets its ``PET_*`` rende
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
+from kubeforge.components.train.jobs import JobKind, submit_job, wait_for_job
 from kubeforge.core.errors import KubeforgeError
 
 GROUP, VERSION, PLURAL = "trainer.kubeflow.org", "v1alpha1", "trainjobs"
+TRAINJOB = JobKind("TrainJob", GROUP, VERSION, PLURAL, "Kubeflow Trainer v2", "Complete", 2)
 RUNTIME = "torch-distributed"
 # The replicated job and container of Trainer's torch runtimes that run the trainer.
 TRAINER_NODE = "node"
@@ -112,48 +113,10 @@ def build_trainjob(
 
 
 def submit_trainjob(api_client: Any, manifest: dict[str, Any]) -> dict[str, Any]:
-    """Create the TrainJob, or return the existing one of the same name (get-or-create).
-
-    Raises:
-        KubeforgeError: the cluster has no TrainJob CRD, or the API server refused the job
-            (its message, which names the field, is kept).
-    """
-    from kubernetes import client
-    from kubernetes.client.rest import ApiException
-
-    custom = client.CustomObjectsApi(api_client)
-    namespace = manifest["metadata"]["namespace"]
-    name = manifest["metadata"]["name"]
-    try:
-        created: dict[str, Any] = custom.create_namespaced_custom_object(
-            GROUP, VERSION, namespace, PLURAL, manifest
-        )
-        return created
-    except ApiException as exc:
-        if exc.status == 409:
-            existing: dict[str, Any] = custom.get_namespaced_custom_object(
-                GROUP, VERSION, namespace, PLURAL, name
-            )
-            return existing
-        if exc.status == 404:
-            raise KubeforgeError(
-                "the cluster has no TrainJob CRD: install Kubeflow Trainer v2", "backend"
-            ) from exc
-        raise KubeforgeError(
-            f"creating TrainJob {namespace}/{name} failed: {exc.reason}: {exc.body}"
-        ) from exc
+    """Create the TrainJob, or return the existing one of the same name (get-or-create)."""
+    return submit_job(api_client, TRAINJOB, manifest)
 
 
 def wait_for_trainjob(api_client: Any, namespace: str, name: str, timeout: float) -> str:
     """Wait until the TrainJob's Complete or Failed condition is true; return which."""
-    from kubernetes import client
-
-    custom = client.CustomObjectsApi(api_client)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        job = custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
-        for cond in job.get("status", {}).get("conditions", []) or []:
-            if cond.get("status") == "True" and cond.get("type") in ("Complete", "Failed"):
-                return str(cond["type"])
-        time.sleep(2)
-    raise KubeforgeError(f"TrainJob {namespace}/{name} did not finish within {timeout:.0f}s")
+    return wait_for_job(api_client, TRAINJOB, namespace, name, timeout)
