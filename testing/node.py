@@ -917,8 +917,20 @@ def _lock(wait_s: float) -> Any:
             time.sleep(1)
 
 
-def _supervisor_command(spec_path: Path) -> list[str]:
-    return [sys.executable, "-m", "kubeforge.testing.node", "serve", str(spec_path)]
+def _spawn_supervisor(
+    spec_path: Path, log_name: str, lock: Any, stdin: int
+) -> subprocess.Popen[str]:
+    """Start the supervisor of ``spec_path`` in its own session, its stderr in ``log_name``."""
+    with (cache_dir() / log_name).open("w") as log:
+        return subprocess.Popen(  # noqa: S603 - our own module
+            [sys.executable, "-m", "kubeforge.testing.node", "serve", str(spec_path)],
+            stdin=stdin,
+            stdout=subprocess.PIPE,
+            stderr=log,
+            text=True,
+            start_new_session=True,
+            pass_fds=(lock.fileno(),),
+        )
 
 
 def start_node(plane: ControlPlane, taint: bool = True, wait_s: float = 1800) -> RunningNode:
@@ -942,16 +954,7 @@ def start_node(plane: ControlPlane, taint: bool = True, wait_s: float = 1800) ->
     )
     spec.write(workdir / "spec.json")
     # Its own session: a Ctrl-C or kill of this process reaches it only as the pipe's end.
-    with (cache_dir() / "supervisor.log").open("w") as log:
-        proc = subprocess.Popen(  # noqa: S603 - our own module
-            _supervisor_command(workdir / "spec.json"),
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=log,
-            text=True,
-            start_new_session=True,
-            pass_fds=(lock.fileno(),),
-        )
+    proc = _spawn_supervisor(workdir / "spec.json", "supervisor.log", lock, subprocess.PIPE)
     assert proc.stdout is not None
     line = proc.stdout.readline().strip()
     if line != "ready":
@@ -1051,16 +1054,7 @@ def _up() -> int:
         str(bin_dir), str(workdir), "", "", "", "", taint=False, with_control_plane=True
     )
     spec.write(workdir / "spec.json")
-    with (cache_dir() / "cluster.log").open("w") as log:
-        proc = subprocess.Popen(  # noqa: S603 - our own module
-            _supervisor_command(workdir / "spec.json"),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=log,
-            text=True,
-            start_new_session=True,
-            pass_fds=(lock.fileno(),),
-        )
+    proc = _spawn_supervisor(workdir / "spec.json", "cluster.log", lock, subprocess.DEVNULL)
     assert proc.stdout is not None
     kubeconfig = proc.stdout.readline().strip()
     if proc.stdout.readline().strip() != "ready":

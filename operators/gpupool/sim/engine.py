@@ -499,9 +499,13 @@ class _Simulation:
         job.demand = None
         if node is failed:
             return
+        self.release(node, job.trace.pods[pod], now)
+
+    def release(self, node: _Node, gpus: int, now: float) -> None:
+        """One pod of ``gpus`` GPUs leaves ``node``; an emptied node starts its idle time."""
         if not node.cordoned:
             self.unindex_free(node)
-        node.free += job.trace.pods[pod]
+        node.free += gpus
         node.pods -= 1
         node.view = None
         if not node.cordoned:
@@ -565,16 +569,7 @@ class _Simulation:
         for pod, node in enumerate(job.bound):
             if node is None:
                 raise SimulationError(f"{job.trace.name} ran without all its pods bound")
-            if not node.cordoned:
-                self.unindex_free(node)
-            node.free += job.trace.pods[pod]
-            node.pods -= 1
-            node.view = None
-            if not node.cordoned:
-                self.index_free(node)
-            if node.pods == 0:
-                node.idle_since = now
-                self.empty[node.index] = node
+            self.release(node, job.trace.pods[pod], now)
         self.capacity_grew = True
 
     def hold(self, job: _Job) -> list[tuple[_Node, int]]:
