@@ -113,13 +113,21 @@ def test_default_labels_on_a_new_dataset_end_with_a_served_model(
     assert proc.returncode == 0, (proc.stdout[-4000:], proc.stderr[-4000:])
     summary = json.loads(summary_file.read_text())
     client = MlflowClient(f"sqlite:///{tmp_path / 'home' / 'mlflow.db'}")
-    assert client.get_model_version_by_alias(model_name, "champion").version == "1"
+    assert str(client.get_model_version_by_alias(model_name, "champion").version) == "1"
 
     train_split = max(
         (tmp_path / "home" / "kfp").glob("**/ingest*/train_data"), key=os.path.getmtime
     )
     ceiling = _all_labels_accuracy(train_split)
-    label = summary["label"]
+    # The label stage's MLflow run, a child of the run the summary names, holds the report.
+    [label_run] = client.search_runs(
+        [client.get_run(summary["mlflow_run_id"]).info.experiment_id],
+        filter_string=(
+            f"tags.`mlflow.parentRunId` = '{summary['mlflow_run_id']}'"
+            " and tags.`kubeforge.stage` = 'label'"
+        ),
+    )
+    label = label_run.data.metrics
     assert label["label_model_accuracy"] >= 0.90 * ceiling, (label, ceiling)
     # The estimate comes from held-out gold rows, and baselines stand beside it.
     assert "estimated_accuracy" in label and "gold_only_accuracy" in label
