@@ -68,14 +68,15 @@ def build_binaries() -> Path:
 
 
 def stop_process_groups(procs: Sequence[subprocess.Popen[Any]], grace_s: float = 15.0) -> None:
-    """SIGTERM each process's whole group, wait up to ``grace_s`` each, then SIGKILL the rest."""
+    """SIGTERM each process's whole group, wait up to ``grace_s`` in all, then SIGKILL the rest."""
     for proc in procs:
         if proc.poll() is None:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace_s
     for proc in procs:
         try:
-            proc.wait(timeout=grace_s)
+            proc.wait(timeout=max(0.0, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)

@@ -216,6 +216,9 @@ class Reconciler:
             if state.busy:
                 if remembered is not None or noted:
                     self._remember_idle(member.name, None, persist and bool(noted))
+            elif not state.gpu_ready:
+                # Still booting: its idle time starts once its GPUs appear, not before.
+                state = replace(state, idle_since=None)
             elif state.idle_since is None:  # idle from now on
                 self._remember_idle(member.name, now, persist)
                 state = replace(state, idle_since=now)
