@@ -41,8 +41,12 @@ _CHILD = textwrap.dedent(
            "spec": on_real_node({"containers": [{"name": "c", "image": BUSYBOX_IMAGE,
                "imagePullPolicy": "Never", "command": ["sleep", "3600"]}]})}
     kubectl = [str(bin_dir / "kubectl"), f"--kubeconfig={plane.kubeconfig}"]
-    subprocess.run([*kubectl, "apply", "-f", "-"], input=yaml.safe_dump(pod), text=True,
-                   check=True, capture_output=True)
+    # The controller manager makes the namespace's default ServiceAccount soon after start:
+    # until then the apiserver refuses the pod, so apply until it is taken.
+    def applied():
+        return subprocess.run([*kubectl, "apply", "-f", "-"], input=yaml.safe_dump(pod),
+                              text=True, capture_output=True).returncode == 0
+    wait_for(applied, timeout=60)
     def running():
         out = subprocess.run([*kubectl, "get", "pod", "p", "-o", "jsonpath={.status.phase}"],
                              capture_output=True, text=True).stdout
