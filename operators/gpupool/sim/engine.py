@@ -407,6 +407,11 @@ class _Simulation:
     def remove(self, node: _Node) -> None:
         if node.pods:
             raise SimulationError(f"removal of {node.name}, which has {node.pods} pod(s) bound")
+        self.drop(node)
+        self.nodes_removed += 1
+
+    def drop(self, node: _Node) -> None:
+        """Take ``node`` out of the cluster and out of every index it is in."""
         if node.ready:
             if not node.cordoned:
                 self.unindex_free(node)
@@ -416,7 +421,6 @@ class _Simulation:
         del self.nodes[node.index]
         del self.by_name[node.name]
         self.node_count -= 1
-        self.nodes_removed += 1
 
     # -- binding -----------------------------------------------------------------------------
 
@@ -550,15 +554,7 @@ class _Simulation:
                     self.held_gpus -= job.trace.pods[pod]
                     self.unbind(job, pod, now, node)
         node.pods = 0
-        if node.ready:
-            if not node.cordoned:
-                self.unindex_free(node)
-            self.ready_gpus -= node.gpus
-            self.ready_nodes -= 1
-            self.empty.pop(node.index, None)
-        del self.nodes[node.index]
-        del self.by_name[node.name]
-        self.node_count -= 1
+        self.drop(node)
         self.nodes_failed += 1
         self.capacity_grew = True
 
