@@ -124,14 +124,31 @@ class _Certs:
     kubelet_client_key: Path
 
 
-def _write_certs(directory: Path) -> _Certs:
-    """Write a CA, a serving certificate for 127.0.0.1 and a service-account key pair."""
+# The names and the ClusterIP of the ``kubernetes`` Service, as a pod's in-cluster config uses them.
+KUBERNETES_SERVICE_IP = "10.96.0.1"
+KUBERNETES_SERVICE_NAMES = (
+    "kubernetes",
+    "kubernetes.default",
+    "kubernetes.default.svc",
+    "kubernetes.default.svc.cluster.local",
+)
+
+
+def _write_certs(directory: Path, node_ip: str | None = None) -> _Certs:
+    """Write a CA, the apiserver's serving certificate and a service-account key pair.
+
+    The serving certificate is valid for 127.0.0.1, the ``kubernetes`` Service's names and
+    ClusterIP, and ``node_ip`` when pods reach the apiserver there.
+    """
     from cryptography.hazmat.primitives import serialization
 
     from kubeforge.testing.pki import Authority
 
     authority = Authority.create("kubeforge-test-ca", days=2)
-    serving = authority.issue("kube-apiserver", ["localhost", "kubernetes.default.svc"], days=2)
+    ips = (KUBERNETES_SERVICE_IP, *((node_ip,) if node_ip else ()))
+    serving = authority.issue(
+        "kube-apiserver", ["localhost", *KUBERNETES_SERVICE_NAMES], days=2, ips=ips
+    )
     sa = Authority.create("service-accounts", days=2)  # only its key pair signs tokens
     # The apiserver's identity towards kubelets (logs, exec, port-forward on a real node).
     kubelet_client = authority.issue_client("kube-apiserver-kubelet-client", "system:masters")
@@ -166,6 +183,9 @@ class ControlPlane:
     """etcd + kube-apiserver (and optionally the controller manager and scheduler) on loopback.
 
     Use as a context manager; :attr:`kubeconfig` is valid between ``start`` and ``stop``.
+    With ``node_ip`` (a real node's address, see :mod:`kubeforge.testing.node`) the apiserver
+    also listens beyond loopback and advertises that address, so the ``kubernetes`` Service's
+    endpoint is where pods reach it; clients on this machine still use 127.0.0.1.
     """
 
     bin_dir: Path
@@ -175,6 +195,7 @@ class ControlPlane:
     admin_token: str = field(default_factory=lambda: secrets.token_hex(16))
     _procs: list[tuple[str, subprocess.Popen[bytes]]] = field(default_factory=list)
     apiserver_port: int = 0
+    node_ip: str | None = None
 
     @property
     def server(self) -> str:
@@ -214,7 +235,7 @@ class ControlPlane:
         """Start etcd and kube-apiserver, wait until ready, write the kubeconfig."""
         pki = self.workdir / "pki"
         pki.mkdir(parents=True, exist_ok=True)
-        certs = _write_certs(pki)
+        certs = _write_certs(pki, self.node_ip)
         tokens = self.workdir / "tokens.csv"
         tokens.write_text(f'{self.admin_token},kubeforge-admin,kubeforge-admin,"system:masters"\n')
 
@@ -238,8 +259,9 @@ class ControlPlane:
             "kube-apiserver",
             [
                 f"--etcd-servers=http://127.0.0.1:{etcd_client}",
-                "--bind-address=127.0.0.1",
-                "--advertise-address=127.0.0.1",
+                # The node's address exists only once the node is up: listen on every address.
+                f"--bind-address={'0.0.0.0' if self.node_ip else '127.0.0.1'}",  # noqa: S104
+                f"--advertise-address={self.node_ip or '127.0.0.1'}",
                 f"--secure-port={self.apiserver_port}",
                 f"--tls-cert-file={certs.serving_cert}",
                 f"--tls-private-key-file={certs.serving_key}",

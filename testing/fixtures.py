@@ -54,7 +54,7 @@ from kubeforge.testing.modules import (
     go_module_dir,  # noqa: F401 - tests import it from here
     pytorchjob_crd_path,
 )
-from kubeforge.testing.node import NodeHandle
+from kubeforge.testing.node import NODE_IP, NodeHandle
 from kubeforge.testing.prometheus import PrometheusServer, prometheus_bin_dir
 
 PYTORCHJOB_CRD = "pytorchjobs.kubeflow.org"
@@ -63,7 +63,7 @@ PYTORCHJOB_CRD = "pytorchjobs.kubeflow.org"
 # Fixtures that need binaries built from Go modules (control plane, helm) or Debian's Prometheus.
 _CLUSTER_FIXTURES = frozenset({"kube_bin_dir", "prometheus_bin"})
 # Fixtures of the real node (``make test-node``).
-_NODE_FIXTURES = frozenset({"real_node", "no_real_node"})
+_NODE_FIXTURES = frozenset({"real_node", "no_real_node", "import_image"})
 
 
 @pytest.hookimpl(tryfirst=True)  # before ``-m`` deselects by marker
@@ -91,12 +91,18 @@ def kube_bin_dir() -> Path:
 
 
 @pytest.fixture(scope="session")
-def control_plane(kube_bin_dir: Path) -> Iterator[ControlPlane | None]:
-    """The session's control plane, or None when ``KUBECONFIG`` names an existing cluster."""
+def control_plane(
+    kube_bin_dir: Path, request: pytest.FixtureRequest
+) -> Iterator[ControlPlane | None]:
+    """The session's control plane, or None when ``KUBECONFIG`` names an existing cluster.
+
+    A session that runs tests of the real node gets one its pods reach (at the node's address).
+    """
     if os.environ.get("KUBECONFIG"):
         yield None
         return
-    with ControlPlane(bin_dir=kube_bin_dir) as plane:
+    with_node = any(item.get_closest_marker("node") for item in request.session.items)
+    with ControlPlane(bin_dir=kube_bin_dir, node_ip=NODE_IP if with_node else None) as plane:
         yield plane
 
 
@@ -117,6 +123,18 @@ def real_node(_node_handle: NodeHandle) -> str:
     if _node_handle.plane is None:
         pytest.skip("a real node joins only the session's own control plane (KUBECONFIG is set)")
     return _node_handle.ensure()
+
+
+ImportImage = Callable[[bytes | Path], None]
+
+
+@pytest.fixture
+def import_image(real_node: str, _node_handle: NodeHandle) -> ImportImage:
+    """Import an image archive (bytes or a file) into the real node's containerd.
+
+    Pods run it with ``imagePullPolicy: Never``. An import lasts until the node stops.
+    """
+    return _node_handle.import_image
 
 
 @pytest.fixture

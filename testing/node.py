@@ -481,7 +481,9 @@ class NodeSupervisor:
         """Start the control plane (``up`` only), then the node; return once it is Ready."""
         self.work.mkdir(parents=True, exist_ok=True)
         if self.spec.with_control_plane:
-            self.plane = ControlPlane(bin_dir=self.bin, workdir=self.work / "controlplane")
+            self.plane = ControlPlane(
+                bin_dir=self.bin, workdir=self.work / "controlplane", node_ip=NODE_IP
+            )
             self.plane.start()
             self.spec.kubeconfig = str(self.plane.kubeconfig)
             self.spec.ca_cert = str(self.plane.ca_file)
@@ -884,6 +886,23 @@ class RunningNode:
         """The supervisor's PID."""
         return self.proc.pid
 
+    def import_image(self, archive: bytes | Path) -> None:
+        """Import a ``docker save`` or OCI archive (bytes or a file) into the node's containerd.
+
+        Pods then run it with ``imagePullPolicy: Never`` (there is no registry).
+        """
+        command = ["ctr", "--address", str(self.workdir / "containerd.sock"), "-n", "k8s.io"]
+        command += ["images", "import", "-" if isinstance(archive, bytes) else str(archive)]
+        proc = subprocess.run(
+            command,
+            input=archive if isinstance(archive, bytes) else None,
+            capture_output=True,
+            check=False,
+            timeout=900,
+        )
+        if proc.returncode != 0:
+            raise NodeError(f"ctr images import failed: {proc.stderr.decode(errors='replace')}")
+
     def stop(self, timeout: float = 180) -> None:
         """Ask the supervisor to tear down and wait for it."""
         if self.proc.poll() is None:
@@ -990,6 +1009,12 @@ class NodeHandle:
             assert self.plane is not None
             self.node = start_node(self.plane)
         return NODE_NAME
+
+    def import_image(self, archive: bytes | Path) -> None:
+        """Import an image archive into the running node (see :meth:`RunningNode.import_image`)."""
+        self.ensure()
+        assert self.node is not None
+        self.node.import_image(archive)
 
     def stop(self) -> None:
         """Tear the node down if it runs."""

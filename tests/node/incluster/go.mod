@@ -1,0 +1,3 @@
+module kubeforge.io/tests/node/incluster
+
+go 1.24
