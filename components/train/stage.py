@@ -89,6 +89,7 @@ def run_train(
                 "resumed_from_step": result.resumed_from_step,
             }
         )
+        log_training_curve(result)
         mlflow.log_artifact(str(Path(config.output_dir) / "model.pt"), "teacher")
         shutil.copyfile(Path(config.output_dir) / "model.pt", model_out.path)
         model_out.metadata.update(
@@ -97,6 +98,43 @@ def run_train(
         for key_name in ("val_accuracy", "train_loss", "samples_per_second"):
             metrics_out.log_metric(key_name, float(getattr(result, key_name)))
     return result
+
+
+def log_training_curve(result: TrainResult) -> None:
+    """Per-epoch ``epoch_train_loss`` / ``epoch_val_accuracy`` and their PNG, in the active run."""
+    import time
+
+    import matplotlib.pyplot as plt
+    import mlflow
+    from mlflow.entities import Metric
+
+    from kubeforge.components.common.figures import curve_figure
+
+    run = mlflow.active_run()
+    if not result.history or run is None:
+        return
+    now = int(time.time() * 1000)
+    metrics = [
+        Metric(f"epoch_{name}", float(point[name]), now, int(point["epoch"]))
+        for point in result.history
+        for name in ("train_loss", "val_accuracy")
+    ]
+    # One request per 1000 metrics (MLflow's log_batch limit).
+    for start in range(0, len(metrics), 1000):
+        mlflow.tracking.MlflowClient().log_batch(
+            run.info.run_id, metrics=metrics[start : start + 1000]
+        )
+    figure = curve_figure(
+        {
+            "train loss (mean over ranks)": [p["train_loss"] for p in result.history],
+            "validation accuracy": [p["val_accuracy"] for p in result.history],
+        },
+        "epoch",
+        f"teacher training: {result.world_size} worker(s) on {result.device}, "
+        f"val accuracy {result.val_accuracy:.3f}",
+    )
+    mlflow.log_figure(figure, "figures/teacher_training_curve.png")
+    plt.close(figure)
 
 
 def remote_root(model_uri: str, key: str) -> str:

@@ -20,10 +20,11 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.distributed as dist
 from prometheus_client import CollectorRegistry, Counter, start_http_server
@@ -103,6 +104,8 @@ class TrainResult:
     parameters: int
     resumed_from_step: int = 0
     optimizer_steps: int = 0
+    history: list[dict[str, float]] = field(default_factory=list)
+    """Per epoch (1-based ``epoch``): mean ``train_loss`` over all ranks and ``val_accuracy``."""
 
 
 class TrainingInterrupted(KubeforgeError):
@@ -240,6 +243,7 @@ def train_worker(config: TrainConfig) -> TrainResult:
         model.parameters(), lr=params.learning_rate, weight_decay=params.weight_decay
     )
     start_epoch, start_step, global_step = 0, 0, 0
+    history: list[dict[str, float]] = []
     ckpt = latest_checkpoint(store)
     if ckpt is not None:
         state = torch.load(
@@ -250,6 +254,7 @@ def train_worker(config: TrainConfig) -> TrainResult:
         start_epoch = int(state["epoch"])
         start_step = int(state.get("step", 0))
         global_step = int(state.get("global_step", 0))
+        history = list(state.get("history", []))
     resumed_from_step = global_step
     wrapped: nn.Module = model
     if world > 1:
@@ -272,6 +277,8 @@ def train_worker(config: TrainConfig) -> TrainResult:
     amp = config.mixed_precision and device.type == "cuda"
     loss_fn = nn.CrossEntropyLoss()
     samples, loss_sum, steps = 0, 0.0, 0
+    val_x, val_y = val.features(), val.label_indices()
+    evaluating = 0.0  # seconds spent on the per-epoch validation, left out of the throughput
     started = time.perf_counter()
     last_checkpoint = time.monotonic()
     metrics, stop_metrics = serve_throughput_metrics(rank)
@@ -284,6 +291,7 @@ def train_worker(config: TrainConfig) -> TrainResult:
                 wrapped.train()
                 optimizer.zero_grad(set_to_none=True)
                 skip = start_step if epoch == start_epoch else 0
+                epoch_loss, epoch_steps = 0.0, 0
                 for step, (xb, yb) in enumerate(loader):
                     if step < skip:  # done before the checkpoint this run resumed from
                         continue
@@ -301,7 +309,9 @@ def train_worker(config: TrainConfig) -> TrainResult:
                     if metrics is not None:
                         metrics.samples.inc(len(xb))
                     loss_sum += float(loss.detach()) * params.grad_accum_steps
+                    epoch_loss += float(loss.detach()) * params.grad_accum_steps
                     steps += 1
+                    epoch_steps += 1
                     if not boundary:
                         continue
                     optimizer.step()
@@ -313,22 +323,35 @@ def train_worker(config: TrainConfig) -> TrainResult:
                         if step + 1 == len(loader):
                             epoch, step = epoch + 1, -1  # the epoch is done: resume at the next
                         if rank == 0:
-                            _checkpoint(store, model, optimizer, epoch, step + 1, global_step)
+                            _checkpoint(
+                                store, model, optimizer, epoch, step + 1, global_step, history
+                            )
                         if world > 1:
                             dist.barrier()  # rank 0's checkpoint is written before any rank exits
                             dist.destroy_process_group()
                         raise TrainingInterrupted(global_step)
+                eval_started = time.perf_counter()
+                mean_loss = _mean_over_ranks(epoch_loss, epoch_steps, world, device)
+                if rank == 0:
+                    history.append(
+                        {
+                            "epoch": epoch + 1,
+                            "train_loss": round(mean_loss, 6),
+                            "val_accuracy": _accuracy_on(model, val_x, val_y, device),
+                        }
+                    )
+                evaluating += time.perf_counter() - eval_started
                 # Checkpoint on a wall-clock interval (and after the last epoch): an epoch of a
                 # small model takes milliseconds, and saving every epoch would cost more than it.
                 last = epoch + 1 == params.epochs
                 if rank == 0 and (
                     last or time.monotonic() - last_checkpoint >= config.checkpoint_interval_s
                 ):
-                    _checkpoint(store, model, optimizer, epoch + 1, 0, global_step)
+                    _checkpoint(store, model, optimizer, epoch + 1, 0, global_step, history)
                     last_checkpoint = time.monotonic()
     finally:
         stop_metrics()
-    elapsed = time.perf_counter() - started
+    elapsed = time.perf_counter() - started - evaluating
     if world > 1:
         dist.barrier()
     model.eval()
@@ -343,6 +366,7 @@ def train_worker(config: TrainConfig) -> TrainResult:
         parameters=sum(p.numel() for p in model.parameters()),
         resumed_from_step=resumed_from_step,
         optimizer_steps=global_step,
+        history=history,
     )
     if rank == 0:
         with tempfile.TemporaryDirectory(prefix="kubeforge-train-") as scratch:
@@ -355,6 +379,27 @@ def train_worker(config: TrainConfig) -> TrainResult:
     return result
 
 
+def _mean_over_ranks(total: float, count: int, world: int, device: torch.device) -> float:
+    """``total / count`` summed over all ranks (each rank saw its own shard of the epoch)."""
+    if world > 1:
+        both = torch.tensor([total, float(count)], dtype=torch.float64, device=device)
+        dist.all_reduce(both)
+        total, count = float(both[0]), int(both[1])
+    return total / max(count, 1)
+
+
+def _accuracy_on(model: nn.Module, x: np.ndarray, y: np.ndarray, device: torch.device) -> float:
+    """Top-1 accuracy of ``model`` (on ``device``) on ``x``; the model is left in eval mode."""
+    model.eval()
+    predicted = []
+    with torch.inference_mode():
+        for start in range(0, len(x), 8192):
+            chunk = torch.tensor(x[start : start + 8192], dtype=torch.float32, device=device)
+            predicted.append(model(chunk).argmax(dim=1).cpu().numpy())
+    hits = np.concatenate(predicted) == y if predicted else np.zeros(0, dtype=bool)
+    return round(float(hits.mean()), 6) if len(hits) else 0.0
+
+
 def _checkpoint(
     store: Store,
     model: nn.Module,
@@ -362,8 +407,12 @@ def _checkpoint(
     epoch: int,
     step: int,
     global_step: int,
+    history: list[dict[str, float]],
 ) -> None:
-    """Save the state after ``global_step`` optimizer steps; resume runs ``epoch`` from ``step``."""
+    """Save the state after ``global_step`` optimizer steps; resume runs ``epoch`` from ``step``.
+
+    The per-epoch history travels with it, so a resumed run's curve starts at epoch 1.
+    """
     buffer = io.BytesIO()
     state = {
         "model": model.state_dict(),
@@ -371,6 +420,7 @@ def _checkpoint(
         "epoch": epoch,
         "step": step,
         "global_step": global_step,
+        "history": history,
     }
     torch.save(state, buffer)
     store.write_bytes(f"{CHECKPOINTS}/step-{global_step}.pt", buffer.getvalue())

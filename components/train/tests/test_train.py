@@ -84,6 +84,54 @@ def test_resumes_from_the_last_checkpoint(
     assert (
         latest_checkpoint(Store(str(tmp_path))) == f"checkpoints/step-{second.optimizer_steps}.pt"
     )
+    # The per-epoch curve travels with the checkpoint: the resumed run's starts at epoch 1.
+    assert [p["epoch"] for p in second.history] == [1, 2, 3, 4, 5]
+    assert second.history[:3] == first.history
+    assert second.history[-1]["val_accuracy"] == pytest.approx(second.val_accuracy, abs=1e-6)
+
+
+def test_train_stage_logs_the_teacher_training_curve_to_its_mlflow_run(
+    digits_labelled: Path, digits_splits: Path, tmp_path: Path, mlflow_home: str
+) -> None:
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    from kubeforge.components.train.stage import run_train
+
+    class Artifact:
+        def __init__(self, path: Path) -> None:
+            self.path, self.uri = str(path), ""
+            self.metadata: dict[str, Any] = {}
+            self.logged: dict[str, float] = {}
+
+        def log_metric(self, name: str, value: float) -> None:
+            self.logged[name] = value
+
+    with mlflow.start_run() as parent:
+        pass  # the pipeline's run; the stage nests its own under it
+    run_train(
+        TrainParams.defaults(hidden="32", epochs=6, nproc=1),
+        str(digits_labelled / "train.parquet"),
+        str(digits_splits / "val.parquet"),
+        Artifact(tmp_path / "model.pt"),
+        Artifact(tmp_path / "metrics"),
+        mlflow_home,
+        parent.info.run_id,
+    )
+    client = MlflowClient(mlflow_home)
+    [run] = client.search_runs(
+        [parent.info.experiment_id], f"tags.mlflow.parentRunId = '{parent.info.run_id}'"
+    )
+    losses = client.get_metric_history(run.info.run_id, "epoch_train_loss")
+    accuracies = client.get_metric_history(run.info.run_id, "epoch_val_accuracy")
+    assert sorted(m.step for m in losses) == [1, 2, 3, 4, 5, 6]
+    assert sorted(m.step for m in accuracies) == [1, 2, 3, 4, 5, 6]
+    by_epoch = sorted((m.step, m.value) for m in losses)
+    assert by_epoch[-1][1] < by_epoch[0][1]  # the teacher learned something
+    png = client.download_artifacts(
+        run.info.run_id, "figures/teacher_training_curve.png", str(tmp_path)
+    )
+    assert Path(png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 @pytest.mark.slow
