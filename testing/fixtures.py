@@ -47,6 +47,7 @@ from kubeforge.testing.controlplane import (
     ControlPlane,
     build_binaries,
 )
+from kubeforge.testing.image import project_image  # noqa: F401 - a fixture
 from kubeforge.testing.kfp_contract import kfp_server  # noqa: F401 - a fixture
 from kubeforge.testing.modules import (
     CLUSTER_API_CRDS,  # noqa: F401 - tests import it from here
@@ -63,7 +64,7 @@ PYTORCHJOB_CRD = "pytorchjobs.kubeflow.org"
 # Fixtures that need binaries built from Go modules (control plane, helm) or Debian's Prometheus.
 _CLUSTER_FIXTURES = frozenset({"kube_bin_dir", "prometheus_bin"})
 # Fixtures of the real node (``make test-node``).
-_NODE_FIXTURES = frozenset({"real_node", "no_real_node", "import_image"})
+_NODE_FIXTURES = frozenset({"real_node", "no_real_node", "import_image", "project_image"})
 
 
 @pytest.hookimpl(tryfirst=True)  # before ``-m`` deselects by marker

@@ -1002,13 +1002,26 @@ class NodeHandle:
         """Start nothing yet."""
         self.plane = plane
         self.node: RunningNode | None = None
+        self._loaders: list[Callable[[RunningNode], None]] = []
 
     def ensure(self) -> str:
-        """Start the node unless it runs; return its name."""
+        """Start the node unless it runs (and run the :meth:`on_start` callbacks); its name."""
         if self.node is None or self.node.proc.poll() is not None:
             assert self.plane is not None
             self.node = start_node(self.plane)
+            for load in self._loaders:
+                load(self.node)
         return NODE_NAME
+
+    def on_start(self, load: Callable[[RunningNode], None]) -> None:
+        """Run ``load`` on the running node now and on every node started later.
+
+        For what a node's fresh containerd must hold (images imported into it).
+        """
+        self.ensure()
+        assert self.node is not None
+        load(self.node)
+        self._loaders.append(load)
 
     def import_image(self, archive: bytes | Path) -> None:
         """Import an image archive into the running node (see :meth:`RunningNode.import_image`)."""
