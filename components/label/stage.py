@@ -43,6 +43,7 @@ def run_label(
             mlflow.log_params(asdict(params))
             metrics: dict[str, float] = {
                 "gold_rows": report.gold_rows,
+                "human_rows": report.human_rows,  # labels spent: the run's cost reads both
                 "weak_rows": report.weak_rows,
                 "likely_label_errors": report.likely_label_errors,
             }

@@ -277,3 +277,46 @@ def test_budget_curve_skips_a_share_too_small_and_draws_the_rest(tmp_path: Path)
     assert measured[0]["gold_rows"] < measured[1]["gold_rows"]
     png = budget_figure(points, "wine", tmp_path / "curve.png")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_label_stage_logs_the_labels_it_spent_to_its_mlflow_run(
+    tmp_path: Path, mlflow_home: str
+) -> None:
+    """The run's cost reads gold and human-labelled rows from the label stage's MLflow run."""
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    from kubeforge.components.common.splits import write_split_frame
+    from kubeforge.components.label.labeling import row_ids
+    from kubeforge.components.label.stage import run_label
+
+    train, _, y = _split_of("wine")
+    write_split_frame(train.frame, tmp_path / "train.parquet", train)
+    ids = row_ids(train)
+    tasks = [
+        {
+            "data": {"row_id": ids[i]},
+            "annotations": [{"result": [{"value": {"choices": [str(y[i])]}}]}],
+        }
+        for i in (0, 1, 2)
+    ]
+    export = tmp_path / "export.json"
+    export.write_text(json.dumps(tasks))
+
+    class Artifact:
+        def __init__(self, name: str) -> None:
+            self.path = str(tmp_path / name)
+            self.metadata: dict[str, object] = {}
+
+    with mlflow.start_run() as parent:
+        pass
+    params = LabelParams.defaults(gold_budget=0.1, review_count=2, human_labels=str(export))
+    outputs = {name: Artifact(name) for name in ("data", "report", "review")}
+    run_label(params, str(tmp_path / "train.parquet"), outputs, mlflow_home, parent.info.run_id)
+    client = MlflowClient(mlflow_home)
+    [run] = client.search_runs(
+        [parent.info.experiment_id], f"tags.mlflow.parentRunId = '{parent.info.run_id}'"
+    )
+    report = json.loads(Path(outputs["report"].path).read_text())
+    assert run.data.metrics["human_rows"] == report["human_rows"] == 3
+    assert run.data.metrics["gold_rows"] == report["gold_rows"] > 0
