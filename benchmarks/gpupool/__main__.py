@@ -125,10 +125,20 @@ FAILURES_PER_NODE_HOUR = 0.01  # seeded node losses (spot reclaims, dead hosts)
 CHECKPOINT_INTERVAL_S = 1800.0
 
 
-def kubeforge_settings(settings: ClusterSettings) -> ClusterSettings:
-    """Kubeforge as shipped: queue-aware scale-down, empty nodes kept the observed boot time."""
+RUN_TIME_ERRORS = (0.25, 0.5)  # sensitivity: declared run times off by up to +/- this share
+
+
+def kubeforge_settings(settings: ClusterSettings, run_times_known: bool = True) -> ClusterSettings:
+    """Kubeforge as shipped: queue-aware scale-down, empty nodes kept the observed boot time.
+
+    With ``run_times_known`` the trace's jobs declare their run times (exact: the trace's
+    durations), so the planner knows when busy nodes free; without, it knows nothing of them.
+    """
     return dataclasses.replace(
-        settings, scale_down=ScaleDownPolicy.QUEUE_AWARE, learn_boot_time=True
+        settings,
+        scale_down=ScaleDownPolicy.QUEUE_AWARE,
+        learn_boot_time=True,
+        run_times_known=run_times_known,
     )
 
 
@@ -140,6 +150,11 @@ def cluster_autoscaler_defaults(settings: ClusterSettings) -> ClusterSettings:
         scale_down_delay_after_add_s=CA_DEFAULT_DELAY_AFTER_ADD_S,
         min_node_age_s=0.0,
     )
+
+
+def result_gpus_per_node(result: PolicyResult) -> float:
+    """GPUs per node of the run (ready GPU-hours over ready node-hours)."""
+    return result.ready_gpu_hours / result.ready_node_hours if result.ready_node_hours else 1.0
 
 
 def summary(result: PolicyResult, wall_s: float) -> dict[str, Any]:
@@ -174,6 +189,10 @@ def summary(result: PolicyResult, wall_s: float) -> dict[str, Any]:
         "idle_gpu_hours": round(result.idle_gpu_hours, 1),
         "partial_held_gpu_hours": round(result.partial_held_gpu_hours, 1),
         "empty_node_gpu_hours": round(result.empty_gpu_hours, 1),
+        "empty_breakdown_node_hours": {
+            k: round(v / result_gpus_per_node(result), 1)
+            for k, v in result.empty_breakdown_gpu_hours.items()
+        },
         "fragment_gpu_hours": round(
             result.idle_gpu_hours - result.empty_gpu_hours - result.partial_held_gpu_hours, 1
         ),
@@ -249,6 +268,8 @@ def _ratio(ours: float, base: float) -> str:
 def _label(name: str, row: dict[str, Any]) -> str:
     if name == "kubeforge":
         return f"Kubeforge ({row['binding']})"
+    if name == "kubeforge_run_times_unknown":
+        return f"Kubeforge, run times not declared ({row['binding']})"
     if name.startswith("kubeforge_"):
         return f"Kubeforge, other binding ({row['binding']})"
     return {
@@ -402,6 +423,7 @@ def dominance(ours: list[dict[str, Any]], base: list[dict[str, Any]]) -> list[di
                 "baseline_p95_min": point["wait_p95_min"],
                 "baseline_idle_gpu_hours": point["idle_gpu_hours"],
                 "kubeforge_idle_after_min": best["idle_after_min"] if best else None,
+                "kubeforge_config": best.get("config") if best else None,
                 "kubeforge_p95_min": best["wait_p95_min"] if best else None,
                 "kubeforge_idle_gpu_hours": best["idle_gpu_hours"] if best else None,
                 "reduction": reduction,
@@ -421,9 +443,17 @@ def run_scenario(scenario: Scenario, settings: ClusterSettings, binding: Binding
     static_nodes = min(settings.max_nodes, math.ceil(peak / per_node))
     other = next(b for b in GANG_BINDINGS if b is not binding)
     kf = kubeforge_settings(settings)
+    kf_blind = kubeforge_settings(settings, run_times_known=False)
     most, least = Scoring.MOST_ALLOCATED, Scoring.LEAST_ALLOCATED
     policies = [
         PolicySpec("kubeforge", Autoscaler.KUBEFORGE, binding, scoring=most, settings=kf),
+        PolicySpec(
+            "kubeforge_run_times_unknown",
+            Autoscaler.KUBEFORGE,
+            binding,
+            scoring=most,
+            settings=kf_blind,
+        ),
         PolicySpec(
             f"kubeforge_{other.value}", Autoscaler.KUBEFORGE, other, scoring=most, settings=kf
         ),
@@ -458,11 +488,35 @@ def run_scenario(scenario: Scenario, settings: ClusterSettings, binding: Binding
             settings=dataclasses.replace(settings, scale_down=ScaleDownPolicy.QUEUE_AWARE),
         ),
         PolicySpec(
-            "+ break-even: keep = observed boot time (shipped)",
+            "+ break-even: keep = observed boot time (shipped; run times not declared)",
+            Autoscaler.KUBEFORGE,
+            binding,
+            scoring=most,
+            settings=kf_blind,
+        ),
+        PolicySpec(
+            "+ run times declared: scale-up timing (wait for nodes freeing within a boot)",
+            Autoscaler.KUBEFORGE,
+            binding,
+            scoring=most,
+            settings=dataclasses.replace(kf, freeing_stands_in=False),
+        ),
+        PolicySpec(
+            "+ a node freeing within a boot stands in for a kept empty node (shipped)",
             Autoscaler.KUBEFORGE,
             binding,
             scoring=most,
             settings=kf,
+        ),
+        *(
+            PolicySpec(
+                f"shipped, declared run times off by up to +/-{error:.0%}",
+                Autoscaler.KUBEFORGE,
+                binding,
+                scoring=most,
+                settings=dataclasses.replace(kf, run_time_error=error),
+            )
+            for error in RUN_TIME_ERRORS
         ),
         PolicySpec(
             "shipped planner, default scheduler (LeastAllocated)",
@@ -498,6 +552,26 @@ def run_scenario(scenario: Scenario, settings: ClusterSettings, binding: Binding
                 f"kubeforge@{ia:.0f}",
                 Autoscaler.KUBEFORGE,
                 binding,
+                scoring=most,
+                settings=dataclasses.replace(kf, idle_after_s=ia),
+            )
+            for ia in SWEEP_IDLE_AFTER_S
+        ],
+        "kubeforge_run_times_unknown": [
+            PolicySpec(
+                f"kubeforge_blind@{ia:.0f}",
+                Autoscaler.KUBEFORGE,
+                binding,
+                scoring=most,
+                settings=dataclasses.replace(kf_blind, idle_after_s=ia),
+            )
+            for ia in SWEEP_IDLE_AFTER_S
+        ],
+        f"kubeforge_{other.value}": [
+            PolicySpec(
+                f"kubeforge_{other.value}@{ia:.0f}",
+                Autoscaler.KUBEFORGE,
+                other,
                 scoring=most,
                 settings=dataclasses.replace(kf, idle_after_s=ia),
             )
@@ -547,7 +621,8 @@ def run_scenario(scenario: Scenario, settings: ClusterSettings, binding: Binding
             ),
         )
         for policy in policies
-        if policy.name in ("kubeforge", "per_pod", "per_pod_most_allocated")
+        if policy.name
+        in ("kubeforge", "kubeforge_run_times_unknown", "per_pod", "per_pod_most_allocated")
     ]
     failure_rows = {}
     for policy in failing:
@@ -560,7 +635,7 @@ def run_scenario(scenario: Scenario, settings: ClusterSettings, binding: Binding
         }
     frontiers = {
         name: [
-            {"idle_after_min": ia / 60.0, **_frontier_point(run(policy))}
+            {"idle_after_min": ia / 60.0, "config": name, **_frontier_point(run(policy))}
             for ia, policy in zip(SWEEP_IDLE_AFTER_S, specs, strict=True)
         ]
         for name, specs in sweeps.items()
@@ -568,6 +643,11 @@ def run_scenario(scenario: Scenario, settings: ClusterSettings, binding: Binding
     print(f"  levers and sweeps: {len(levers) + sum(map(len, sweeps.values()))} runs", flush=True)
     return {
         "lower_bound_node_hours": round(bound, 1),
+        "lower_bound_parts": {
+            "busy_node_hours": round(busy_gpu_hours / per_node, 1),
+            "boot_node_hours": round(bound - busy_gpu_hours / per_node, 1),
+            "nodes_that_must_be_added": static_nodes,
+        },
         "levers": lever_rows,
         "node_failures": failure_rows,
         "frontiers": frontiers,
@@ -619,14 +699,79 @@ def print_failures(rows: dict[str, dict[str, Any]]) -> None:
     )
     print("|---|---|---|---|---|---|---|---|")
     for name, r in rows.items():
-        label = {"kubeforge": "Kubeforge: whole gang restarts"}.get(
-            name, f"{_label(name, r)}: lost pods replaced"
+        label = (
+            f"{_label(name, r)}: whole gang restarts"
+            if name.startswith("kubeforge")
+            else f"{_label(name, r)}: lost pods replaced"
         )
         print(
             f"| {label} | {r['nodes_failed']} | {r['jobs_interrupted']} | "
             f"{r['redone_gpu_hours']:.1f} | {r['partial_held_gpu_hours']:.1f} | "
             f"{r['idle_gpu_hours']:.1f} | {r['jobs_finished']} / {r['jobs']} | "
             f"{r['wait_p95_min']:.2f} |"
+        )
+
+
+def print_dominance(title: str, base: str, points: list[dict[str, Any]]) -> None:
+    """At each point of a baseline's frontier, Kubeforge's best at no worse p95 wait."""
+    print(
+        f"\n| {base} at idleAfter (min) | its p95 / idle GPU-h | {title}: best at no "
+        "worse p95: config, idleAfter, p95 / idle GPU-h | reduction |"
+    )
+    print("|---|---|---|---|")
+    for d in points:
+        ours = (
+            "none reaches it"
+            if d["kubeforge_idle_after_min"] is None
+            else f"{d['kubeforge_config']}, {d['kubeforge_idle_after_min']:.0f}, "
+            f"{d['kubeforge_p95_min']:.2f} / {d['kubeforge_idle_gpu_hours']:.1f}"
+        )
+        red = "—" if d["reduction"] is None else f"{d['reduction']:.1%}"
+        print(
+            f"| {d['baseline_idle_after_min']:.0f} | {d['baseline_p95_min']:.2f} / "
+            f"{d['baseline_idle_gpu_hours']:.1f} | {ours} | {red} |"
+        )
+
+
+BREAKDOWN = (
+    ("boot", "booting (bound: the nodes that must be added)"),
+    ("fresh_then_used", "booted, empty until its first pod"),
+    ("fresh_then_removed", "booted, removed unused"),
+    ("kept_then_used", "emptied, kept, used again"),
+    ("kept_then_removed", "emptied, kept, then removed"),
+    ("fragments", "free GPUs beside running pods"),
+    ("held", "held by half-placed jobs"),
+)
+
+
+def print_breakdown(result: dict[str, Any], rows: dict[str, dict[str, Any]]) -> None:
+    """Where each policy's node-hours above the busy node-hours go (node-hours)."""
+    parts = result["lower_bound_parts"]
+    busy = parts["busy_node_hours"]
+    print(
+        f"\nNode-hours paid above the busy node-hours ({busy:.1f} = busy GPU-hours / GPUs per "
+        f"node); the bound adds {parts['boot_node_hours']:.1f} node-hours of boot for the "
+        f"{parts['nodes_that_must_be_added']} nodes that must be added:\n"
+    )
+    print(
+        "| policy | node-h / bound | above busy | "
+        + " | ".join(label for _, label in BREAKDOWN)
+        + " |"
+    )
+    print("|---|---|---|" + "---|" * len(BREAKDOWN))
+    for name, r in rows.items():
+        per_node = r["busy_gpu_hours"] / busy if busy else 1.0
+        empty = r["empty_breakdown_node_hours"]
+        cells = {
+            "boot": f"{r['provisioning_node_hours']:.1f} ({parts['boot_node_hours']:.1f})",
+            **{k: f"{v:.1f}" for k, v in empty.items()},
+            "fragments": f"{r['fragment_gpu_hours'] / per_node:.1f}",
+            "held": f"{r['partial_held_gpu_hours'] / per_node:.1f}",
+        }
+        print(
+            f"| {_label(name, r)} | {r['bound_ratio']:.3f} | {r['node_hours'] - busy:.1f} | "
+            + " | ".join(cells[k] for k, _ in BREAKDOWN)
+            + " |"
         )
 
 
@@ -647,24 +792,12 @@ def print_frontiers(result: dict[str, Any]) -> None:
             for n in names
         ]
         print(f"| {ia / 60:.0f} | " + " | ".join(cells) + " |")
-    for base, points in result["dominance"].items():
-        print(
-            f"\n| {base} at idleAfter (min) | its p95 / idle GPU-h | Kubeforge's best at no "
-            "worse p95: idleAfter, p95 / idle GPU-h | reduction |"
-        )
-        print("|---|---|---|---|")
-        for d in points:
-            ours = (
-                "none reaches it"
-                if d["kubeforge_idle_after_min"] is None
-                else f"{d['kubeforge_idle_after_min']:.0f}, {d['kubeforge_p95_min']:.2f} / "
-                f"{d['kubeforge_idle_gpu_hours']:.1f}"
-            )
-            red = "—" if d["reduction"] is None else f"{d['reduction']:.1%}"
-            print(
-                f"| {d['baseline_idle_after_min']:.0f} | {d['baseline_p95_min']:.2f} / "
-                f"{d['baseline_idle_gpu_hours']:.1f} | {ours} | {red} |"
-            )
+    for title, key in (
+        ("Kubeforge (default binding, run times declared or not)", "dominance"),
+        ("Kubeforge, other binding", "dominance_other_binding"),
+    ):
+        for base, points in result[key].items():
+            print_dominance(title, base, points)
     kf, ca = result["policies"]["kubeforge"], result["policies"]["cluster_autoscaler_defaults"]
     print(
         "\nAt the Cluster Autoscaler's defaults (scale-down-unneeded-time 10 min, "
@@ -767,8 +900,15 @@ def main(argv: list[str] | None = None) -> int:
     for name in names:
         rows = results[name]["policies"]
         frontiers = results[name]["frontiers"]
+        # Kubeforge's frontier under its default scheduler binding: every idleAfter, with and
+        # without declared run times (the operator uses them only where jobs declare them).
+        ours = frontiers["kubeforge"] + frontiers["kubeforge_run_times_unknown"]
+        other = next(k for k in frontiers if k.startswith("kubeforge_gang"))
         results[name]["dominance"] = {
-            base: dominance(frontiers["kubeforge"], frontiers[base])
+            base: dominance(ours, frontiers[base]) for base in ("per_pod", "per_pod_most_allocated")
+        }
+        results[name]["dominance_other_binding"] = {
+            base: dominance(frontiers[other], frontiers[base])
             for base in ("per_pod", "per_pod_most_allocated")
         }
         results[name]["targets"] = targets(results[name], worst)
@@ -779,6 +919,7 @@ def main(argv: list[str] | None = None) -> int:
             "(busy GPU-hours / GPUs per node + boot time of the nodes the zero-wait peak adds)\n"
         )
         print(table(rows))
+        print_breakdown(results[name], {**rows, **results[name]["levers"]})
         print_levers(results[name]["levers"])
         print_failures(results[name]["node_failures"])
         print_frontiers(results[name])

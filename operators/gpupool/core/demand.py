@@ -23,6 +23,9 @@ JOBSET_NAME_LABEL = "jobset.sigs.k8s.io/jobset-name"
 REPLICATED_JOB_LABEL = "jobset.sigs.k8s.io/replicatedjob-name"
 TRAINJOB_GROUP = "trainer.kubeflow.org"
 TRAINING_POD_LABELS = (JOB_NAME_LABEL, JOBSET_NAME_LABEL)
+# Seconds a training pod is expected to run, declared on the job's pod template (the training
+# operator and JobSet copy template annotations to the pods).
+EXPECTED_RUNTIME = "kubeforge.io/expected-runtime-seconds"
 
 
 def is_trainjob(job: Mapping[str, Any]) -> bool:
@@ -137,6 +140,40 @@ def job_demand(
     )
 
 
+def expected_end(pod: Mapping[str, Any]) -> float | None:
+    """When a running pod is expected to end: its start time plus its declared run time.
+
+    None when the pod declares no (valid) run time or has not started.
+    """
+    declared = (pod.get("metadata", {}).get("annotations") or {}).get(EXPECTED_RUNTIME)
+    started = (pod.get("status") or {}).get("startTime")
+    if declared is None or not started:
+        return None
+    try:
+        seconds = float(declared)
+    except ValueError:
+        return None
+    if not seconds >= 0:  # negative or NaN
+        return None
+    return parse_rfc3339(started) + seconds
+
+
+def expected_free_at(live_pods: list[Mapping[str, Any]], resource: str) -> float | None:
+    """When every training pod on a node is expected to end; None if the planner cannot tell.
+
+    It cannot when a training pod declares no run time, or another pod holds GPUs there.
+    """
+    training = [p for p in live_pods if is_training_pod(p)]
+    if not training or any(
+        pod_gpus(p.get("spec", {}), resource) for p in live_pods if not is_training_pod(p)
+    ):
+        return None
+    ends = [expected_end(p) for p in training]
+    if any(end is None for end in ends):
+        return None
+    return max(end for end in ends if end is not None)
+
+
 def node_state(
     node: Mapping[str, Any],
     pods_on_node: Iterable[Mapping[str, Any]],
@@ -165,4 +202,5 @@ def node_state(
         busy=busy,
         idle_since=None if busy else idle_since,
         cordoned=bool(node.get("spec", {}).get("unschedulable")),
+        expected_free_at=expected_free_at(live, resource),
     )

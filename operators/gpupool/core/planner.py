@@ -33,9 +33,15 @@ class PoolPolicy:
     """The parts of a GPUNodePool spec the planner reads (defaults: the spec's, in api/).
 
     Attributes:
-        break_even_s: Under ``QUEUE_AWARE``, how long an empty node no queued gang uses is kept:
-            about what re-adding one costs (ski rental), the pool's observed boot time
-            (:class:`BootTimes`), never more than ``idle_after_s``. None: ``idle_after_s``.
+        break_even_s: The pool's observed boot time (:class:`BootTimes`); None before any
+            boot was seen. Under ``QUEUE_AWARE`` an empty node no queued gang uses is kept this
+            long (about what re-adding one costs: ski rental), never more than
+            ``idle_after_s`` (None: ``idle_after_s``). It is also how far ahead the planner
+            looks for busy nodes expected to free (:attr:`NodeState.expected_free_at`): a gang
+            they serve before a new node could boot waits for them instead of adding nodes.
+        freeing_stands_in: Under ``QUEUE_AWARE``, an empty node no queued gang uses goes at
+            once, without waiting out ``keep_empty_s``, while a busy node expected to free
+            within the boot time (and claimed by no queued gang) can serve a new gang as soon.
     """
 
     gpus_per_node: int
@@ -46,6 +52,7 @@ class PoolPolicy:
     min_node_age_s: float
     scale_down: ScaleDownPolicy = ScaleDownPolicy.IDLE_AFTER
     break_even_s: float | None = None
+    freeing_stands_in: bool = True
 
     @property
     def keep_empty_s(self) -> float:
@@ -101,6 +108,8 @@ class NodeState:
         busy: A pod of a non-terminal job runs on it.
         idle_since: Since when no such pod runs on it (None when busy).
         cordoned: Unschedulable (draining).
+        expected_free_at: When every pod on it is expected to end, from the run times its jobs
+            declare; None when any of them declares none (the planner then cannot tell).
     """
 
     name: str
@@ -111,6 +120,7 @@ class NodeState:
     busy: bool = False
     idle_since: float | None = None
     cordoned: bool = False
+    expected_free_at: float | None = None
 
 
 @dataclass(frozen=True)
@@ -244,6 +254,7 @@ def plan(snapshot: Snapshot, policy: PoolPolicy, now: float) -> PoolPlan:
     reasons: list[str] = []
     add = 0
     order = sorted(snapshot.jobs, key=lambda j: (-j.priority, j.created_at, j.key))
+    freeing = _freeing_nodes(active, policy, now)
     for job in order:
         if not job.unbound_pod_gpus:
             continue
@@ -266,6 +277,20 @@ def plan(snapshot: Snapshot, policy: PoolPolicy, now: float) -> PoolPlan:
             continue
         # How many fresh nodes make the whole gang fit, given what is free already?
         extra, placed = bins.nodes_to_add(job.unbound_pod_gpus)
+        if extra <= freeing:
+            # Busy nodes expected to free before a new node could boot serve it sooner.
+            freeing -= extra
+            bins.counts = placed
+            verdicts.append(
+                JobVerdict(
+                    job.key,
+                    job.gpus,
+                    Placement.WAITING,
+                    f"waits for {extra} node(s) whose jobs are expected to end within the "
+                    f"observed boot time ({policy.break_even_s:.0f}s): sooner than new nodes",
+                )
+            )
+            continue
         if total + add + extra > policy.max_nodes:
             verdicts.append(
                 JobVerdict(
@@ -306,7 +331,9 @@ def plan(snapshot: Snapshot, policy: PoolPolicy, now: float) -> PoolPlan:
         )
 
     if policy.scale_down is ScaleDownPolicy.QUEUE_AWARE:
-        return _queue_aware_scale_down(snapshot, policy, now, bins, order, verdicts, reasons)
+        return _queue_aware_scale_down(
+            snapshot, policy, now, bins, order, verdicts, reasons, freeing
+        )
     # Nothing to add: look for idle nodes to give back, never below minNodes.
     reserved = bool(in_flight) or any(v.placement is Placement.WAITING for v in verdicts)
     removable = [
@@ -348,6 +375,21 @@ def plan(snapshot: Snapshot, policy: PoolPolicy, now: float) -> PoolPlan:
     return PoolPlan(Decision.NOOP, total, tuple(reasons), tuple(verdicts))
 
 
+def _freeing_nodes(active: list[NodeState], policy: PoolPolicy, now: float) -> int:
+    """Busy whole nodes expected to free before a node asked for now would be GPU-ready."""
+    boot = policy.break_even_s
+    if boot is None:
+        return 0
+    return sum(
+        1
+        for n in active
+        if n.gpu_ready
+        and n.allocatable_gpus >= policy.gpus_per_node
+        and n.expected_free_at is not None
+        and now < n.expected_free_at <= now + boot
+    )
+
+
 def _queue_aware_scale_down(
     snapshot: Snapshot,
     policy: PoolPolicy,
@@ -356,12 +398,16 @@ def _queue_aware_scale_down(
     order: list[JobDemand],
     verdicts: list[JobVerdict],
     reasons: list[str],
+    freeing: int,
 ) -> PoolPlan:
     """Give back empty nodes no queued gang would use, cordoning and removing them at once.
 
     ``bins`` already holds the gangs that fit or wait for nodes in flight; the gangs waiting for
     capacity are placed on what is left (opening fresh nodes where they must), so the empty
-    nodes still whole afterwards are the ones nobody in the queue uses.
+    nodes still whole afterwards are the ones nobody in the queue uses. Such a node is kept for
+    :attr:`PoolPolicy.keep_empty_s` in case a new gang comes, unless one of the ``freeing``
+    busy nodes (expected to free before a new node could boot, claimed by no queued gang) would
+    serve that gang as soon: then it goes at once.
     """
     total = len(snapshot.nodes)
     waiting_for_capacity = {
@@ -382,16 +428,22 @@ def _queue_aware_scale_down(
     used_whole = max(0, whole - bins.counts[per_node])
     keep = min(len(empty), used_whole)
     keep_s = policy.keep_empty_s
-    candidates = sorted(
+    old_enough = sorted(
         (
             n
             for n in empty
-            if now - n.created_at >= policy.min_node_age_s
-            and n.idle_since is not None
-            and now - n.idle_since >= keep_s
+            if now - n.created_at >= policy.min_node_age_s and n.idle_since is not None
         ),
         key=lambda n: (n.idle_since or 0.0, n.name),
     )
+    replaced = 0
+    candidates = []
+    for n in old_enough:
+        if now - (n.idle_since or now) >= keep_s:
+            candidates.append(n)
+        elif policy.freeing_stands_in and replaced < freeing:
+            replaced += 1  # a node freeing soon stands in for it
+            candidates.append(n)
     # The queue keeps the most recently idle of the empty nodes; the longest idle go first.
     spare = len(empty) - keep
     drain = [n.name for n in candidates[: max(0, spare)]]

@@ -123,6 +123,12 @@ class ClusterSettings:
             under every policy; 0 for none.
         checkpoint_interval_s: A job saves its progress this often; an interrupted run redoes
             the work since its last save (0: no checkpoints, it redoes the whole run).
+        run_times_known: Jobs declare their expected run time (the ``kubeforge.io/expected-
+            runtime`` annotation), so Kubeforge's planner sees when each busy node should free.
+            Off: it knows nothing of running jobs' ends, as without the annotation.
+        run_time_error: The declared run time is the true one times a factor drawn per job,
+            uniformly in ``1 +/- run_time_error`` (seeded): 0 is a perfect estimate.
+        freeing_stands_in: :attr:`PoolPolicy.freeing_stands_in` (a lever, on as shipped).
     """
 
     gpus_per_node: int = 8
@@ -140,6 +146,9 @@ class ClusterSettings:
     scale_down_delay_after_add_s: float = 0.0
     node_failures_per_node_hour: float = 0.0
     checkpoint_interval_s: float = 1800.0
+    run_times_known: bool = False
+    run_time_error: float = 0.0
+    freeing_stands_in: bool = True
 
     def pool_policy(self) -> PoolPolicy:
         """The GPUNodePool policy the planner gets."""
@@ -151,6 +160,7 @@ class ClusterSettings:
             idle_after_s=self.idle_after_s,
             min_node_age_s=self.min_node_age_s,
             scale_down=self.scale_down,
+            freeing_stands_in=self.freeing_stands_in,
         )
 
     def lifetime(self, index: int) -> float:
@@ -159,6 +169,13 @@ class ClusterSettings:
             return math.inf
         rng = random.Random(self.seed * 7_919 + index + 1_000_000_007)
         return rng.expovariate(self.node_failures_per_node_hour / 3600.0)
+
+    def run_time_estimate(self, index: int) -> float:
+        """Declared / true run time of job number ``index``: the same under every policy."""
+        if self.run_time_error <= 0:
+            return 1.0
+        draw = random.Random(self.seed * 15_485_863 + index + 7).random()
+        return 1.0 + self.run_time_error * (2.0 * draw - 1.0)
 
     def provision_delay(self, index: int) -> float:
         """The delay of node number ``index``: the same under every policy of a run."""
@@ -180,6 +197,8 @@ class PolicyResult:
         idle_gpu_hours: GPU-ready GPU-hours not used by a running job.
         partial_held_gpu_hours: The part of them held by pods of jobs not started yet.
         empty_gpu_hours: The part of them on nodes with no pod bound (cordoned included).
+        empty_breakdown_gpu_hours: ``empty_gpu_hours`` split by how each empty stretch of a node
+            began and ended (:data:`EMPTY_KINDS`).
         node_hours: Node-hours from asking for each node to removing it.
         decision_seconds: Wall-clock time of every ``plan`` call (Kubeforge policy only).
         decisions: How many decisions of each kind the autoscaler made.
@@ -229,6 +248,7 @@ class PolicyResult:
     nodes_failed: int = 0
     jobs_interrupted: int = 0
     redone_gpu_hours: float = 0.0
+    empty_breakdown_gpu_hours: dict[str, float] = field(default_factory=dict)
 
     @property
     def jobs_unfinished(self) -> int:
@@ -251,6 +271,15 @@ class PolicyResult:
         return self.busy_gpu_hours / self.ready_gpu_hours if self.ready_gpu_hours else 0.0
 
 
+# How a stretch of time a GPU-ready node spends with no pod began and ended.
+EMPTY_KINDS: dict[str, str] = {
+    "fresh_then_used": "booted, waited for its first pod (a gang's other nodes, the scheduler)",
+    "fresh_then_removed": "booted and removed without ever running a pod",
+    "kept_then_used": "kept empty after its last pod left, then used again",
+    "kept_then_removed": "kept empty after its last pod left, then removed (cordon included)",
+    "at_end": "still empty when the run ended",
+}
+
 _FINISH, _FAIL, _READY, _ARRIVE, _TICK = range(5)  # order of events at the same instant
 
 
@@ -265,6 +294,8 @@ class _Node:
     free: int = 0
     pods: int = 0
     idle_since: float | None = None
+    served: bool = False  # a pod has been bound to it since it became GPU-ready
+    jobs: dict[int, int] = field(default_factory=dict)  # pods bound to it, per job index
     view: NodeState | None = None  # the planner's view, rebuilt only after a change
 
 
@@ -278,6 +309,7 @@ class _Job:
     first_start: float | None = None
     remaining_s: float | None = None  # after an interruption: what is left to run
     finish_at: float | None = None
+    expected_end: float | None = None  # what the operator expects (its run-time estimate)
     demand: JobDemand | None = None  # the planner's view, rebuilt only after a change
 
 
@@ -326,6 +358,7 @@ class _Simulation:
         self.clock = 0.0
         self.node_s = self.ready_node_s = 0.0
         self.ready_gpu_s = self.running_gpu_s = self.held_gpu_s = self.empty_gpu_s = 0.0
+        self.empty_kind_s = dict.fromkeys(EMPTY_KINDS, 0.0)
         self.node_count = self.ready_nodes = 0
         self.ready_gpus = self.running_gpus = self.held_gpus = 0
         self.peak_nodes = self.nodes_added = self.nodes_removed = 0
@@ -417,7 +450,7 @@ class _Simulation:
                 self.unindex_free(node)
             self.ready_gpus -= node.gpus
             self.ready_nodes -= 1
-            self.empty.pop(node.index, None)
+            self.end_empty(node, used=False)
         del self.nodes[node.index]
         del self.by_name[node.name]
         self.node_count -= 1
@@ -440,13 +473,22 @@ class _Simulation:
         node.free -= gpus
         self.index_free(node)
 
+    def end_empty(self, node: _Node, used: bool) -> None:
+        """Book the empty stretch of ``node`` that ends now (by a pod bound or its removal)."""
+        if self.empty.pop(node.index, None) is None or node.idle_since is None:
+            return
+        kind = ("kept" if node.served else "fresh") + ("_then_used" if used else "_then_removed")
+        self.empty_kind_s[kind] += (self.clock - node.idle_since) * node.gpus
+
     def bind(self, job: _Job, pod: int, node: _Node) -> None:
         job.bound[pod] = node
         job.demand = None
+        self.end_empty(node, used=True)
         node.pods += 1
+        node.jobs[job.trace.index] = node.jobs.get(job.trace.index, 0) + 1
+        node.served = True
         node.idle_since = None
         node.view = None
-        self.empty.pop(node.index, None)
 
     def try_gang(self, job: _Job) -> bool:
         pods = job.trace.pods
@@ -494,6 +536,11 @@ class _Simulation:
         self.running_gpus += job.trace.gpus
         left = job.trace.duration_s if job.remaining_s is None else job.remaining_s
         job.finish_at = now + left
+        if self.settings.run_times_known:
+            job.expected_end = now + left * self.settings.run_time_estimate(job.trace.index)
+            for node in job.bound:
+                if node is not None:
+                    node.view = None
         self.push(job.finish_at, _FINISH, job.trace.index)
 
     def unbind(self, job: _Job, pod: int, now: float, failed: _Node) -> None:
@@ -503,10 +550,13 @@ class _Simulation:
         job.demand = None
         if node is failed:
             return
-        self.release(node, job.trace.pods[pod], now)
+        self.release(node, job, job.trace.pods[pod], now)
 
-    def release(self, node: _Node, gpus: int, now: float) -> None:
-        """One pod of ``gpus`` GPUs leaves ``node``; an emptied node starts its idle time."""
+    def release(self, node: _Node, job: _Job, gpus: int, now: float) -> None:
+        """One pod of ``gpus`` GPUs of ``job`` leaves ``node``; an emptied node starts its idle."""
+        left = node.jobs.pop(job.trace.index) - 1
+        if left:
+            node.jobs[job.trace.index] = left
         if not node.cordoned:
             self.unindex_free(node)
         node.free += gpus
@@ -565,7 +615,7 @@ class _Simulation:
         for pod, node in enumerate(job.bound):
             if node is None:
                 raise SimulationError(f"{job.trace.name} ran without all its pods bound")
-            self.release(node, job.trace.pods[pod], now)
+            self.release(node, job, job.trace.pods[pod], now)
         self.capacity_grew = True
 
     def hold(self, job: _Job) -> list[tuple[_Node, int]]:
@@ -644,8 +694,18 @@ class _Simulation:
                 busy=node.pods > 0,
                 idle_since=node.idle_since if node.pods == 0 else None,
                 cordoned=node.cordoned,
+                expected_free_at=self.expected_free_at(node),
             )
         return node.view
+
+    def expected_free_at(self, node: _Node) -> float | None:
+        """When the operator expects every pod on ``node`` to end; None if it cannot tell."""
+        if not self.settings.run_times_known or not node.jobs:
+            return None
+        ends = [self.jobs[index].expected_end for index in node.jobs]
+        if any(end is None for end in ends):
+            return None
+        return max(end for end in ends if end is not None)
 
     def job_view(self, job: _Job) -> JobDemand:
         if job.demand is None:
@@ -800,6 +860,9 @@ class _Simulation:
         )
 
     def result(self) -> PolicyResult:
+        for node in self.empty.values():
+            if node.idle_since is not None:
+                self.empty_kind_s["at_end"] += (self.clock - node.idle_since) * node.gpus
         started = [j for j in self.jobs if j.first_start is not None]
         partial = [
             j
@@ -851,6 +914,7 @@ class _Simulation:
             nodes_failed=self.nodes_failed,
             jobs_interrupted=self.jobs_interrupted,
             redone_gpu_hours=self.redone_gpu_s / 3600.0,
+            empty_breakdown_gpu_hours={k: v / 3600.0 for k, v in self.empty_kind_s.items()},
         )
 
 

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from kubeforge.operators.gpupool.core.demand import job_demand, node_state
+from typing import Any
+
+import pytest
+
+from kubeforge.operators.clock import parse_rfc3339
+from kubeforge.operators.gpupool.core.demand import EXPECTED_RUNTIME, job_demand, node_state
 from kubeforge.testing.builders import GPU, PyTorchJobBuilder, node, pytorchjob, training_pod
 
 
@@ -59,3 +64,43 @@ def test_node_is_gpu_ready_only_when_gpus_are_advertised() -> None:
     done = training_pod("llm").on("n1").phase("Succeeded").obj()
     idle = node_state(ready, [done], 5.0, GPU)
     assert not idle.busy and idle.allocated_gpus == 0 and idle.idle_since == 5.0
+
+
+STARTED = "2026-12-02T10:00:00Z"
+
+
+def declaring(
+    pod: dict[str, Any], seconds: str | None, started: str | None = STARTED
+) -> dict[str, Any]:
+    """``pod`` as started at ``started`` with the declared run time its template gave it."""
+    if seconds is not None:
+        pod["metadata"].setdefault("annotations", {})[EXPECTED_RUNTIME] = seconds
+    if started is not None:
+        pod["status"]["startTime"] = started
+    return pod
+
+
+@pytest.mark.parametrize(
+    ("runtimes", "free_in"),
+    [
+        (("3600", "5400"), 5400.0),  # the last pod to end frees the node
+        (("3600", None), None),  # one pod declares nothing: the planner cannot tell
+        (("3600", "soon"), None),  # not a number of seconds
+        (("3600", "-5"), None),
+    ],
+    ids=["both-declared", "one-undeclared", "not-a-number", "negative"],
+)
+def test_a_node_frees_when_its_training_pods_are_expected_to_end(
+    runtimes: tuple[str | None, str | None], free_in: float | None
+) -> None:
+    ready = node("n1").created().allocatable(cpu="16").gpus(8).obj()
+    pods = [declaring(training_pod("llm").on("n1").gpus(4).obj(), r) for r in runtimes]
+    state = node_state(ready, pods, None, GPU)
+    start = parse_rfc3339(STARTED)
+    assert state.expected_free_at == (None if free_in is None else start + free_in)
+
+
+def test_a_pod_not_started_yet_has_no_expected_end() -> None:
+    ready = node("n1").created().allocatable(cpu="16").gpus(8).obj()
+    pod = declaring(training_pod("llm").on("n1").obj(), "3600", started=None)
+    assert node_state(ready, [pod], None, GPU).expected_free_at is None

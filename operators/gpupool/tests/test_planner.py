@@ -213,3 +213,63 @@ def test_boot_times_are_learnt_from_nodes_seen_booting_then_ready() -> None:
     boots.observe((NodeState("c", 0.0, True, 8),), 500.0)
     assert sorted(boots.seen) == [240.0, 300.0]
     assert boots.estimate_s == 300.0
+
+
+def freeing(name: str, in_s: float | None) -> NodeState:
+    """A full, busy node whose pods are expected to end ``in_s`` from now (None: undeclared)."""
+    return replace(
+        ready(name, allocated=8, busy=True),
+        expected_free_at=None if in_s is None else NOW + in_s,
+    )
+
+
+LOOKING_AHEAD = replace(QUEUE_AWARE, max_nodes=10, break_even_s=240.0)
+
+
+@pytest.mark.parametrize(
+    ("ends_in", "added", "placement"),
+    [
+        ((60.0, 200.0), 0, Placement.WAITING),  # both free before a new node boots: wait
+        ((60.0, 400.0), 2, Placement.NEEDS_NODES),  # one frees too late: new nodes
+        ((60.0, None), 2, Placement.NEEDS_NODES),  # a job declares no run time: new nodes
+        ((-30.0, 60.0), 2, Placement.NEEDS_NODES),  # overdue: its end is unknown now
+    ],
+    ids=["both-in-time", "one-too-late", "undeclared", "overdue"],
+)
+def test_a_gang_waits_for_busy_nodes_that_free_before_new_ones_could_boot(
+    ends_in: tuple[float | None, float | None], added: int, placement: Placement
+) -> None:
+    nodes = tuple(freeing(f"b{i}", t) for i, t in enumerate(ends_in))
+    p = plan(Snapshot(nodes, (job("gang", 8, 8),)), LOOKING_AHEAD, NOW)
+    assert p.add_nodes == added
+    assert verdict(p, "gang").placement is placement
+
+
+def test_nodes_freeing_in_time_serve_the_queue_in_order_and_are_not_counted_twice() -> None:
+    # One node frees within the boot time: the older gang waits for it, the younger one gets
+    # a new node; without declared run times (no boot seen yet) both get new nodes.
+    nodes = (freeing("b1", 60.0),)
+    jobs = (job("old", 8, created=1), job("young", 8, created=2))
+    p = plan(Snapshot(nodes, jobs), LOOKING_AHEAD, NOW)
+    assert verdict(p, "old").placement is Placement.WAITING
+    assert verdict(p, "young").placement is Placement.NEEDS_NODES
+    assert p.add_nodes == 1
+    blind = plan(Snapshot(nodes, jobs), replace(LOOKING_AHEAD, break_even_s=None), NOW)
+    assert blind.add_nodes == 2
+
+
+def test_an_empty_node_goes_at_once_when_a_busy_node_freeing_in_time_stands_in_for_it() -> None:
+    # Within the break-even the empty node is kept, unless a node no queued gang claims
+    # frees within the boot time: it serves the next gang as soon, so the empty one goes.
+    empty = ready("e", idle_for=60)
+    kept = plan(Snapshot((empty, freeing("b", None)), ()), LOOKING_AHEAD, NOW)
+    assert kept.decision is Decision.NOOP
+    gone = plan(Snapshot((empty, freeing("b", 100.0)), ()), LOOKING_AHEAD, NOW)
+    assert gone.decision is Decision.SCALE_DOWN and gone.nodes_to_remove == ("e",)
+    off = replace(LOOKING_AHEAD, freeing_stands_in=False)
+    assert plan(Snapshot((empty, freeing("b", 100.0)), ()), off, NOW).decision is Decision.NOOP
+    # A queued gang claims the freeing node: the empty node is no longer spare-able for it.
+    claimed = plan(
+        Snapshot((empty, freeing("b", 100.0)), (job("g", 8, 8, created=1),)), LOOKING_AHEAD, NOW
+    )
+    assert claimed.decision is Decision.NOOP and claimed.add_nodes == 0
