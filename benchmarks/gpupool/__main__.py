@@ -52,6 +52,17 @@ REPEATS = 100  # timed planner calls per worst-case snapshot
 RESULTS = Path(__file__).resolve().parent.parent / "results"
 
 
+SCHEDSTAT = Path("/proc/thread-self/schedstat")  # Linux: ns on a CPU, ns runnable but waiting
+
+
+def run_queue_wait_s() -> float:
+    """Seconds this thread has been runnable but waiting for a CPU (NaN off Linux)."""
+    try:
+        return int(SCHEDSTAT.read_text().split()[1]) / 1e9
+    except (OSError, IndexError, ValueError):
+        return math.nan
+
+
 def worst_case_decisions(
     trace: tuple[TraceJob, ...],
     nodes: int,
@@ -60,12 +71,15 @@ def worst_case_decisions(
     max_nodes: int,
     repeats: int,
     seed: int,
-) -> tuple[list[float], list[float]]:
+) -> tuple[list[float], list[float], list[float]]:
     """Time ``plan`` on ``nodes`` ready, fragmented nodes and ``jobs`` pending gangs at once.
 
-    Returns wall-clock and thread CPU seconds of each call (the machine may be shared).
+    Returns wall-clock, thread CPU and run-queue wait seconds of each call (the machine may be
+    shared: wall clock is about CPU time plus the time the thread waited for a free core).
     """
     rng = random.Random(seed)
+    ends = random.Random(seed + 1)  # busy nodes declare when they free: 0-20 min from now
+    now = 10_000.0
     states = []
     for i in range(nodes):
         used = rng.choice([0, 1, 2, 4, 6, 7, 8, 8, 8, 8])
@@ -78,6 +92,7 @@ def worst_case_decisions(
                 used,
                 busy=used > 0,
                 idle_since=None if used else 0.0,
+                expected_free_at=now + ends.uniform(0.0, 1200.0) if used else None,
             )
         )
     shapes = [j.pods for j in trace] or [(gpus_per_node,)]
@@ -89,21 +104,37 @@ def worst_case_decisions(
     pool = kubeforge_settings(
         ClusterSettings(gpus_per_node=gpus_per_node, max_nodes=max_nodes, max_in_flight=max_nodes)
     )
-    policy = pool.pool_policy()
-    wall, cpu = [], []
+    policy = dataclasses.replace(pool.pool_policy(), break_even_s=240.0)  # a boot seen
+    wall, cpu, queued = [], [], []
     gc.collect()
     for _ in range(repeats):
+        waited = run_queue_wait_s()
         started, cpu_started = time.perf_counter(), time.thread_time()
-        plan(snapshot, policy, 10_000.0)
+        plan(snapshot, policy, now)
         wall.append(time.perf_counter() - started)
         cpu.append(time.thread_time() - cpu_started)
-    return wall, cpu
+        queued.append(run_queue_wait_s() - waited)
+    return wall, cpu, queued
 
 
-def timing(wall: Sequence[float], cpu: Sequence[float]) -> dict[str, float]:
-    """p50/p99/max of decision times in milliseconds: wall clock, and thread CPU time."""
+def timing(
+    wall: Sequence[float], cpu: Sequence[float], queued: Sequence[float] = ()
+) -> dict[str, float]:
+    """p50/p99/max of decision times in milliseconds: wall clock, thread CPU time, and (where
+    measured) the time the thread waited for a core, the p99 wall clock's share of it included.
+    """
     ms = [s * 1000.0 for s in wall]
     cpu_ms = [s * 1000.0 for s in cpu]
+    extra: dict[str, float] = {}
+    if queued:
+        queued_ms = [s * 1000.0 for s in queued]
+        slowest = sorted(range(len(ms)), key=ms.__getitem__)[max(0, math.ceil(0.99 * len(ms)) - 1)]
+        extra = {
+            "run_queue_wait_p50_ms": round(percentile(queued_ms, 50), 3),
+            "run_queue_wait_p99_ms": round(percentile(queued_ms, 99), 3),
+            "p99_call_cpu_ms": round(cpu_ms[slowest], 3),
+            "p99_call_run_queue_wait_ms": round(queued_ms[slowest], 3),
+        }
     return {
         "count": len(ms),
         "p50_ms": round(percentile(ms, 50), 3),
@@ -111,6 +142,7 @@ def timing(wall: Sequence[float], cpu: Sequence[float]) -> dict[str, float]:
         "max_ms": round(max(ms), 3) if ms else math.nan,
         "cpu_p50_ms": round(percentile(cpu_ms, 50), 3),
         "cpu_p99_ms": round(percentile(cpu_ms, 99), 3),
+        **extra,
     }
 
 
@@ -126,6 +158,11 @@ CHECKPOINT_INTERVAL_S = 1800.0
 
 
 RUN_TIME_ERRORS = (0.25, 0.5)  # sensitivity: declared run times off by up to +/- this share
+
+
+def other_binding(binding: Binding) -> Binding:
+    """The gang binding run beside the default one."""
+    return next(b for b in GANG_BINDINGS if b is not binding)
 
 
 def kubeforge_settings(settings: ClusterSettings, run_times_known: bool = True) -> ClusterSettings:
@@ -441,7 +478,7 @@ def run_scenario(scenario: Scenario, settings: ClusterSettings, binding: Binding
     capacity = settings.max_nodes * per_node
     above = overload(trace, capacity)
     static_nodes = min(settings.max_nodes, math.ceil(peak / per_node))
-    other = next(b for b in GANG_BINDINGS if b is not binding)
+    other = other_binding(binding)
     kf = kubeforge_settings(settings)
     kf_blind = kubeforge_settings(settings, run_times_known=False)
     most, least = Scoring.MOST_ALLOCATED, Scoring.LEAST_ALLOCATED
@@ -567,6 +604,17 @@ def run_scenario(scenario: Scenario, settings: ClusterSettings, binding: Binding
             )
             for ia in SWEEP_IDLE_AFTER_S
         ],
+        # spec.scaleDown.policy IdleAfter: every empty node waits out idleAfter.
+        "kubeforge_idle_after_policy": [
+            PolicySpec(
+                f"kubeforge_idle_after_policy@{ia:.0f}",
+                Autoscaler.KUBEFORGE,
+                binding,
+                scoring=most,
+                settings=dataclasses.replace(settings, idle_after_s=ia),
+            )
+            for ia in SWEEP_IDLE_AFTER_S
+        ],
         f"kubeforge_{other.value}": [
             PolicySpec(
                 f"kubeforge_{other.value}@{ia:.0f}",
@@ -574,6 +622,16 @@ def run_scenario(scenario: Scenario, settings: ClusterSettings, binding: Binding
                 other,
                 scoring=most,
                 settings=dataclasses.replace(kf, idle_after_s=ia),
+            )
+            for ia in SWEEP_IDLE_AFTER_S
+        ],
+        f"kubeforge_{other.value}_run_times_unknown": [
+            PolicySpec(
+                f"kubeforge_{other.value}_blind@{ia:.0f}",
+                Autoscaler.KUBEFORGE,
+                other,
+                scoring=most,
+                settings=dataclasses.replace(kf_blind, idle_after_s=ia),
             )
             for ia in SWEEP_IDLE_AFTER_S
         ],
@@ -793,8 +851,11 @@ def print_frontiers(result: dict[str, Any]) -> None:
         ]
         print(f"| {ia / 60:.0f} | " + " | ".join(cells) + " |")
     for title, key in (
-        ("Kubeforge (default binding, run times declared or not)", "dominance"),
-        ("Kubeforge, other binding", "dominance_other_binding"),
+        (
+            "Kubeforge (default binding; QueueAware with or without run times, or IdleAfter)",
+            "dominance",
+        ),
+        ("Kubeforge, other binding (run times declared or not)", "dominance_other_binding"),
     ):
         for base, points in result[key].items():
             print_dominance(title, base, points)
@@ -901,14 +962,24 @@ def main(argv: list[str] | None = None) -> int:
         rows = results[name]["policies"]
         frontiers = results[name]["frontiers"]
         # Kubeforge's frontier under its default scheduler binding: every idleAfter, with and
-        # without declared run times (the operator uses them only where jobs declare them).
-        ours = frontiers["kubeforge"] + frontiers["kubeforge_run_times_unknown"]
-        other = next(k for k in frontiers if k.startswith("kubeforge_gang"))
+        # without declared run times (the operator uses them only where jobs declare them), and
+        # the IdleAfter scale-down policy.
+        ours = (
+            frontiers["kubeforge"]
+            + frontiers["kubeforge_run_times_unknown"]
+            + frontiers["kubeforge_idle_after_policy"]
+        )
+        theirs = [
+            point
+            for key, points in frontiers.items()
+            if key.startswith(f"kubeforge_{other_binding(binding).value}")
+            for point in points
+        ]
         results[name]["dominance"] = {
             base: dominance(ours, frontiers[base]) for base in ("per_pod", "per_pod_most_allocated")
         }
         results[name]["dominance_other_binding"] = {
-            base: dominance(frontiers[other], frontiers[base])
+            base: dominance(theirs, frontiers[base])
             for base in ("per_pod", "per_pod_most_allocated")
         }
         results[name]["targets"] = targets(results[name], worst)
@@ -924,8 +995,11 @@ def main(argv: list[str] | None = None) -> int:
         print_failures(results[name]["node_failures"])
         print_frontiers(results[name])
 
-    print("\n| planner decision time (ms) | calls | p50 | p99 | max | CPU p50 | CPU p99 |")
-    print("|---|---|---|---|---|---|---|")
+    print(
+        "\n| planner decision time (ms) | calls | p50 | p99 | max | CPU p50 | CPU p99 | "
+        "waiting for a core p50 / p99 | the p99 call: CPU + waiting |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|")
     timings = [
         (f"snapshots of the `{n}` run (Kubeforge policy)", results[n]["policies"]["kubeforge"])
         for n in names
@@ -935,9 +1009,15 @@ def main(argv: list[str] | None = None) -> int:
         (f"worst case: {nodes} fragmented nodes, {worst_jobs} gangs, at maxNodes", worst_at_cap),
         (f"worst case: {nodes} fragmented nodes, {worst_jobs} gangs, room to grow", worst_growing),
     ]:
+        waits = (
+            f"{t['run_queue_wait_p50_ms']:.2f} / {t['run_queue_wait_p99_ms']:.2f} | "
+            f"{t['p99_call_cpu_ms']:.2f} + {t['p99_call_run_queue_wait_ms']:.2f}"
+            if "run_queue_wait_p99_ms" in t
+            else "— | —"
+        )
         print(
             f"| {label} | {t['count']} | {t['p50_ms']:.2f} | {t['p99_ms']:.2f} | "
-            f"{t['max_ms']:.2f} | {t['cpu_p50_ms']:.2f} | {t['cpu_p99_ms']:.2f} |"
+            f"{t['max_ms']:.2f} | {t['cpu_p50_ms']:.2f} | {t['cpu_p99_ms']:.2f} | {waits} |"
         )
 
     print("\n| target | " + " | ".join(f"`{n}`: measured | met" for n in names) + " |")
