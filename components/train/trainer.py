@@ -22,19 +22,23 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
-import torch.distributed as dist
-from prometheus_client import CollectorRegistry, Counter, start_http_server
-from torch import nn
 
-from kubeforge.components.common.model import Classifier, ModelSpec, accuracy, save
 from kubeforge.components.common.params import StageParams, parse_hidden
 from kubeforge.components.common.splits import load_split
 from kubeforge.components.train.store import Store, fetch, is_remote, join
 from kubeforge.core.errors import KubeforgeError
+
+if TYPE_CHECKING:
+    import torch
+    from prometheus_client import Counter
+    from torch import nn
+
+# torch and prometheus_client are imported where they are used: the train stage's own process
+# (which only starts the DDP workers, or a cluster job) never needs them, and torch alone takes
+# seconds to import.
 
 
 @dataclass(frozen=True)
@@ -124,6 +128,9 @@ WORKER_MODULE = "kubeforge.components.train.trainer"
 
 
 def _setup_distributed() -> tuple[int, int, torch.device]:
+    import torch
+    import torch.distributed as dist
+
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     if torch.cuda.is_available():
@@ -155,6 +162,8 @@ def serve_throughput_metrics(rank: int) -> tuple[WorkerMetrics | None, Callable[
     Returns:
         The counters (None when no port is set) and a function that stops serving.
     """
+    from prometheus_client import CollectorRegistry, Counter, start_http_server
+
     port = os.environ.get("KUBEFORGE_METRICS_PORT")
     if not port:
         return None, lambda: None
@@ -208,6 +217,9 @@ def _sigterm_flag() -> Iterator[list[bool]]:
 
 def _stop_requested(flag: list[bool], world: int, device: torch.device) -> bool:
     """Whether any rank got SIGTERM: all ranks agree, so all stop after the same step."""
+    import torch
+    import torch.distributed as dist
+
     if world == 1:
         return flag[0]
     stop = torch.tensor([1.0 if flag[0] else 0.0], device=device)
@@ -221,6 +233,12 @@ def train_worker(config: TrainConfig) -> TrainResult:
     On SIGTERM (a pod's preemption notice) every rank stops after the optimizer step in flight,
     rank 0 saves that step, and :class:`TrainingInterrupted` is raised: a restart resumes there.
     """
+    import torch
+    import torch.distributed as dist
+    from torch import nn
+
+    from kubeforge.components.common.model import Classifier, ModelSpec, accuracy, save
+
     rank, world, device = _setup_distributed()
     params = config.params
     store = config.store
@@ -381,6 +399,9 @@ def train_worker(config: TrainConfig) -> TrainResult:
 
 def _mean_over_ranks(total: float, count: int, world: int, device: torch.device) -> float:
     """``total / count`` summed over all ranks (each rank saw its own shard of the epoch)."""
+    import torch
+    import torch.distributed as dist
+
     if world > 1:
         both = torch.tensor([total, float(count)], dtype=torch.float64, device=device)
         dist.all_reduce(both)
@@ -390,6 +411,8 @@ def _mean_over_ranks(total: float, count: int, world: int, device: torch.device)
 
 def _accuracy_on(model: nn.Module, x: np.ndarray, y: np.ndarray, device: torch.device) -> float:
     """Top-1 accuracy of ``model`` (on ``device``) on ``x``; the model is left in eval mode."""
+    import torch
+
     model.eval()
     predicted = []
     with torch.inference_mode():
@@ -413,6 +436,8 @@ def _checkpoint(
 
     The per-epoch history travels with it, so a resumed run's curve starts at epoch 1.
     """
+    import torch
+
     buffer = io.BytesIO()
     state = {
         "model": model.state_dict(),
