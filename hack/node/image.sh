@@ -4,8 +4,16 @@
 # The base is the public python:3.11.14-slim-bookworm image when a registry answers; otherwise a
 # Debian bookworm root filesystem with Debian's Python 3.11 built here by mmdebstrap and cached
 # (BASE=... picks one explicitly). buildah keeps its layers, so a change to the code rebuilds only
-# the last layer. The machine's CA bundle is mounted into the build for pip (TLS may be
-# intercepted). IMPORT=1 also imports the image into the running node's containerd.
+# the last layers; after a build every intermediate image this build did not use (older builds'
+# layers) is removed, so the store holds one image and its own cache. The pinned dependencies'
+# wheels are kept in a wheelhouse under the cache (pip on this machine fills it when it runs
+# Python 3.11; only missing wheels are downloaded) that the build installs from with no index: a
+# cold build after the first downloads nothing. The machine's CA bundle is mounted for pip (TLS
+# may be intercepted).
+#
+# SOURCE_DIGEST=... labels the image io.kubeforge.source-digest (kubeforge.testing.image uses it to
+# tell a stale image). IMPORT=1 also imports the image into the running node's containerd (the
+# node of `make cluster`, or CONTAINERD_SOCK), streamed without an archive on disk.
 #
 # Prints the image name on the last line of stdout.
 set -euo pipefail
@@ -51,6 +59,15 @@ local_debian_base() {
   echo "image: built $local_base in $((SECONDS - start))s" >&2
 }
 
+# Dangling images (older builds' layers and stages) that the build logged in $1 did not use.
+stale_images() {
+  local used
+  used="$(sed -n 's/^--> \(Using cache \)\{0,1\}\([0-9a-f]\{11,64\}\)$/\2/p' "$1" | cut -c1-11 | sort -u)"
+  for id in $(buildah images -q --filter dangling=true 2>/dev/null | sort -u); do
+    grep -qx "${id:0:11}" <<<"$used" || echo "$id"
+  done
+}
+
 base="${BASE:-}"
 if [[ -z "$base" ]]; then
   if buildah inspect --type image "$public_base" >/dev/null 2>&1 ||
@@ -63,23 +80,69 @@ if [[ -z "$base" ]]; then
   fi
 fi
 
+# The pinned dependencies' wheels, built or fetched by this machine's pip (the same Python and
+# platform as the image's), in a wheelhouse keyed by the dependency list and the constraints:
+# wheels already there are not downloaded again; a change of pins starts a new wheelhouse.
+fill_wheelhouse() {
+  local py="${PYTHON:-python3}" requirements="$cache/requirements.txt"
+  "$py" -c 'import sys, platform; sys.exit(sys.version_info[:2] != (3, 11) or platform.machine() != "x86_64")' 2>/dev/null ||
+    return 1
+  "$py" -c "import tomllib; p = tomllib.load(open('$repo/pyproject.toml', 'rb')); print(*p['project']['dependencies'], *p['build-system']['requires'], sep='\n')" >"$requirements"
+  echo "pip==$(sed -n 's/.*pip==\([0-9.]*\).*/\1/p' "$repo/Dockerfile" | head -1)" >>"$requirements"
+  local key
+  key="$(cat "$requirements" "$repo/hack/constraints.txt" | sha256sum | cut -c1-12)"
+  wheelhouse="$cache/wheels-$key"
+  for old in "$cache"/wheels-*; do
+    [[ "$old" == "$wheelhouse" ]] || rm -rf "$old"
+  done
+  if [[ -f "$wheelhouse/.complete" ]]; then
+    echo "image: wheelhouse $key cached ($(du -sh "$wheelhouse" | cut -f1))" >&2
+    return 0
+  fi
+  local start=$SECONDS report="$cache/wheelhouse.log"
+  mkdir -p "$wheelhouse"
+  "$py" -m pip wheel --find-links "$wheelhouse" -w "$wheelhouse" \
+    -c "$repo/hack/constraints.txt" -r "$requirements" >"$report" 2>&1 || { tail -20 "$report" >&2; return 1; }
+  touch "$wheelhouse/.complete"
+  echo "image: wheelhouse $key of $(ls "$wheelhouse" | wc -l) wheels ($(du -sh "$wheelhouse" | cut -f1)) in $((SECONDS - start))s" >&2
+}
+
 start=$SECONDS
-mounts=()
-if [[ -f "$ca_bundle" ]]; then
-  mounts=(-v "$ca_bundle:/etc/ssl/certs/ca-certificates.crt:ro" --build-arg PIP_CERT=/etc/ssl/certs/ca-certificates.crt)
+args=(--isolation chroot --layers --force-rm --build-arg "BASE=$base")
+wheelhouse=""
+if fill_wheelhouse; then
+  args+=(-v "$wheelhouse:/var/cache/kubeforge-wheels:ro" --build-arg PIP_FIND_LINKS=/var/cache/kubeforge-wheels --build-arg PIP_NO_INDEX=1)
+else
+  echo "image: no wheelhouse (needs Python 3.11 on x86_64 here); pip downloads inside the build" >&2
 fi
-buildah bud --isolation chroot --layers --build-arg "BASE=$base" "${mounts[@]}" \
-  -t "$image" "$repo" >&2
-echo "image: built $image on $base in $((SECONDS - start))s" >&2
+if [[ -f "$ca_bundle" ]]; then
+  args+=(-v "$ca_bundle:/etc/ssl/certs/ca-certificates.crt:ro" --build-arg PIP_CERT=/etc/ssl/certs/ca-certificates.crt)
+fi
+if [[ -n "${SOURCE_DIGEST:-}" ]]; then
+  args+=(--label "io.kubeforge.source-digest=$SOURCE_DIGEST")
+fi
+log="$cache/build.log"
+buildah bud "${args[@]}" -t "$image" "$repo" 2>&1 | tee "$log" >&2
+size="$(buildah images --format '{{.Size}}' "$image" | head -1)"
+echo "image: built $image ($size) on $base in $((SECONDS - start))s" >&2
+stale="$(stale_images "$log")"
+if [[ -n "$stale" ]]; then
+  # shellcheck disable=SC2086 # one ID per word
+  buildah rmi $stale >/dev/null 2>&1 || true
+  echo "image: removed $(wc -w <<<"$stale") stale intermediate image(s)" >&2
+fi
 
 if [[ "${IMPORT:-0}" == 1 ]]; then
-  record="${KUBEFORGE_CACHE:-$HOME/.cache/kubeforge}/node/cluster.json"
-  sock="$(sed -n 's/.*"workdir": "\([^"]*\)".*/\1/p' "$record" 2>/dev/null)/containerd.sock"
+  sock="${CONTAINERD_SOCK:-}"
+  if [[ -z "$sock" ]]; then
+    record="${KUBEFORGE_CACHE:-$HOME/.cache/kubeforge}/node/cluster.json"
+    sock="$(sed -n 's/.*"workdir": "\([^"]*\)".*/\1/p' "$record" 2>/dev/null)/containerd.sock"
+  fi
   [[ -S "$sock" ]] || { echo "error: no node started by make cluster to import into" >&2; exit 1; }
-  archive="$cache/image.tar"
-  buildah push -q "$image" "docker-archive:$archive:$image" >&2
-  ctr --address "$sock" -n k8s.io images import "$archive" >&2
-  rm -f "$archive"
-  echo "image: imported $image into the node's containerd" >&2
+  start=$SECONDS
+  # A docker archive on a pipe: no copy of the image on disk between the two stores.
+  buildah push -q "$image" "docker-archive:/dev/stdout:$image" |
+    ctr --address "$sock" -n k8s.io images import - >&2
+  echo "image: imported $image into the node's containerd in $((SECONDS - start))s" >&2
 fi
 echo "$image"

@@ -1,0 +1,326 @@
+"""A PipelineRun on the real node: the main pipeline in the project image, training over the pods.
+
+``kubectl apply`` of the example Pipeline and PipelineRun (this cluster's data and small
+settings). The operator (a kopf process here, as ``make dev`` runs it) starts the run's Job; its
+pod runs the main pipeline with the image's ``kubeforge run``, tracking to an MLflow server that
+runs in the cluster (a pod of the image, ``mlflow server --serve-artifacts``). Its ``train`` step
+creates a PyTorchJob that the real training operator runs as a Master and a Worker pod; their DDP
+processes rendezvous through the Master's Service name (CoreDNS) and train; the model comes back
+through MLflow's artifact store (no volume is shared by any two pods). ``deploy`` applies a
+Deployment and a Service, and the served model answers through the Service's ClusterIP.
+
+The real node is tainted so that other tests' pods stay off it; the pods this run creates (the
+Job's, the PyTorchJob's, the Deployment's) carry no toleration, so the test lifts the taint while
+it runs and checks that every pod ran on the real node.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from kubernetes import client
+
+from kubeforge.testing.controllers import TrainingOperator
+from kubeforge.testing.controlplane import repo_root
+from kubeforge.testing.fixtures import Kubectl, wait_for, wait_for_crd
+from kubeforge.testing.node import NODE_NAME, NODE_TAINT, on_real_node
+
+pytestmark = pytest.mark.cluster
+
+EXAMPLES = repo_root() / "manifests" / "examples"
+CRDS = repo_root() / "manifests" / "crds"
+MLFLOW_PORT = 5000
+# Small settings: the test proves the path through the cluster, not the model's quality.
+PARAMETERS = {
+    "train_backend": "pytorchjob",
+    "workers": 1,  # + the Master: two DDP processes in two pods
+    "gpus_per_replica": 0,
+    "node_selector": "kubeforge.io/node=real",
+    "teacher_hidden": "64",
+    "epochs": 4,
+    "batch_size": 128,
+    "student_hidden": "16",
+    "distill_epochs": 4,
+    "min_retention": 0.5,
+    "min_accuracy": 0.5,
+    "deploy_target": "deployment",
+    "model_name": "digits-node",
+}
+RUN_TIMEOUT_S = 1500
+SERVE_MLFLOW = (
+    "mkdir -p /tmp/mlflow && "
+    f"exec mlflow server --host=0.0.0.0 --port={MLFLOW_PORT} --serve-artifacts"
+)
+
+
+def _mlflow(namespace: str, image: str) -> list[dict[str, Any]]:
+    """MLflow as the chart runs it (tracking + artifact proxy), on the pod's own disk."""
+    labels = {"app": "mlflow"}
+    env = {
+        "MLFLOW_BACKEND_STORE_URI": "sqlite:////tmp/mlflow/mlflow.db",
+        "MLFLOW_ARTIFACTS_DESTINATION": "/tmp/mlflow/artifacts",
+        "MLFLOW_WORKERS": "1",
+        # Reached by its Service name from pods and by its ClusterIP from this test.
+        "MLFLOW_SERVER_ALLOWED_HOSTS": "*",
+        "MLFLOW_TMP_DIR": "/tmp",
+    }
+    deployment = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "mlflow", "namespace": namespace},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": labels},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": on_real_node(
+                    {
+                        "containers": [
+                            {
+                                "name": "mlflow",
+                                "image": image,
+                                "imagePullPolicy": "Never",
+                                "command": ["sh", "-c", SERVE_MLFLOW],
+                                "env": [{"name": k, "value": v} for k, v in env.items()],
+                                "ports": [{"name": "http", "containerPort": MLFLOW_PORT}],
+                                "readinessProbe": {
+                                    "httpGet": {"path": "/health", "port": MLFLOW_PORT},
+                                    "periodSeconds": 2,
+                                },
+                            }
+                        ]
+                    }
+                ),
+            },
+        },
+    }
+    service = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": "mlflow", "namespace": namespace},
+        "spec": {"selector": labels, "ports": [{"name": "http", "port": MLFLOW_PORT}]},
+    }
+    return [deployment, service]
+
+
+def _runner_rbac(namespace: str) -> list[dict[str, Any]]:
+    """What the run's pod does: PyTorchJobs (and reading their pods), Deployments, Services."""
+    rules = [
+        {
+            "apiGroups": ["kubeflow.org"],
+            "resources": ["pytorchjobs"],
+            "verbs": ["get", "list", "watch", "create"],
+        },
+        {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]},
+        {"apiGroups": [""], "resources": ["services"], "verbs": ["get", "create", "patch"]},
+        {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["get", "create", "patch"]},
+    ]
+    meta = {"name": "pipeline-runner", "namespace": namespace}
+    return [
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": meta},
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "Role",
+            "metadata": meta,
+            "rules": rules,
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "RoleBinding",
+            "metadata": meta,
+            "roleRef": {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "Role",
+                "name": "pipeline-runner",
+            },
+            "subjects": [
+                {"kind": "ServiceAccount", "name": "pipeline-runner", "namespace": namespace}
+            ],
+        },
+    ]
+
+
+def _examples(namespace: str, data_uri: str) -> list[dict[str, Any]]:
+    """The example Pipeline and PipelineRun with this cluster's data and the small settings."""
+    objects = []
+    for path in sorted(EXAMPLES.glob("*.yaml")):
+        obj = yaml.safe_load(path.read_text())
+        obj["metadata"]["namespace"] = namespace
+        if obj["kind"] == "Pipeline":
+            obj["spec"]["parameters"] = {**obj["spec"]["parameters"], "data_uri": data_uri}
+        else:
+            obj["spec"]["parameters"] = {**obj["spec"].get("parameters", {}), **PARAMETERS}
+            obj["spec"]["serviceAccountName"] = "pipeline-runner"
+        objects.append(obj)
+    return objects
+
+
+@pytest.fixture
+def untainted_node(real_node: str, api_client: Any) -> Iterator[str]:
+    """The real node without its taint for one test (the run's pods carry no toleration)."""
+    core = client.CoreV1Api(api_client)
+    core.patch_node(real_node, {"spec": {"taints": None}})
+    try:
+        yield real_node
+    finally:
+        taint = {"key": NODE_TAINT, "effect": "NoSchedule"}
+        core.patch_node(real_node, {"spec": {"taints": [taint]}})
+
+
+def _ready_pods(core: Any, namespace: str, selector: str) -> list[Any]:
+    pods = core.list_namespaced_pod(namespace, label_selector=selector).items
+    return [
+        p
+        for p in pods
+        if any(c.type == "Ready" and c.status == "True" for c in p.status.conditions or [])
+    ]
+
+
+def _http(url: str, body: bytes | None = None, method: str = "GET") -> bytes:
+    request = urllib.request.Request(url, data=body, method=method)
+    if body is not None:
+        request.add_header("Content-Type", "application/json")
+    with urllib.request.urlopen(request, timeout=10) as resp:  # noqa: S310 - a ClusterIP
+        data: bytes = resp.read()
+        return data
+
+
+@pytest.mark.timeout(3600)  # the image's cold build (in the setup) plus the run itself
+def test_pipelinerun_trains_on_a_pytorchjob_over_the_pod_network_and_serves_in_cluster(
+    untainted_node: str,
+    project_image: str,
+    training_operator: TrainingOperator,
+    kubectl: Kubectl,
+    kubeconfig: Path,
+    api_client: Any,
+    namespace: str,
+    digits_csv: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from kopf.testing import KopfRunner
+
+    core, apps = client.CoreV1Api(api_client), client.AppsV1Api(api_client)
+    kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CRDS))
+    for crd in ("pipelines.kubeforge.io", "pipelineruns.kubeforge.io"):
+        wait_for_crd(api_client, crd)
+
+    # MLflow in the cluster; this test reaches it through its ClusterIP (kube-proxy, on the host).
+    kubectl(
+        "apply",
+        "-n",
+        namespace,
+        "-f",
+        "-",
+        stdin=yaml.safe_dump_all(_mlflow(namespace, project_image)),
+    )
+    wait_for(lambda: bool(_ready_pods(core, namespace, "app=mlflow")), timeout=300)
+    cluster_ip = core.read_namespaced_service("mlflow", namespace).spec.cluster_ip
+    outside = f"http://{cluster_ip}:{MLFLOW_PORT}"
+    inside = f"http://mlflow.{namespace}.svc.cluster.local:{MLFLOW_PORT}"
+    wait_for(lambda: _http(f"{outside}/health") == b"OK", timeout=60)
+    # The data: uploaded through MLflow's artifact proxy, read by the run's pod over HTTP.
+    artifact = "api/2.0/mlflow-artifacts/artifacts/data/digits.csv"
+    _http(f"{outside}/{artifact}", digits_csv.read_bytes(), method="PUT")
+
+    kubectl("apply", "-n", namespace, "-f", "-", stdin=yaml.safe_dump_all(_runner_rbac(namespace)))
+    monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
+    monkeypatch.setenv("KUBEFORGE_IMAGE", project_image)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", inside)
+    monkeypatch.setenv("KUBEFORGE_RUN_INTERVAL", "5")
+    monkeypatch.setenv("KUBEFORGE_METRICS_PORT", "0")
+    monkeypatch.delenv("KUBEFORGE_KFP_HOST", raising=False)
+
+    def run_status() -> dict[str, Any]:
+        out = kubectl("get", "pipelinerun", "digits-1", "-n", namespace, "-o", "json").stdout
+        return dict(json.loads(out).get("status", {}))
+
+    started = time.monotonic()
+    args = ["run", "--standalone", "-A", "-m", "kubeforge.operators.main"]
+    with KopfRunner(args, timeout=120) as runner:
+        objects = _examples(namespace, f"{inside}/{artifact}")
+        kubectl("apply", "-n", namespace, "-f", "-", stdin=yaml.safe_dump_all(objects))
+        wait_for(
+            lambda: run_status().get("phase") in ("Succeeded", "Failed"),
+            timeout=RUN_TIMEOUT_S,
+            interval=5,
+        )
+        status = run_status()
+    elapsed = time.monotonic() - started
+    job_pod = core.list_namespaced_pod(namespace, label_selector="job-name=digits-1").items[0]
+    job_log = kubectl("logs", "-n", namespace, job_pod.metadata.name, check=False).stdout
+    assert status["phase"] == "Succeeded", f"{status}\n{job_log[-4000:]}"
+    assert runner.exception is None
+    print(f"PipelineRun digits-1 Succeeded in {elapsed:.0f}s", flush=True)
+    assert status["mlflowRunId"]
+    listed = kubectl("get", "kfrun", "digits-1", "-n", namespace).stdout
+    assert "Succeeded" in listed and status["mlflowRunId"] in listed
+
+    # The training operator ran a Master and a Worker in pods of the image, on the real node.
+    jobs = kubectl("get", "pytorchjobs", "-n", namespace, "-o", "json").stdout
+    (job,) = json.loads(jobs)["items"]
+    conditions = {c["type"]: c["status"] for c in job["status"]["conditions"]}
+    assert conditions.get("Succeeded") == "True", job["status"]
+    name = job["metadata"]["name"]
+    pods = core.list_namespaced_pod(
+        namespace, label_selector=f"training.kubeflow.org/job-name={name}"
+    ).items
+    roles = sorted(p.metadata.labels["training.kubeflow.org/replica-type"] for p in pods)
+    assert roles == ["master", "worker"]
+    for pod in [*pods, job_pod]:
+        assert pod.spec.node_name == NODE_NAME
+        assert pod.status.phase == "Succeeded"
+        assert pod.status.container_statuses[0].image.endswith(project_image.split("/")[-1])
+    (worker,) = [
+        p for p in pods if p.metadata.labels["training.kubeflow.org/replica-type"] == "worker"
+    ]
+    master_addr = {e.name: e.value for e in worker.spec.containers[0].env}["MASTER_ADDR"]
+    assert master_addr == f"{name}-master-0"  # a Service name, resolved by CoreDNS in the pod
+
+    # Both ranks trained (world size 2); the model came back through MLflow's artifact store.
+    import mlflow
+
+    mlflow.set_tracking_uri(outside)
+    mlflow_client = mlflow.MlflowClient()
+    experiment = mlflow_client.get_experiment_by_name("digits")
+    runs = mlflow_client.search_runs(
+        [experiment.experiment_id], filter_string="tags.mlflow.runName = 'train'"
+    )
+    (train_run,) = runs
+    assert train_run.data.params["backend"] == "pytorchjob"
+    assert train_run.data.metrics["val_accuracy"] > 0.5
+    teacher = [f.path for f in mlflow_client.list_artifacts(train_run.info.run_id, "teacher")]
+    assert teacher == ["teacher/model.pt"]
+    from kubeforge.components.train.store import Store
+
+    root = Store(f"mlflow-artifacts:/{experiment.experiment_id}/kubeforge-train")
+    (key,) = root.names("")
+    result = json.loads(root.read_bytes(f"{key}/result.json"))
+    assert result["world_size"] == 2
+    assert result["epochs_run"] == PARAMETERS["epochs"]
+
+    # deploy: a Deployment + Service serving the registered model; it answers through the Service.
+    selector = "app.kubernetes.io/managed-by=kubeforge"
+    (deployment,) = apps.list_namespaced_deployment(namespace, label_selector=selector).items
+    served = deployment.metadata.name
+    wait_for(lambda: bool(_ready_pods(core, namespace, selector)), timeout=300)
+    (server_pod,) = _ready_pods(core, namespace, selector)
+    assert server_pod.spec.node_name == NODE_NAME
+    service = core.read_namespaced_service(served, namespace)
+    port = service.spec.ports[0].port
+    import pandas as pd
+
+    rows = pd.read_csv(digits_csv).head(20)
+    body = {"instances": rows.drop(columns=["label"]).to_numpy().tolist()}
+    url = f"http://{service.spec.cluster_ip}:{port}/v1/models/{served}:predict"
+    answer = json.loads(_http(url, json.dumps(body).encode(), method="POST"))
+    predictions = answer["predictions"]
+    assert len(predictions) == 20
+    correct = sum(int(p) == int(y) for p, y in zip(predictions, rows["label"], strict=True))
+    assert correct >= 10, predictions
