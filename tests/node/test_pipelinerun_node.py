@@ -156,7 +156,11 @@ def _examples(namespace: str, data_uri: str) -> list[dict[str, Any]]:
         if obj["kind"] == "Pipeline":
             obj["spec"]["parameters"] = {**obj["spec"]["parameters"], "data_uri": data_uri}
         else:
-            obj["spec"]["parameters"] = {**obj["spec"].get("parameters", {}), **PARAMETERS}
+            obj["spec"]["parameters"] = {
+                **obj["spec"].get("parameters", {}),
+                **PARAMETERS,
+                "namespace": namespace,  # of the PyTorchJob and the served Deployment
+            }
             obj["spec"]["serviceAccountName"] = "pipeline-runner"
         objects.append(obj)
     return objects
