@@ -37,6 +37,7 @@ from kubeforge.testing.controlplane import (
     stop_process_groups,
 )
 from kubeforge.testing.modules import go_module_dir
+from kubeforge.testing.node import BUSYBOX_IMAGE
 from kubeforge.testing.pki import Authority, webhook_secret_data
 
 KWOK_MODULE = "sigs.k8s.io/kwok"
@@ -351,6 +352,9 @@ class TrainingOperator(_WebhookController):
         args = [
             "--kubeconfig=/tmp/kubeconfig",
             "--enable-scheme=pytorchjob",
+            # A Worker's init container waits for the Master's DNS name (nslookup); its default
+            # image is alpine:3.10 from a registry. The real node holds this busybox instead.
+            f"--pytorch-init-container-image={BUSYBOX_IMAGE}",
             f"--webhook-server-port={webhook_port}",
             f"--metrics-bind-address=127.0.0.1:{free_port()}",
             f"--health-probe-bind-address=127.0.0.1:{probe_port}",
