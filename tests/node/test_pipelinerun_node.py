@@ -187,6 +187,19 @@ def _ready_pods(core: Any, namespace: str, selector: str) -> list[Any]:
     ]
 
 
+def _diagnose(kubectl: Kubectl, namespace: str) -> str:
+    """What a failed run left: its objects, the namespace's events and each pod's last lines."""
+    kinds = "pods,pytorchjobs,jobs,deployments,services"
+    parts = [kubectl("get", kinds, "-n", namespace, "-o", "wide", check=False).stdout]
+    events = kubectl("get", "events", "-n", namespace, "--sort-by=.lastTimestamp", check=False)
+    parts.append("\n".join(events.stdout.splitlines()[-30:]))
+    names = kubectl("get", "pods", "-n", namespace, "-o", "name", check=False).stdout.split()
+    for pod in names:
+        log = kubectl("logs", "-n", namespace, pod, "--all-containers", "--tail=40", check=False)
+        parts.append(f"--- {pod}\n{log.stdout}{log.stderr}")
+    return "\n".join(parts)
+
+
 def _http(url: str, body: bytes | None = None, method: str = "GET") -> bytes:
     request = urllib.request.Request(url, data=body, method=method)
     if body is not None:
@@ -250,16 +263,18 @@ def test_pipelinerun_trains_on_a_pytorchjob_over_the_pod_network_and_serves_in_c
     with KopfRunner(args, timeout=120) as runner:
         objects = _examples(namespace, f"{inside}/{artifact}")
         kubectl("apply", "-n", namespace, "-f", "-", stdin=yaml.safe_dump_all(objects))
-        wait_for(
-            lambda: run_status().get("phase") in ("Succeeded", "Failed"),
-            timeout=RUN_TIMEOUT_S,
-            interval=5,
-        )
+        try:
+            wait_for(
+                lambda: run_status().get("phase") in ("Succeeded", "Failed"),
+                timeout=RUN_TIMEOUT_S,
+                interval=5,
+            )
+        except AssertionError:
+            raise AssertionError(f"{run_status()}\n{_diagnose(kubectl, namespace)}") from None
         status = run_status()
     elapsed = time.monotonic() - started
     job_pod = core.list_namespaced_pod(namespace, label_selector="job-name=digits-1").items[0]
-    job_log = kubectl("logs", "-n", namespace, job_pod.metadata.name, check=False).stdout
-    assert status["phase"] == "Succeeded", f"{status}\n{job_log[-4000:]}"
+    assert status["phase"] == "Succeeded", f"{status}\n{_diagnose(kubectl, namespace)}"
     assert runner.exception is None
     print(f"PipelineRun digits-1 Succeeded in {elapsed:.0f}s", flush=True)
     assert status["mlflowRunId"]
