@@ -335,11 +335,11 @@ def test_pipelinerun_trains_on_a_pytorchjob_over_the_pod_network_and_serves_in_c
     port = service.spec.ports[0].port
     import pandas as pd
 
-    rows = pd.read_csv(digits_csv).head(20)
+    rows = pd.read_csv(digits_csv).head(100)
     body = {"instances": rows.drop(columns=["label"]).to_numpy().tolist()}
     url = f"http://{service.spec.cluster_ip}:{port}/v1/models/{served}:predict"
     answer = json.loads(_http(url, json.dumps(body).encode(), method="POST"))
     predictions = answer["predictions"]
-    assert len(predictions) == 20
+    assert len(predictions) == 100
     correct = sum(int(p) == int(y) for p, y in zip(predictions, rows["label"], strict=True))
-    assert correct >= 10, predictions
+    assert correct >= 50, predictions  # the student scored 0.70 in a rehearsal in the image
