@@ -186,6 +186,9 @@ class ControlPlane:
     With ``node_ip`` (a real node's address, see :mod:`kubeforge.testing.node`) the apiserver
     also listens beyond loopback and advertises that address, so the ``kubernetes`` Service's
     endpoint is where pods reach it; clients on this machine still use 127.0.0.1.
+    With ``scheduler_config`` (a ``KubeSchedulerConfiguration``: its profiles and plugin
+    settings) the scheduler runs with ``--config``; its client connection is pointed at this
+    control plane and leader election is off, as without it.
     """
 
     bin_dir: Path
@@ -196,6 +199,7 @@ class ControlPlane:
     _procs: list[tuple[str, subprocess.Popen[bytes]]] = field(default_factory=list)
     apiserver_port: int = 0
     node_ip: str | None = None
+    scheduler_config: dict[str, Any] | None = None
 
     @property
     def server(self) -> str:
@@ -314,7 +318,22 @@ class ControlPlane:
                 ],
             )
         if self.with_scheduler:
-            self._spawn("kube-scheduler", [*common, f"--secure-port={free_port()}"])
+            scheduler = [*common, f"--secure-port={free_port()}"]
+            if self.scheduler_config is not None:
+                scheduler.append(f"--config={self._write_scheduler_config()}")
+            self._spawn("kube-scheduler", scheduler)
+
+    def _write_scheduler_config(self) -> Path:
+        """``scheduler_config`` pointed at this control plane (``--config`` ignores the flags)."""
+        assert self.scheduler_config is not None
+        config = {
+            **self.scheduler_config,
+            "clientConnection": {"kubeconfig": str(self.kubeconfig)},
+            "leaderElection": {"leaderElect": False},
+        }
+        path = self.workdir / "kube-scheduler.yaml"
+        path.write_text(yaml.safe_dump(config))
+        return path
 
     def _write_kubeconfig(self) -> None:
         config = {
