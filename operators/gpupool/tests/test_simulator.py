@@ -7,6 +7,7 @@ from dataclasses import replace
 
 import pytest
 
+from kubeforge.operators.gpupool.core.planner import ScaleDownPolicy
 from kubeforge.operators.gpupool.sim.engine import (
     Autoscaler,
     Binding,
@@ -361,3 +362,26 @@ def test_a_node_lost_under_a_running_gang_costs_the_work_since_the_last_checkpoi
     assert result.jobs_finished == 1
     assert result.redone_gpu_hours == pytest.approx(redone_gpu_hours, abs=16 * 100 / 3600)
     assert result.partial_held_gpu_hours == pytest.approx(held_gpu_hours, abs=8 * 20 / 3600)
+
+
+@pytest.mark.parametrize("known", [True, False], ids=["run-times-declared", "not-declared"])
+def test_a_gang_waits_for_a_node_its_running_job_frees_before_a_new_one_could_boot(
+    known: bool,
+) -> None:
+    # A runs 300..3900 on the only node; B (one node) comes at 3700, 200 s before A ends and
+    # within the 300 s boot the pool has seen. Knowing A's end, the pool adds no node for B;
+    # without, it boots one that B never uses (B takes A's node at 3900 either way).
+    settings = replace(
+        EXACT,
+        scale_down=ScaleDownPolicy.QUEUE_AWARE,
+        learn_boot_time=True,
+        run_times_known=known,
+    )
+    trace = (job(0, 0.0, 1, 8, 1.0), job(1, 3700.0, 1, 8, 0.5))
+    result = simulate(trace, KUBEFORGE_RESERVE, settings)
+    assert result.jobs_finished == 2
+    assert result.waits_s == (300.0, 200.0)
+    assert result.nodes_added == (1 if known else 2)
+    unused = result.empty_breakdown_gpu_hours["fresh_then_removed"]
+    assert (unused == 0.0) if known else (unused > 0.0)
+    assert sum(result.empty_breakdown_gpu_hours.values()) == pytest.approx(result.empty_gpu_hours)
