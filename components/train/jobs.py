@@ -1,13 +1,16 @@
-"""Create a Kubeflow training job (PyTorchJob or TrainJob) and wait for its outcome.
+"""Create a Kubeflow training job (PyTorchJob or TrainJob), wait for its outcome, cost it.
 
 Both kinds are custom resources with the same life: get-or-create by name, then poll the
-conditions until one of the kind's terminal conditions is true.
+conditions until one of the kind's terminal conditions is true. What the job cost in GPUs is read
+from its pods through the API: each pod holds the GPUs it requested from the moment the scheduler
+bound it to a node until its containers ended.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from kubeforge.core.errors import KubeforgeError
@@ -24,6 +27,11 @@ class JobKind:
     install: str  # what a cluster without the CRD lacks
     succeeded: str  # the condition type of success (its failure is always "Failed")
     poll_s: float
+    pod_label: str  # the label its controllers put on the job's pods, valued with the job's name
+
+
+# Extended resources that are GPUs; for these a request always equals the limit.
+GPU_RESOURCES = ("nvidia.com/gpu", "amd.com/gpu")
 
 
 def submit_job(api_client: Any, kind: JobKind, manifest: dict[str, Any]) -> dict[str, Any]:
@@ -74,3 +82,78 @@ def wait_for_job(api_client: Any, kind: JobKind, namespace: str, name: str, time
                 return str(cond["type"])
         time.sleep(kind.poll_s)
     raise KubeforgeError(f"{kind.kind} {namespace}/{name} did not finish within {timeout:.0f}s")
+
+
+def _time(value: Any) -> datetime | None:
+    """An API timestamp (RFC 3339 string or datetime) as an aware datetime; None if absent."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+
+
+def pod_gpus(pod: dict[str, Any]) -> int:
+    """GPUs the pod holds: its containers' sum, or its largest init container's if larger."""
+
+    def gpus(container: dict[str, Any]) -> int:
+        resources = container.get("resources") or {}
+        amounts = {**(resources.get("limits") or {}), **(resources.get("requests") or {})}
+        return sum(int(amounts.get(name, 0)) for name in GPU_RESOURCES)
+
+    spec = pod.get("spec") or {}
+    running = sum(gpus(c) for c in spec.get("containers") or [])
+    init = max((gpus(c) for c in spec.get("initContainers") or []), default=0)
+    return max(running, init)
+
+
+def pod_gpu_seconds(pod: dict[str, Any], now: datetime) -> float:
+    """GPUs the pod requested x seconds from its binding to a node until its containers ended.
+
+    Start: the ``PodScheduled`` condition's transition (the scheduler reserved the GPUs then),
+    else ``status.startTime``. End: the last container's ``finishedAt`` once all have ended;
+    for a finished pod without them, its last condition change; for a live pod, ``now``.
+    ``pod`` is the API's JSON form (camelCase keys).
+    """
+    gpus = pod_gpus(pod)
+    status = pod.get("status") or {}
+    conditions = status.get("conditions") or []
+    scheduled = next(
+        (c for c in conditions if c.get("type") == "PodScheduled" and c.get("status") == "True"),
+        None,
+    )
+    start = _time(scheduled.get("lastTransitionTime")) if scheduled else None
+    start = start or _time(status.get("startTime"))
+    if not gpus or start is None:
+        return 0.0
+    states = [(c.get("state") or {}) for c in status.get("containerStatuses") or []]
+    ended = [_time((s.get("terminated") or {}).get("finishedAt")) for s in states]
+    if states and all(ended):
+        end = max(e for e in ended if e is not None)
+    elif status.get("phase") in ("Succeeded", "Failed"):
+        changes = [_time(c.get("lastTransitionTime")) for c in conditions]
+        end = max((c for c in changes if c is not None), default=now)
+    else:
+        end = now
+    return gpus * max(0.0, (end - start).total_seconds())
+
+
+def job_gpu_hours(
+    api_client: Any, kind: JobKind, namespace: str, name: str, now: datetime | None = None
+) -> float | None:
+    """GPU-hours the job's pods held, read from the API; None when none of its pods is left.
+
+    Pods that a controller already deleted (a restarted replica, a clean-up policy) are not
+    counted: the figure is what the pods still present show, never an estimate.
+    """
+    from kubernetes import client
+
+    pods = client.CoreV1Api(api_client).list_namespaced_pod(
+        namespace, label_selector=f"{kind.pod_label}={name}"
+    )
+    if not pods.items:
+        return None
+    moment = now or datetime.now(UTC)
+    as_json = client.ApiClient().sanitize_for_serialization
+    seconds = sum(pod_gpu_seconds(as_json(pod), moment) for pod in pods.items)
+    return seconds / 3600.0

@@ -9,7 +9,14 @@ from kubeforge.core.errors import KubeforgeError
 
 GROUP, VERSION, PLURAL = "kubeflow.org", "v1", "pytorchjobs"
 PYTORCHJOB = JobKind(
-    "PyTorchJob", GROUP, VERSION, PLURAL, "Kubeflow's training operator", "Succeeded", 5
+    "PyTorchJob",
+    GROUP,
+    VERSION,
+    PLURAL,
+    "Kubeflow's training operator",
+    "Succeeded",
+    5,
+    "training.kubeflow.org/job-name",
 )
 
 # Each pod runs one trainer process (LOCAL_RANK unset, so 0): it serves its throughput on

@@ -18,7 +18,7 @@ from typing import Any
 
 from kubeforge.components.common.constraints import BACKENDS
 from kubeforge.components.common.params import parse_hidden, parse_selector
-from kubeforge.components.train.jobs import JobKind, submit_job, wait_for_job
+from kubeforge.components.train.jobs import JobKind, job_gpu_hours, submit_job, wait_for_job
 from kubeforge.components.train.store import Store, is_remote, join
 from kubeforge.components.train.trainer import (
     WORKER_MODULE,
@@ -76,7 +76,12 @@ def run_train(
         if params.backend in CLUSTER_BACKENDS:
             root = remote_root(str(getattr(model_out, "uri", "")), key)
             config_uri = prepare_remote(config, root, train_uri, val_uri)
-            run_on_cluster(config_uri, params)
+            client = api_client()
+            job = run_on_cluster(config_uri, params, client=client)
+            # What the job's pods held on the cluster: the run's cost reads it from here.
+            held = job_gpu_hours(client, job_kind(params.backend), params.namespace, job)
+            if held is not None:
+                mlflow.log_metric("gpu_hours_held", held)
             result = collect_remote(root, Path(config.output_dir))
         else:
             result = run_local(config)
@@ -198,6 +203,17 @@ def collect_remote(root: str, local_dir: Path) -> TrainResult:
     return result
 
 
+def job_kind(backend: str) -> JobKind:
+    """The training job kind of a cluster ``backend`` (``pytorchjob`` or ``trainjob``)."""
+    if backend == "trainjob":
+        from kubeforge.components.train.trainjob import TRAINJOB
+
+        return TRAINJOB
+    from kubeforge.components.train.pytorchjob import PYTORCHJOB
+
+    return PYTORCHJOB
+
+
 def worker_env() -> dict[str, str]:
     """What workers need to reach the store (the tracking URI resolves ``mlflow-artifacts:``)."""
     import mlflow
@@ -219,11 +235,10 @@ def run_on_cluster(
     client = client or api_client()
     name = f"kubeforge-train-{hashlib.sha256(config_uri.encode()).hexdigest()[:12]}"
     selector = parse_selector(params.node_selector)
-    kind: JobKind
+    kind = job_kind(params.backend)
     if params.backend == "trainjob":
-        from kubeforge.components.train.trainjob import TRAINJOB, build_trainjob
+        from kubeforge.components.train.trainjob import build_trainjob
 
-        kind = TRAINJOB
         manifest = build_trainjob(
             name,
             params.namespace,
@@ -235,9 +250,8 @@ def run_on_cluster(
             env=worker_env(),
         )
     else:
-        from kubeforge.components.train.pytorchjob import PYTORCHJOB, build_pytorchjob
+        from kubeforge.components.train.pytorchjob import build_pytorchjob
 
-        kind = PYTORCHJOB
         manifest = build_pytorchjob(
             name,
             params.namespace,

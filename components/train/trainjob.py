@@ -13,7 +13,17 @@ from kubeforge.components.train.jobs import JobKind, submit_job, wait_for_job
 from kubeforge.core.errors import KubeforgeError
 
 GROUP, VERSION, PLURAL = "trainer.kubeflow.org", "v1alpha1", "trainjobs"
-TRAINJOB = JobKind("TrainJob", GROUP, VERSION, PLURAL, "Kubeflow Trainer v2", "Complete", 2)
+# Trainer names the TrainJob's JobSet after it; JobSet labels every pod with that name.
+TRAINJOB = JobKind(
+    "TrainJob",
+    GROUP,
+    VERSION,
+    PLURAL,
+    "Kubeflow Trainer v2",
+    "Complete",
+    2,
+    "jobset.sigs.k8s.io/jobset-name",
+)
 RUNTIME = "torch-distributed"
 # The replicated job and container of Trainer's torch runtimes that run the trainer.
 TRAINER_NODE = "node"

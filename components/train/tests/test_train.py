@@ -9,6 +9,7 @@ import time
 import urllib.error
 import urllib.request
 from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -17,11 +18,13 @@ import torch
 
 from kubeforge.components.common.model import accuracy, load
 from kubeforge.components.common.splits import load_split
+from kubeforge.components.train.jobs import job_gpu_hours, pod_gpu_seconds, submit_job, wait_for_job
 from kubeforge.components.train.pytorchjob import (
     GROUP,
     METRICS_PORT,
     METRICS_PORT_NAME,
     PLURAL,
+    PYTORCHJOB,
     VERSION,
     build_pytorchjob,
     submit_pytorchjob,
@@ -38,9 +41,10 @@ from kubeforge.components.train.trainer import (
     run_local,
     train_worker,
 )
-from kubeforge.components.train.trainjob import GRACE_PERIOD_S, build_trainjob
+from kubeforge.components.train.trainjob import GRACE_PERIOD_S, TRAINJOB, build_trainjob
 from kubeforge.core.errors import KubeforgeError
-from kubeforge.testing.controllers import Kwok, Trainer
+from kubeforge.testing.builders import pytorchjob
+from kubeforge.testing.controllers import Kwok, Trainer, TrainingOperator
 from kubeforge.testing.controlplane import free_port
 
 
@@ -323,7 +327,12 @@ def test_train_stage_runs_its_trainjob_through_the_real_trainer_controller(
     )
     config_uri = "mlflow-artifacts:/1/kubeforge-train/0123456789abcdef/config.json"
     try:
+        started = time.monotonic()
         name = run_on_cluster(config_uri, params, client=api_client, timeout=180)
+        wall = time.monotonic() - started
+        # The train stage's cost: read from the JobSet's pods (2 nodes x 8 GPUs) through the API.
+        held = job_gpu_hours(api_client, TRAINJOB, namespace, name)
+        assert held is not None and 0.0 <= held <= 16 * (wall + 2) / 3600
         pods = core.list_namespaced_pod(
             namespace, label_selector=f"jobset.sigs.k8s.io/jobset-name={name}"
         ).items
@@ -338,6 +347,104 @@ def test_train_stage_runs_its_trainjob_through_the_real_trainer_controller(
             assert "MLFLOW_TRACKING_URI" in env
             assert container.resources.limits["nvidia.com/gpu"] == "8"
             assert pod.spec.termination_grace_period_seconds == GRACE_PERIOD_S
+    finally:
+        for node in nodes:
+            core.delete_node(node)
+
+
+def _gpu_pod(gpus: tuple[int, ...], scheduled: str, finished: tuple[str, ...]) -> dict[str, Any]:
+    """A pod's JSON as the API returns it: containers asking GPUs (by limit), its timestamps."""
+    return {
+        "spec": {
+            "containers": [
+                {"name": f"c{i}", "resources": {"limits": {"nvidia.com/gpu": str(n)}}}
+                for i, n in enumerate(gpus)
+            ]
+        },
+        "status": {
+            "phase": "Succeeded" if finished else "Running",
+            "startTime": "2026-12-02T10:00:05Z",
+            "conditions": [
+                {"type": "PodScheduled", "status": "True", "lastTransitionTime": scheduled}
+            ],
+            "containerStatuses": [
+                {"state": {"terminated": {"finishedAt": f}} if f else {"running": {}}}
+                for f in finished or ("",) * len(gpus)
+            ],
+        },
+    }
+
+
+NOW = datetime(2026, 12, 2, 10, 5, 0, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("pod", "seconds"),
+    [
+        # 4 + 4 GPUs held from binding until the later container ended: 8 x 90 s.
+        (
+            _gpu_pod(
+                (4, 4), "2026-12-02T10:00:00Z", ("2026-12-02T10:01:00Z", "2026-12-02T10:01:30Z")
+            ),
+            720.0,
+        ),
+        # Still running: held until now.
+        (_gpu_pod((8,), "2026-12-02T10:00:00Z", ()), 8 * 300.0),
+        # No GPUs asked: nothing held, however long it ran.
+        (_gpu_pod((0,), "2026-12-02T10:00:00Z", ("2026-12-02T10:01:00Z",)), 0.0),
+    ],
+    ids=["finished-two-containers", "running", "no-gpus"],
+)
+def test_a_pod_holds_its_gpus_from_binding_until_its_containers_end(
+    pod: dict[str, Any], seconds: float
+) -> None:
+    assert pod_gpu_seconds(pod, NOW) == seconds
+
+
+def test_an_unscheduled_pod_holds_no_gpus() -> None:
+    pod = _gpu_pod((8,), "", ())
+    pod["status"] = {
+        "phase": "Pending",
+        "conditions": [{"type": "PodScheduled", "status": "False"}],
+    }
+    assert pod_gpu_seconds(pod, NOW) == 0.0
+
+
+def test_gpu_hours_held_by_a_pytorchjob_are_read_from_its_pods(
+    api_client: Any, namespace: str, kwok: Kwok, training_operator: TrainingOperator
+) -> None:
+    """The real training operator runs a 2-replica, 8-GPU-each job on kwok GPU nodes for 3 s."""
+    from kubernetes import client
+
+    core = client.CoreV1Api(api_client)
+    pool = f"held-{secrets.token_hex(3)}"
+    nodes = []
+    for _ in range(2):
+        node = f"{pool}-{secrets.token_hex(3)}"
+        core.create_node(
+            {
+                "metadata": {
+                    "name": node,
+                    "labels": {"kubeforge.io/pool": pool, "type": "kwok"},
+                    "annotations": {"kwok.x-k8s.io/node": "fake"},
+                }
+            }
+        )
+        amounts = {"nvidia.com/gpu": "8", "cpu": "64", "memory": "512Gi", "pods": "110"}
+        core.patch_node_status(node, {"status": {"capacity": amounts, "allocatable": amounts}})
+        nodes.append(node)
+    name = f"held-{secrets.token_hex(3)}"
+    job = pytorchjob(name).namespace(namespace).workers(1).gpus(8).pool(pool).runs_for("3s")
+    try:
+        started = time.monotonic()
+        submit_job(api_client, PYTORCHJOB, job.obj())
+        assert wait_for_job(api_client, PYTORCHJOB, namespace, name, 180) == "Succeeded"
+        wall = time.monotonic() - started
+        held = job_gpu_hours(api_client, PYTORCHJOB, namespace, name)
+        # The master alone held 8 GPUs for at least 3 s (API timestamps keep whole seconds, so
+        # at least 2 s show); both replicas together at most 16 GPUs for the whole wait.
+        assert held is not None
+        assert 8 * 2 / 3600 <= held <= 16 * (wall + 2) / 3600, (held, wall)
     finally:
         for node in nodes:
             core.delete_node(node)
