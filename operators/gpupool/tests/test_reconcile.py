@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import time
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ import pytest
 from kubeforge.operators.clock import ManualClock
 from kubeforge.operators.events import COMPONENT
 from kubeforge.operators.gpupool.clients.reconcile import Reconciler, ReconcileResult
+from kubeforge.operators.gpupool.core.demand import EXPECTED_RUNTIME
 from kubeforge.operators.gpupool.core.planner import Decision, PoolPlan
 from kubeforge.testing.builders import (
     delete_kueue_queue,
@@ -419,3 +421,36 @@ def test_two_gangs_against_a_quota_for_one_grow_the_pool_for_the_admitted_one_on
         assert [c for c, _ in scale_ups(kubectl, pool)] == [1]  # the first's scale-up alone
     finally:
         delete_kueue_queue(api_client, queue)
+
+
+def test_a_gang_waits_for_the_node_a_running_job_declares_it_will_free_before_a_boot(
+    api_client: Any, kubectl: Kubectl, namespace: str, pool: str
+) -> None:
+    # The pool has seen one boot of 120 s (on its clock, set to wall time: the pods' startTime
+    # is wall time). The first job declares 60 s of run time on its pod template; the training
+    # operator copies the annotation to the pod, so once it runs its node is expected to free
+    # sooner than a new node could boot: the second job waits for it, no node is added.
+    def submit(name: str) -> None:
+        job = pytorchjob(name).namespace(namespace).workers(0).gpus(8).pool(pool)
+        manifest = job.runs_for("600s").obj()
+        template = manifest["spec"]["pytorchReplicaSpecs"]["Master"]["template"]
+        template["metadata"]["annotations"][EXPECTED_RUNTIME] = "60"
+        kubectl("apply", "-f", "-", stdin=json.dumps(manifest))
+        wait_for_pods(api_client, namespace, name, 1)
+
+    started = time.time() - 120.0
+    r = reconciler(api_client, ManualClock(started))
+    submit("first")
+    assert step(r, api_client, pool, started).add_nodes == 1
+    reconcile_at(r, api_client, pool, started + 10.0)  # seen booting
+    reconcile_at(r, api_client, pool, started + 120.0)  # its GPUs appear: a 120 s boot seen
+    wait_for(lambda: all_running(api_client, namespace, "first", 1), timeout=90)
+    (pod,) = job_pods(api_client, namespace, "first")
+    assert pod.metadata.annotations[EXPECTED_RUNTIME] == "60" and pod.status.start_time
+
+    submit("second")
+    plan = step(r, api_client, pool, time.time())
+    assert plan.decision is Decision.NOOP and plan.add_nodes == 0
+    (second,) = [j for j in read_pool(api_client, pool)["status"]["jobs"] if "second" in j["job"]]
+    assert second["placement"] == "waiting"
+    assert "expected to end within the observed boot time" in second["reason"]
