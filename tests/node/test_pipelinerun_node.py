@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -200,6 +200,14 @@ def _diagnose(kubectl: Kubectl, namespace: str) -> str:
     return "\n".join(parts)
 
 
+def _answers(url: str, check: Callable[[bytes], bool]) -> bool:
+    """Whether ``url`` answers what ``check`` wants (kube-proxy programs a ClusterIP late)."""
+    try:
+        return check(_http(url))
+    except OSError:  # URLError too: not programmed yet, or the server is starting
+        return False
+
+
 def _http(url: str, body: bytes | None = None, method: str = "GET") -> bytes:
     request = urllib.request.Request(url, data=body, method=method)
     if body is not None:
@@ -241,7 +249,7 @@ def test_pipelinerun_trains_on_a_pytorchjob_over_the_pod_network_and_serves_in_c
     cluster_ip = core.read_namespaced_service("mlflow", namespace).spec.cluster_ip
     outside = f"http://{cluster_ip}:{MLFLOW_PORT}"
     inside = f"http://mlflow.{namespace}.svc.cluster.local:{MLFLOW_PORT}"
-    wait_for(lambda: _http(f"{outside}/health") == b"OK", timeout=60)
+    wait_for(lambda: _answers(f"{outside}/health", lambda body: body == b"OK"), timeout=60)
     # The data: uploaded through MLflow's artifact proxy, read by the run's pod over HTTP.
     artifact = "api/2.0/mlflow-artifacts/artifacts/data/digits.csv"
     _http(f"{outside}/{artifact}", digits_csv.read_bytes(), method="PUT")
@@ -337,7 +345,10 @@ def test_pipelinerun_trains_on_a_pytorchjob_over_the_pod_network_and_serves_in_c
 
     rows = pd.read_csv(digits_csv).head(100)
     body = {"instances": rows.drop(columns=["label"]).to_numpy().tolist()}
-    url = f"http://{service.spec.cluster_ip}:{port}/v1/models/{served}:predict"
+    base = f"http://{service.spec.cluster_ip}:{port}"
+    ready = f"{base}/v2/health/ready"
+    wait_for(lambda: _answers(ready, lambda body: json.loads(body)["ready"] is True), timeout=60)
+    url = f"{base}/v1/models/{served}:predict"
     answer = json.loads(_http(url, json.dumps(body).encode(), method="POST"))
     predictions = answer["predictions"]
     assert len(predictions) == 100
