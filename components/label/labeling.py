@@ -168,6 +168,10 @@ def label_studio_tasks(
     return tasks
 
 
+# Wider than this, the report says how uncertain its estimate is (one gold row is > 3 points).
+WIDE_INTERVAL = 0.1
+
+
 def _rounded(value: float) -> float | None:
     return None if np.isnan(value) else round(float(value), 4)
 
@@ -300,6 +304,13 @@ def _estimates(
         f"{fit.folds}-fold cross-fitting over {len(fit.truth)} gold rows "
         f"({n} held out above min_confidence); 95% Wilson interval"
     )
+    if high - low > WIDE_INTERVAL:
+        # The estimate is as good as the gold draw: say so rather than let one number stand.
+        report.notes.append(
+            f"estimated accuracy {estimate:.3f} rests on {n} held-out gold rows: the true value "
+            f"may lie anywhere in {low:.2f}-{high:.2f} (95%); four times the gold rows "
+            "(gold_budget) halve that width"
+        )
     report.estimated_majority_vote_accuracy = _rounded(
         fit.accuracy(fit.majority, class_share, everything)
     )

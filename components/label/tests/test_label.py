@@ -238,6 +238,11 @@ def test_report_shows_every_baseline_and_says_when_weak_labels_do_not_pay(tmp_pa
     assert said == (not report.end_model_beats_gold_only)
     written = json.loads((tmp_path / "report.json").read_text())
     assert written["estimated_gold_only_accuracy"] == report.estimated_gold_only_accuracy
+    # 12 gold rows cannot pin the accuracy down: the report says how wide its interval is.
+    assert report.estimated_accuracy_interval is not None
+    low, high = report.estimated_accuracy_interval
+    assert high - low > 0.1
+    assert any("held-out gold rows" in n and "gold_budget" in n for n in report.notes)
 
 
 @pytest.mark.parametrize(("rows", "classes", "gold"), [(12, 3, 6), (57, 10, 20), (5000, 4, 250)])
