@@ -283,6 +283,24 @@ class _WebhookController:
         shutil.rmtree(self.workdir, ignore_errors=True)
 
 
+# The operator's own init container template, but its check reads nslookup's answer: busybox's
+# nslookup asks every search domain and exits 1 when any says NXDOMAIN, even once one answered.
+_WAIT_FOR_MASTER = (
+    "err=1; for i in $(seq {{.MaxTries}}); do "
+    'if nslookup {{.MasterAddr}} | grep -q "^Name:"; then err=0 && break; fi; '
+    "echo waiting for master; sleep 2; done; exit $err"
+)
+PYTORCH_INIT_CONTAINER = f"""
+- name: init-pytorch
+  image: {{{{.InitContainerImage}}}}
+  imagePullPolicy: IfNotPresent
+  resources:
+    limits: {{cpu: 100m, memory: 20Mi}}
+    requests: {{cpu: 50m, memory: 10Mi}}
+  command: ["sh", "-c", {json.dumps(_WAIT_FOR_MASTER)}]
+"""
+
+
 @dataclass
 class TrainingOperator(_WebhookController):
     """Kubeflow's training operator (PyTorchJob only), its webhook called by the apiserver.
@@ -349,12 +367,14 @@ class TrainingOperator(_WebhookController):
         webhook_port, probe_port = free_port(), free_port()
         pki = self._install_objects(webhook_port)
         private_tmp = _private_tmp(self.workdir, self.kubeconfig, pki)
+        (private_tmp / "init-container.yaml").write_text(PYTORCH_INIT_CONTAINER)
         args = [
             "--kubeconfig=/tmp/kubeconfig",
             "--enable-scheme=pytorchjob",
             # A Worker's init container waits for the Master's DNS name (nslookup); its default
             # image is alpine:3.10 from a registry. The real node holds this busybox instead.
             f"--pytorch-init-container-image={BUSYBOX_IMAGE}",
+            "--pytorch-init-container-template-file=/tmp/init-container.yaml",
             f"--webhook-server-port={webhook_port}",
             f"--metrics-bind-address=127.0.0.1:{free_port()}",
             f"--health-probe-bind-address=127.0.0.1:{probe_port}",
