@@ -143,10 +143,9 @@ def test_pod_refuses_the_apiserver_under_a_name_its_certificate_does_not_hold(
     kubectl("apply", "-n", namespace, "-f", "-", stdin=yaml.safe_dump_all([service, endpoints]))
     import_image(image_archive(IMAGE, {"incluster": (incluster_client, 0o755)}, ["/incluster"]))
 
-    phase, log = _run_pod(
-        kubectl, api_client, namespace, "elsewhere", [f"https://elsewhere:{port}"]
-    )
+    url = f"https://elsewhere.{namespace}.svc:{port}"
+    phase, log = _run_pod(kubectl, api_client, namespace, "wrong-name", [url])
 
     assert phase == "Failed", log
     assert "x509: certificate is valid for" in log, log
-    assert "not elsewhere" in log, log
+    assert f"not elsewhere.{namespace}.svc" in log, log
