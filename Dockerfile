@@ -57,4 +57,7 @@ ENV PATH=/opt/kubeforge/bin:$PATH \
 WORKDIR /tmp
 # Numeric, so Kubernetes can verify runAsNonRoot without resolving the name.
 USER 10001:10001
-CMD ["kubeforge", "--help"]
+# Pods that give only `args` run a kubeforge command (the served model's Deployment and KServe
+# container: `serve models:/...`); the chart, the run's Job and training pods set `command`.
+ENTRYPOINT ["kubeforge"]
+CMD ["--help"]
