@@ -336,7 +336,10 @@ def test_pipelinerun_trains_on_a_pytorchjob_over_the_pod_network_and_serves_in_c
     selector = "app.kubernetes.io/managed-by=kubeforge"
     (deployment,) = apps.list_namespaced_deployment(namespace, label_selector=selector).items
     served = deployment.metadata.name
-    wait_for(lambda: bool(_ready_pods(core, namespace, selector)), timeout=300)
+    try:
+        wait_for(lambda: bool(_ready_pods(core, namespace, selector)), timeout=300)
+    except AssertionError:
+        raise AssertionError(_diagnose(kubectl, namespace)) from None
     (server_pod,) = _ready_pods(core, namespace, selector)
     assert server_pod.spec.node_name == NODE_NAME
     service = core.read_namespaced_service(served, namespace)
