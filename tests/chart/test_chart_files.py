@@ -124,9 +124,17 @@ def test_dockerfile_is_multi_stage_pinned_and_non_root() -> None:
     # The chart runs every pod as that same UID (runAsNonRoot needs a numeric USER).
     helpers = (CHART / "templates" / "_helpers.tpl").read_text()
     assert f"runAsUser: {uid}" in helpers
-    build = " ".join(line for stage in stages for line in stage)
-    assert "pip install -c hack/constraints.txt -r requirements.txt" in build
-    assert "pip install --no-deps" in " ".join(final)  # the project alone: code changes stay small
+    # The pinned dependencies in one layer, then the project alone above it (a code change
+    # rebuilds only that small layer).
+    deps = [
+        i
+        for i, line in enumerate(final)
+        if re.search(r"pip install -c \S*constraints\.txt -r ", line)
+    ]
+    project = [i for i, line in enumerate(final) if "pip install --no-deps" in line]
+    assert deps, "the final stage installs no pinned dependency list"
+    assert project, "the final stage does not install the project alone (--no-deps)"
+    assert deps[-1] < project[0], "the project must be installed above the dependency layer"
 
 
 def test_dockerfile_copies_only_what_the_context_holds() -> None:
