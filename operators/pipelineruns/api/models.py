@@ -168,7 +168,9 @@ class RunCost:
         "Wall-clock seconds of the pipeline.", None
     )
     gpuHoursHeld: float | None = spec_field(  # noqa: N815
-        "GPU-hours the training PyTorchJob held on the cluster (cluster training only).", None
+        "GPU-hours the training PyTorchJob or TrainJob held on the cluster: GPUs requested x time"
+        " from binding to a node until the containers ended (cluster training only).",
+        None,
     )
 
 
