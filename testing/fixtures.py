@@ -83,6 +83,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 Kubectl = Callable[..., subprocess.CompletedProcess[str]]
+Helm = Callable[..., subprocess.CompletedProcess[str]]
 
 
 @pytest.fixture(scope="session")
@@ -169,6 +170,40 @@ def kubectl(kube_bin_dir: Path, kubeconfig: Path) -> Kubectl:
         )
         if check and proc.returncode != 0:
             raise AssertionError(f"kubectl {' '.join(args)} failed: {proc.stderr}")
+        return proc
+
+    return run
+
+
+@pytest.fixture(scope="session")
+def helm(kube_bin_dir: Path, kubeconfig: Path, tmp_path_factory: pytest.TempPathFactory) -> Helm:
+    """Run the real helm against the test cluster, with a helm home of its own.
+
+    ``check=False`` to inspect failures; ``timeout`` in seconds (an install that waits for pods
+    on the real node needs more than the default).
+    """
+    home = tmp_path_factory.mktemp("helm-home")
+    env = {
+        **os.environ,
+        "KUBECONFIG": str(kubeconfig),
+        "HELM_CACHE_HOME": str(home / "cache"),
+        "HELM_CONFIG_HOME": str(home / "config"),
+        "HELM_DATA_HOME": str(home / "data"),
+    }
+
+    def run(
+        *args: str, check: bool = True, timeout: float = 180
+    ) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run(
+            [str(kube_bin_dir / "helm"), *args],
+            capture_output=True,
+            text=True,
+            check=False,
+            env=env,
+            timeout=timeout,
+        )
+        if check and proc.returncode != 0:
+            raise AssertionError(f"helm {' '.join(args)} failed: {proc.stderr}")
         return proc
 
     return run

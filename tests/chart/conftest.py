@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -12,43 +10,13 @@ import pytest
 import yaml
 
 from kubeforge.testing.controlplane import repo_root
-from kubeforge.testing.fixtures import Kubectl, go_module_dir, wait_for_crd
+from kubeforge.testing.fixtures import Helm, Kubectl, go_module_dir, wait_for_crd
 
 ROOT = repo_root()
 CHART = ROOT / "charts" / "kubeforge"
 CI_VALUES = sorted((CHART / "ci").glob("*-values.yaml"))
 PROMETHEUS_OPERATOR = "github.com/prometheus-operator/prometheus-operator"
 MONITORING_CRDS = ("servicemonitors", "podmonitors", "prometheusrules")
-
-Helm = Callable[..., subprocess.CompletedProcess[str]]
-
-
-@pytest.fixture(scope="session")
-def helm(kube_bin_dir: Path, kubeconfig: Path, tmp_path_factory: pytest.TempPathFactory) -> Helm:
-    """Run the real helm against the test cluster; ``check=False`` to inspect failures."""
-    home = tmp_path_factory.mktemp("helm-home")
-    env = {
-        **os.environ,
-        "KUBECONFIG": str(kubeconfig),
-        "HELM_CACHE_HOME": str(home / "cache"),
-        "HELM_CONFIG_HOME": str(home / "config"),
-        "HELM_DATA_HOME": str(home / "data"),
-    }
-
-    def run(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        proc = subprocess.run(
-            [str(kube_bin_dir / "helm"), *args],
-            capture_output=True,
-            text=True,
-            check=False,
-            env=env,
-            timeout=180,
-        )
-        if check and proc.returncode != 0:
-            raise AssertionError(f"helm {' '.join(args)} failed: {proc.stderr}")
-        return proc
-
-    return run
 
 
 class Chart:

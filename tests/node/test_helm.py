@@ -11,8 +11,6 @@ the tracking database and artifacts) and nothing else of the release.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -25,42 +23,13 @@ from kubernetes import client
 from kubeforge.testing.builders import gpu_pool, parse_metrics
 from kubeforge.testing.controllers import Kwok
 from kubeforge.testing.controlplane import repo_root
-from kubeforge.testing.fixtures import Kubectl, wait_for
+from kubeforge.testing.fixtures import Helm, Kubectl, wait_for
 from kubeforge.testing.node import NODE_TAINT
 
 pytestmark = pytest.mark.cluster
 
 CHART = repo_root() / "charts" / "kubeforge"
 PEERING_LIFETIME_S = 10  # the standby takes over about this long after the leader dies
-Helm = Callable[..., subprocess.CompletedProcess[str]]
-
-
-@pytest.fixture(scope="module")
-def helm(kube_bin_dir: Path, kubeconfig: Path, tmp_path_factory: pytest.TempPathFactory) -> Helm:
-    """The real helm against the node cluster."""
-    home = tmp_path_factory.mktemp("helm-home")
-    env = {
-        **os.environ,
-        "KUBECONFIG": str(kubeconfig),
-        "HELM_CACHE_HOME": str(home / "cache"),
-        "HELM_CONFIG_HOME": str(home / "config"),
-        "HELM_DATA_HOME": str(home / "data"),
-    }
-
-    def run(*args: str) -> subprocess.CompletedProcess[str]:
-        proc = subprocess.run(
-            [str(kube_bin_dir / "helm"), *args],
-            capture_output=True,
-            text=True,
-            check=False,
-            env=env,
-            timeout=900,
-        )
-        if proc.returncode != 0:
-            raise AssertionError(f"helm {' '.join(args)} failed: {proc.stderr}")
-        return proc
-
-    return run
 
 
 @pytest.fixture
@@ -171,7 +140,7 @@ def test_helm_install_runs_operator_and_mlflow_pods_one_leader_handing_over_on_i
 
     install = helm(
         "install", release, str(CHART), "-n", namespace, "-f", str(values),
-        "--wait", "--timeout=10m",
+        "--wait", "--timeout=10m", timeout=900,
     )  # fmt: skip
     pool = f"{release}-pool"
     try:
@@ -250,7 +219,7 @@ def test_helm_install_runs_operator_and_mlflow_pods_one_leader_handing_over_on_i
         )
 
     crds_before = set(kubectl("get", "crd", "-o", "name").stdout.split())
-    helm("uninstall", release, "-n", namespace, "--wait", "--timeout=5m")
+    helm("uninstall", release, "-n", namespace, "--wait", "--timeout=5m", timeout=600)
     wait_for(lambda: not core.list_namespaced_pod(namespace).items, timeout=120)
 
     # What is left of the release: its CRDs and, by its keep policy, MLflow's claim.
