@@ -187,19 +187,25 @@ def test_two_replicas_only_one_acts(
         cluster_peering(kubectl, api_client) as peering,
         applied_pool(kubectl, api_client) as pool,
     ):
-        low = Operator(
-            kubeconfig,
-            tmp_path / "low.log",
-            KUBEFORGE_PEERING=peering,
-            KUBEFORGE_PEERING_PRIORITY="10",
-        )
+        # The leader first: a replica alone in the peering rightly acts, so the standby starts
+        # only once the leader's record is there (started the other way round on a loaded
+        # machine, the standby once planned the pool before the leader had registered).
         high = Operator(
             kubeconfig,
             tmp_path / "high.log",
             KUBEFORGE_PEERING=peering,
             KUBEFORGE_PEERING_PRIORITY="20",
         )
+        started = [high]
         try:
+            wait_for(lambda: peer_records(kubectl, peering) == [(20, 60)], timeout=60)
+            low = Operator(
+                kubeconfig,
+                tmp_path / "low.log",
+                KUBEFORGE_PEERING=peering,
+                KUBEFORGE_PEERING_PRIORITY="10",
+            )
+            started.append(low)
             # kopf's own peer lifetime (60 s) unless KUBEFORGE_PEERING_LIFETIME is set.
             wait_for(lambda: peer_records(kubectl, peering) == [(10, 60), (20, 60)], timeout=60)
             submit_gang(api_client, namespace, pool, workers=1)
@@ -210,8 +216,8 @@ def test_two_replicas_only_one_acts(
             assert "Pausing operations in favour of" in low.log.read_text()
             kubectl("delete", "gpool", pool, "--wait=true", "--timeout=60s")
         finally:
-            high.stop()
-            low.stop()
+            for operator in started:
+                operator.stop()
 
 
 # Short enough for a test, long enough that a slow keep-alive on a busy machine does not wake the

@@ -158,6 +158,15 @@ def test_a_pending_trainjob_gets_its_gang_of_nodes_like_a_pytorchjob_and_they_go
         wait_for(complete, 120)
         wait_for(lambda: all(p.status.phase == "Succeeded" for p in jobset_pods()), 60)
         wait_for(lambda: succeeded(api_client, namespace, "pt"), 120)
+        # Every pod ended (the job's condition can come before its pod's phase): all four
+        # nodes are empty from the same reconcile on, so they pass the break-even together.
+        wait_for(
+            lambda: all(
+                p.status.phase in ("Succeeded", "Failed")
+                for p in core.list_namespaced_pod(namespace).items
+            ),
+            60,
+        )
         done = reconcile(50)
         assert done.decision is Decision.NOOP  # idle 5 s, under the 45 s boot time seen
         assert read_pool(api_client, pool)["status"]["pendingJobs"] == 0
