@@ -55,7 +55,7 @@ from kubeforge.testing.modules import (
     go_module_dir,  # noqa: F401 - tests import it from here
     pytorchjob_crd_path,
 )
-from kubeforge.testing.node import NODE_IP, NodeHandle
+from kubeforge.testing.node import NODE_IP, NODE_TAINT, NodeHandle
 from kubeforge.testing.prometheus import PrometheusServer, prometheus_bin_dir
 
 PYTORCHJOB_CRD = "pytorchjobs.kubeflow.org"
@@ -64,7 +64,9 @@ PYTORCHJOB_CRD = "pytorchjobs.kubeflow.org"
 # Fixtures that need binaries built from Go modules (control plane, helm) or Debian's Prometheus.
 _CLUSTER_FIXTURES = frozenset({"kube_bin_dir", "prometheus_bin"})
 # Fixtures of the real node (``make test-node``).
-_NODE_FIXTURES = frozenset({"real_node", "no_real_node", "import_image", "project_image"})
+_NODE_FIXTURES = frozenset(
+    {"real_node", "untainted_node", "no_real_node", "import_image", "project_image"}
+)
 
 
 @pytest.hookimpl(tryfirst=True)  # before ``-m`` deselects by marker
@@ -128,6 +130,20 @@ def real_node(_node_handle: NodeHandle) -> str:
 
 
 ImportImage = Callable[[bytes | Path], None]
+
+
+@pytest.fixture
+def untainted_node(real_node: str, api_client: Any) -> Iterator[str]:
+    """The real node without its taint for one test (the run's pods carry no toleration)."""
+    from kubernetes import client
+
+    core = client.CoreV1Api(api_client)
+    core.patch_node(real_node, {"spec": {"taints": None}})
+    try:
+        yield real_node
+    finally:
+        taint = {"key": NODE_TAINT, "effect": "NoSchedule"}
+        core.patch_node(real_node, {"spec": {"taints": [taint]}})
 
 
 @pytest.fixture

@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import json
 import time
-import urllib.request
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,15 +26,21 @@ import yaml
 from kubernetes import client
 
 from kubeforge.testing.controllers import TrainingOperator
-from kubeforge.testing.controlplane import repo_root
 from kubeforge.testing.fixtures import Kubectl, wait_for, wait_for_crd
-from kubeforge.testing.node import NODE_NAME, NODE_TAINT, on_real_node
+from kubeforge.testing.node import NODE_NAME
+from kubeforge.testing.pipelinerun import (
+    CRDS,
+    answers,
+    deploy_mlflow,
+    diagnose,
+    example_objects,
+    http,
+    ready_pods,
+    runner_rbac,
+)
 
 pytestmark = pytest.mark.cluster
 
-EXAMPLES = repo_root() / "manifests" / "examples"
-CRDS = repo_root() / "manifests" / "crds"
-MLFLOW_PORT = 5000
 # Small settings: the test proves the path through the cluster, not the model's quality.
 PARAMETERS = {
     "train_backend": "pytorchjob",
@@ -54,167 +58,7 @@ PARAMETERS = {
     "model_name": "digits-node",
 }
 RUN_TIMEOUT_S = 1500
-SERVE_MLFLOW = (
-    "mkdir -p /tmp/mlflow && "
-    f"exec mlflow server --host=0.0.0.0 --port={MLFLOW_PORT} --serve-artifacts"
-)
-
-
-def _mlflow(namespace: str, image: str) -> list[dict[str, Any]]:
-    """MLflow as the chart runs it (tracking + artifact proxy), on the pod's own disk."""
-    labels = {"app": "mlflow"}
-    env = {
-        "MLFLOW_BACKEND_STORE_URI": "sqlite:////tmp/mlflow/mlflow.db",
-        "MLFLOW_ARTIFACTS_DESTINATION": "/tmp/mlflow/artifacts",
-        "MLFLOW_WORKERS": "1",
-        # Reached by its Service name from pods and by its ClusterIP from this test.
-        "MLFLOW_SERVER_ALLOWED_HOSTS": "*",
-        "MLFLOW_TMP_DIR": "/tmp",
-    }
-    deployment = {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": "mlflow", "namespace": namespace},
-        "spec": {
-            "replicas": 1,
-            "selector": {"matchLabels": labels},
-            "template": {
-                "metadata": {"labels": labels},
-                "spec": on_real_node(
-                    {
-                        "containers": [
-                            {
-                                "name": "mlflow",
-                                "image": image,
-                                "imagePullPolicy": "Never",
-                                "command": ["sh", "-c", SERVE_MLFLOW],
-                                "env": [{"name": k, "value": v} for k, v in env.items()],
-                                "ports": [{"name": "http", "containerPort": MLFLOW_PORT}],
-                                "readinessProbe": {
-                                    "httpGet": {"path": "/health", "port": MLFLOW_PORT},
-                                    "periodSeconds": 2,
-                                },
-                            }
-                        ]
-                    }
-                ),
-            },
-        },
-    }
-    service = {
-        "apiVersion": "v1",
-        "kind": "Service",
-        "metadata": {"name": "mlflow", "namespace": namespace},
-        "spec": {"selector": labels, "ports": [{"name": "http", "port": MLFLOW_PORT}]},
-    }
-    return [deployment, service]
-
-
-def _runner_rbac(namespace: str) -> list[dict[str, Any]]:
-    """What the run's pod does: PyTorchJobs (and reading their pods), Deployments, Services."""
-    rules = [
-        {
-            "apiGroups": ["kubeflow.org"],
-            "resources": ["pytorchjobs"],
-            "verbs": ["get", "list", "watch", "create"],
-        },
-        {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]},
-        {"apiGroups": [""], "resources": ["services"], "verbs": ["get", "create", "patch"]},
-        {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["get", "create", "patch"]},
-    ]
-    meta = {"name": "pipeline-runner", "namespace": namespace}
-    return [
-        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": meta},
-        {
-            "apiVersion": "rbac.authorization.k8s.io/v1",
-            "kind": "Role",
-            "metadata": meta,
-            "rules": rules,
-        },
-        {
-            "apiVersion": "rbac.authorization.k8s.io/v1",
-            "kind": "RoleBinding",
-            "metadata": meta,
-            "roleRef": {
-                "apiGroup": "rbac.authorization.k8s.io",
-                "kind": "Role",
-                "name": "pipeline-runner",
-            },
-            "subjects": [
-                {"kind": "ServiceAccount", "name": "pipeline-runner", "namespace": namespace}
-            ],
-        },
-    ]
-
-
-def _examples(namespace: str, data_uri: str) -> list[dict[str, Any]]:
-    """The example Pipeline and PipelineRun with this cluster's data and the small settings."""
-    objects = []
-    for path in sorted(EXAMPLES.glob("*.yaml")):
-        obj = yaml.safe_load(path.read_text())
-        obj["metadata"]["namespace"] = namespace
-        if obj["kind"] == "Pipeline":
-            obj["spec"]["parameters"] = {**obj["spec"]["parameters"], "data_uri": data_uri}
-        else:
-            obj["spec"]["parameters"] = {
-                **obj["spec"].get("parameters", {}),
-                **PARAMETERS,
-                "namespace": namespace,  # of the PyTorchJob and the served Deployment
-            }
-            obj["spec"]["serviceAccountName"] = "pipeline-runner"
-        objects.append(obj)
-    return objects
-
-
-@pytest.fixture
-def untainted_node(real_node: str, api_client: Any) -> Iterator[str]:
-    """The real node without its taint for one test (the run's pods carry no toleration)."""
-    core = client.CoreV1Api(api_client)
-    core.patch_node(real_node, {"spec": {"taints": None}})
-    try:
-        yield real_node
-    finally:
-        taint = {"key": NODE_TAINT, "effect": "NoSchedule"}
-        core.patch_node(real_node, {"spec": {"taints": [taint]}})
-
-
-def _ready_pods(core: Any, namespace: str, selector: str) -> list[Any]:
-    pods = core.list_namespaced_pod(namespace, label_selector=selector).items
-    return [
-        p
-        for p in pods
-        if any(c.type == "Ready" and c.status == "True" for c in p.status.conditions or [])
-    ]
-
-
-def _diagnose(kubectl: Kubectl, namespace: str) -> str:
-    """What a failed run left: its objects, the namespace's events and each pod's last lines."""
-    kinds = "pods,pytorchjobs,jobs,deployments,services"
-    parts = [kubectl("get", kinds, "-n", namespace, "-o", "wide", check=False).stdout]
-    events = kubectl("get", "events", "-n", namespace, "--sort-by=.lastTimestamp", check=False)
-    parts.append("\n".join(events.stdout.splitlines()[-30:]))
-    names = kubectl("get", "pods", "-n", namespace, "-o", "name", check=False).stdout.split()
-    for pod in names:
-        log = kubectl("logs", "-n", namespace, pod, "--all-containers", "--tail=40", check=False)
-        parts.append(f"--- {pod}\n{log.stdout}{log.stderr}")
-    return "\n".join(parts)
-
-
-def _answers(url: str, check: Callable[[bytes], bool]) -> bool:
-    """Whether ``url`` answers what ``check`` wants (kube-proxy programs a ClusterIP late)."""
-    try:
-        return check(_http(url))
-    except OSError:  # URLError too: not programmed yet, or the server is starting
-        return False
-
-
-def _http(url: str, body: bytes | None = None, method: str = "GET") -> bytes:
-    request = urllib.request.Request(url, data=body, method=method)
-    if body is not None:
-        request.add_header("Content-Type", "application/json")
-    with urllib.request.urlopen(request, timeout=10) as resp:  # noqa: S310 - a ClusterIP
-        data: bytes = resp.read()
-        return data
+RUN_TIMEOUT_S = 1500
 
 
 @pytest.mark.timeout(3600)  # the image's cold build (in the setup) plus the run itself
@@ -237,24 +81,11 @@ def test_pipelinerun_trains_on_a_pytorchjob_over_the_pod_network_and_serves_in_c
         wait_for_crd(api_client, crd)
 
     # MLflow in the cluster; this test reaches it through its ClusterIP (kube-proxy, on the host).
-    kubectl(
-        "apply",
-        "-n",
-        namespace,
-        "-f",
-        "-",
-        stdin=yaml.safe_dump_all(_mlflow(namespace, project_image)),
-    )
-    wait_for(lambda: bool(_ready_pods(core, namespace, "app=mlflow")), timeout=300)
-    cluster_ip = core.read_namespaced_service("mlflow", namespace).spec.cluster_ip
-    outside = f"http://{cluster_ip}:{MLFLOW_PORT}"
-    inside = f"http://mlflow.{namespace}.svc.cluster.local:{MLFLOW_PORT}"
-    wait_for(lambda: _answers(f"{outside}/health", lambda body: body == b"OK"), timeout=60)
     # The data: uploaded through MLflow's artifact proxy, read by the run's pod over HTTP.
-    artifact = "api/2.0/mlflow-artifacts/artifacts/data/digits.csv"
-    _http(f"{outside}/{artifact}", digits_csv.read_bytes(), method="PUT")
-
-    kubectl("apply", "-n", namespace, "-f", "-", stdin=yaml.safe_dump_all(_runner_rbac(namespace)))
+    outside, inside, data_uri = deploy_mlflow(
+        kubectl, api_client, namespace, project_image, digits_csv
+    )
+    kubectl("apply", "-n", namespace, "-f", "-", stdin=yaml.safe_dump_all(runner_rbac(namespace)))
     monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
     monkeypatch.setenv("KUBEFORGE_IMAGE", project_image)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", inside)
@@ -269,7 +100,7 @@ def test_pipelinerun_trains_on_a_pytorchjob_over_the_pod_network_and_serves_in_c
     started = time.monotonic()
     args = ["run", "--standalone", "-A", "-m", "kubeforge.operators.main"]
     with KopfRunner(args, timeout=120) as runner:
-        objects = _examples(namespace, f"{inside}/{artifact}")
+        objects = example_objects(namespace, data_uri, PARAMETERS)
         kubectl("apply", "-n", namespace, "-f", "-", stdin=yaml.safe_dump_all(objects))
         try:
             wait_for(
@@ -278,11 +109,11 @@ def test_pipelinerun_trains_on_a_pytorchjob_over_the_pod_network_and_serves_in_c
                 interval=5,
             )
         except AssertionError:
-            raise AssertionError(f"{run_status()}\n{_diagnose(kubectl, namespace)}") from None
+            raise AssertionError(f"{run_status()}\n{diagnose(kubectl, namespace)}") from None
         status = run_status()
     elapsed = time.monotonic() - started
     job_pod = core.list_namespaced_pod(namespace, label_selector="job-name=digits-1").items[0]
-    assert status["phase"] == "Succeeded", f"{status}\n{_diagnose(kubectl, namespace)}"
+    assert status["phase"] == "Succeeded", f"{status}\n{diagnose(kubectl, namespace)}"
     assert runner.exception is None
     print(f"PipelineRun digits-1 Succeeded in {elapsed:.0f}s", flush=True)
     assert status["mlflowRunId"]
@@ -337,10 +168,10 @@ def test_pipelinerun_trains_on_a_pytorchjob_over_the_pod_network_and_serves_in_c
     (deployment,) = apps.list_namespaced_deployment(namespace, label_selector=selector).items
     served = deployment.metadata.name
     try:
-        wait_for(lambda: bool(_ready_pods(core, namespace, selector)), timeout=300)
+        wait_for(lambda: bool(ready_pods(core, namespace, selector)), timeout=300)
     except AssertionError:
-        raise AssertionError(_diagnose(kubectl, namespace)) from None
-    (server_pod,) = _ready_pods(core, namespace, selector)
+        raise AssertionError(diagnose(kubectl, namespace)) from None
+    (server_pod,) = ready_pods(core, namespace, selector)
     assert server_pod.spec.node_name == NODE_NAME
     service = core.read_namespaced_service(served, namespace)
     port = service.spec.ports[0].port
@@ -350,9 +181,9 @@ def test_pipelinerun_trains_on_a_pytorchjob_over_the_pod_network_and_serves_in_c
     body = {"instances": rows.drop(columns=["label"]).to_numpy().tolist()}
     base = f"http://{service.spec.cluster_ip}:{port}"
     ready = f"{base}/v2/health/ready"
-    wait_for(lambda: _answers(ready, lambda body: json.loads(body)["ready"] is True), timeout=60)
+    wait_for(lambda: answers(ready, lambda body: json.loads(body)["ready"] is True), timeout=60)
     url = f"{base}/v1/models/{served}:predict"
-    answer = json.loads(_http(url, json.dumps(body).encode(), method="POST"))
+    answer = json.loads(http(url, json.dumps(body).encode(), method="POST"))
     predictions = answer["predictions"]
     assert len(predictions) == 100
     correct = sum(int(p) == int(y) for p, y in zip(predictions, rows["label"], strict=True))
