@@ -300,6 +300,21 @@ def train_worker(config: TrainConfig) -> TrainResult:
     started = time.perf_counter()
     last_checkpoint = time.monotonic()
     metrics, stop_metrics = serve_throughput_metrics(rank)
+
+    def end_epoch(epoch: int, epoch_loss: float, epoch_steps: int) -> float:
+        """Add the finished ``epoch``'s point to the history (every rank calls it); seconds."""
+        eval_started = time.perf_counter()
+        mean_loss = _mean_over_ranks(epoch_loss, epoch_steps, world, device)
+        if rank == 0:
+            history.append(
+                {
+                    "epoch": epoch + 1,
+                    "train_loss": round(mean_loss, 6),
+                    "val_accuracy": _accuracy_on(model, val_x, val_y, device),
+                }
+            )
+        return time.perf_counter() - eval_started
+
     try:
         with _sigterm_flag() as sigterm:
             for epoch in range(start_epoch, params.epochs):
@@ -339,7 +354,10 @@ def train_worker(config: TrainConfig) -> TrainResult:
                         metrics.optimizer_steps.inc()
                     if _stop_requested(sigterm, world, device):
                         if step + 1 == len(loader):
-                            epoch, step = epoch + 1, -1  # the epoch is done: resume at the next
+                            # The epoch is done: its history point goes into the checkpoint
+                            # (a resumed run starts at the next epoch and would never add it).
+                            evaluating += end_epoch(epoch, epoch_loss, epoch_steps)
+                            epoch, step = epoch + 1, -1
                         if rank == 0:
                             _checkpoint(
                                 store, model, optimizer, epoch, step + 1, global_step, history
@@ -348,17 +366,7 @@ def train_worker(config: TrainConfig) -> TrainResult:
                             dist.barrier()  # rank 0's checkpoint is written before any rank exits
                             dist.destroy_process_group()
                         raise TrainingInterrupted(global_step)
-                eval_started = time.perf_counter()
-                mean_loss = _mean_over_ranks(epoch_loss, epoch_steps, world, device)
-                if rank == 0:
-                    history.append(
-                        {
-                            "epoch": epoch + 1,
-                            "train_loss": round(mean_loss, 6),
-                            "val_accuracy": _accuracy_on(model, val_x, val_y, device),
-                        }
-                    )
-                evaluating += time.perf_counter() - eval_started
+                evaluating += end_epoch(epoch, epoch_loss, epoch_steps)
                 # Checkpoint on a wall-clock interval (and after the last epoch): an epoch of a
                 # small model takes milliseconds, and saving every epoch would cost more than it.
                 last = epoch + 1 == params.epochs

@@ -35,6 +35,7 @@ from kubeforge.components.train.trainer import (
     WORKER_MODULE,
     LocalDdpRun,
     TrainConfig,
+    TrainingInterrupted,
     TrainParams,
     TrainResult,
     latest_checkpoint,
@@ -92,6 +93,38 @@ def test_resumes_from_the_last_checkpoint(
     assert [p["epoch"] for p in second.history] == [1, 2, 3, 4, 5]
     assert second.history[:3] == first.history
     assert second.history[-1]["val_accuracy"] == pytest.approx(second.val_accuracy, abs=1e-6)
+
+
+def test_a_stop_on_an_epochs_last_step_keeps_that_epoch_in_the_history(
+    digits_labelled: Path, digits_splits: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Seen on the real node: a Worker pod deleted as epoch 168 ended; the resumed run's curve
+    # had epochs 1..167 and 169.. (the stop saved "resume at epoch 168" without its point).
+    from kubeforge.components.train import trainer
+
+    config = _config(digits_labelled, digits_splits, tmp_path, epochs=4)
+    rows = len(load_split(digits_labelled / "train.parquet").label_indices())
+    per_epoch = math.ceil(
+        math.ceil(rows / config.params.batch_size) / config.params.grad_accum_steps
+    )
+    calls = [0]
+
+    def stop_after_epoch_two(*_args: Any) -> bool:
+        calls[0] += 1  # once per optimizer step: the last step of epoch 2 asks to stop
+        return calls[0] == 2 * per_epoch
+
+    monkeypatch.setattr(trainer, "_stop_requested", stop_after_epoch_two)
+    with pytest.raises(TrainingInterrupted):
+        train_worker(config)
+    ckpt = latest_checkpoint(Store(str(tmp_path)))
+    assert ckpt == f"checkpoints/step-{2 * per_epoch}.pt"
+    state = torch.load(io.BytesIO(Store(str(tmp_path)).read_bytes(ckpt)), weights_only=False)
+    assert (state["epoch"], state["step"]) == (2, 0)
+    assert [p["epoch"] for p in state["history"]] == [1, 2]
+    monkeypatch.undo()
+    result = train_worker(config)
+    assert result.resumed_from_epoch == 2
+    assert [p["epoch"] for p in result.history] == [1, 2, 3, 4]
 
 
 def test_train_stage_logs_the_teacher_training_curve_to_its_mlflow_run(
