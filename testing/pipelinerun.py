@@ -17,7 +17,7 @@ import yaml
 from kubernetes import client
 
 from kubeforge.testing.controlplane import repo_root
-from kubeforge.testing.fixtures import wait_for
+from kubeforge.testing.fixtures import wait_for, wait_for_crd
 from kubeforge.testing.node import on_real_node
 
 EXAMPLES = repo_root() / "manifests" / "examples"
@@ -202,3 +202,36 @@ def deploy_mlflow(
     artifact = f"api/2.0/mlflow-artifacts/artifacts/data/{data.name}"
     http(f"{outside}/{artifact}", data.read_bytes(), method="PUT")
     return outside, inside, f"{inside}/{artifact}"
+
+
+def prepare_run(
+    kubectl: Callable[..., subprocess.CompletedProcess[str]],
+    api_client: Any,
+    namespace: str,
+    image: str,
+    data: Path,
+    kubeconfig: Path,
+    setenv: Callable[[str, str], None],
+    delenv: Callable[[str], None],
+) -> tuple[str, str, str]:
+    """Everything a PipelineRun on the real node needs before it is applied.
+
+    Kubeforge's CRDs, MLflow in ``namespace`` with ``data`` (:func:`deploy_mlflow`), the run's
+    RBAC, and the environment of the operator that this test process runs (``setenv`` and
+    ``delenv``: pytest's monkeypatch, so nothing outlives the test).
+
+    Returns:
+        What :func:`deploy_mlflow` returns.
+    """
+    kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CRDS))
+    for crd in ("pipelines.kubeforge.io", "pipelineruns.kubeforge.io"):
+        wait_for_crd(api_client, crd)
+    urls = deploy_mlflow(kubectl, api_client, namespace, image, data)
+    kubectl("apply", "-n", namespace, "-f", "-", stdin=yaml.safe_dump_all(runner_rbac(namespace)))
+    setenv("KUBECONFIG", str(kubeconfig))
+    setenv("KUBEFORGE_IMAGE", image)
+    setenv("MLFLOW_TRACKING_URI", urls[1])
+    setenv("KUBEFORGE_RUN_INTERVAL", "5")
+    setenv("KUBEFORGE_METRICS_PORT", "0")
+    delenv("KUBEFORGE_KFP_HOST")
+    return urls

@@ -26,17 +26,15 @@ import yaml
 from kubernetes import client
 
 from kubeforge.testing.controllers import TrainingOperator
-from kubeforge.testing.fixtures import Kubectl, wait_for, wait_for_crd
+from kubeforge.testing.fixtures import Kubectl, wait_for
 from kubeforge.testing.node import NODE_NAME
 from kubeforge.testing.pipelinerun import (
-    CRDS,
     answers,
-    deploy_mlflow,
     diagnose,
     example_objects,
     http,
+    prepare_run,
     ready_pods,
-    runner_rbac,
 )
 
 pytestmark = pytest.mark.cluster
@@ -76,22 +74,12 @@ def test_pipelinerun_trains_on_a_pytorchjob_over_the_pod_network_and_serves_in_c
     from kopf.testing import KopfRunner
 
     core, apps = client.CoreV1Api(api_client), client.AppsV1Api(api_client)
-    kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CRDS))
-    for crd in ("pipelines.kubeforge.io", "pipelineruns.kubeforge.io"):
-        wait_for_crd(api_client, crd)
-
     # MLflow in the cluster; this test reaches it through its ClusterIP (kube-proxy, on the host).
     # The data: uploaded through MLflow's artifact proxy, read by the run's pod over HTTP.
-    outside, inside, data_uri = deploy_mlflow(
-        kubectl, api_client, namespace, project_image, digits_csv
-    )
-    kubectl("apply", "-n", namespace, "-f", "-", stdin=yaml.safe_dump_all(runner_rbac(namespace)))
-    monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
-    monkeypatch.setenv("KUBEFORGE_IMAGE", project_image)
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", inside)
-    monkeypatch.setenv("KUBEFORGE_RUN_INTERVAL", "5")
-    monkeypatch.setenv("KUBEFORGE_METRICS_PORT", "0")
-    monkeypatch.delenv("KUBEFORGE_KFP_HOST", raising=False)
+    outside, inside, data_uri = prepare_run(
+        kubectl, api_client, namespace, project_image, digits_csv, kubeconfig,
+        monkeypatch.setenv, lambda name: monkeypatch.delenv(name, raising=False),
+    )  # fmt: skip
 
     def run_status() -> dict[str, Any]:
         out = kubectl("get", "pipelinerun", "digits-1", "-n", namespace, "-o", "json").stdout

@@ -22,14 +22,12 @@ import yaml
 from kubernetes import client
 
 from kubeforge.testing.controllers import TrainingOperator
-from kubeforge.testing.fixtures import Kubectl, wait_for, wait_for_crd
+from kubeforge.testing.fixtures import Kubectl, wait_for
 from kubeforge.testing.node import NODE_NAME
 from kubeforge.testing.pipelinerun import (
-    CRDS,
-    deploy_mlflow,
     diagnose,
     example_objects,
-    runner_rbac,
+    prepare_run,
 )
 
 pytestmark = [pytest.mark.cluster, pytest.mark.node]
@@ -92,22 +90,13 @@ def test_pipelinerun_succeeds_when_the_worker_pod_is_deleted_mid_training(
     from kubeforge.components.train.store import Store
 
     core = client.CoreV1Api(api_client)
-    kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CRDS))
-    for crd in ("pipelines.kubeforge.io", "pipelineruns.kubeforge.io"):
-        wait_for_crd(api_client, crd)
-    outside, inside, data_uri = deploy_mlflow(
-        kubectl, api_client, namespace, project_image, digits_csv
-    )
+    outside, inside, data_uri = prepare_run(
+        kubectl, api_client, namespace, project_image, digits_csv, kubeconfig,
+        monkeypatch.setenv, lambda name: monkeypatch.delenv(name, raising=False),
+    )  # fmt: skip
     # From this host, ``mlflow-artifacts:`` URIs name the server (the env points pods at it).
     mlflow_host = outside.removeprefix("http://")
     tracking = mlflow.MlflowClient(tracking_uri=outside)
-    kubectl("apply", "-n", namespace, "-f", "-", stdin=yaml.safe_dump_all(runner_rbac(namespace)))
-    monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
-    monkeypatch.setenv("KUBEFORGE_IMAGE", project_image)
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", inside)
-    monkeypatch.setenv("KUBEFORGE_RUN_INTERVAL", "5")
-    monkeypatch.setenv("KUBEFORGE_METRICS_PORT", "0")
-    monkeypatch.delenv("KUBEFORGE_KFP_HOST", raising=False)
 
     def run_status() -> dict[str, Any]:
         out = kubectl("get", "pipelinerun", "digits-1", "-n", namespace, "-o", "json").stdout
