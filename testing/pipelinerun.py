@@ -7,6 +7,7 @@ run's pods carry no toleration: such a test asks for the ``untainted_node`` fixt
 
 from __future__ import annotations
 
+import json
 import subprocess
 import urllib.request
 from collections.abc import Callable
@@ -235,3 +236,11 @@ def prepare_run(
     setenv("KUBEFORGE_METRICS_PORT", "0")
     delenv("KUBEFORGE_KFP_HOST")
     return urls
+
+
+def run_status(
+    kubectl: Callable[..., subprocess.CompletedProcess[str]], namespace: str, name: str
+) -> dict[str, Any]:
+    """The PipelineRun ``name``'s status as the API server holds it now ({} before any)."""
+    out = kubectl("get", "pipelinerun", name, "-n", namespace, "-o", "json").stdout
+    return dict(json.loads(out).get("status", {}))

@@ -35,6 +35,7 @@ from kubeforge.testing.pipelinerun import (
     http,
     prepare_run,
     ready_pods,
+    run_status,
 )
 
 pytestmark = pytest.mark.cluster
@@ -81,10 +82,6 @@ def test_pipelinerun_trains_on_a_pytorchjob_over_the_pod_network_and_serves_in_c
         monkeypatch.setenv, lambda name: monkeypatch.delenv(name, raising=False),
     )  # fmt: skip
 
-    def run_status() -> dict[str, Any]:
-        out = kubectl("get", "pipelinerun", "digits-1", "-n", namespace, "-o", "json").stdout
-        return dict(json.loads(out).get("status", {}))
-
     started = time.monotonic()
     args = ["run", "--standalone", "-A", "-m", "kubeforge.operators.main"]
     with KopfRunner(args, timeout=120) as runner:
@@ -92,13 +89,18 @@ def test_pipelinerun_trains_on_a_pytorchjob_over_the_pod_network_and_serves_in_c
         kubectl("apply", "-n", namespace, "-f", "-", stdin=yaml.safe_dump_all(objects))
         try:
             wait_for(
-                lambda: run_status().get("phase") in ("Succeeded", "Failed"),
+                lambda: (
+                    run_status(kubectl, namespace, "digits-1").get("phase")
+                    in ("Succeeded", "Failed")
+                ),
                 timeout=RUN_TIMEOUT_S,
                 interval=5,
             )
         except AssertionError:
-            raise AssertionError(f"{run_status()}\n{diagnose(kubectl, namespace)}") from None
-        status = run_status()
+            raise AssertionError(
+                f"{run_status(kubectl, namespace, 'digits-1')}\n{diagnose(kubectl, namespace)}"
+            ) from None
+        status = run_status(kubectl, namespace, "digits-1")
     elapsed = time.monotonic() - started
     job_pod = core.list_namespaced_pod(namespace, label_selector="job-name=digits-1").items[0]
     assert status["phase"] == "Succeeded", f"{status}\n{diagnose(kubectl, namespace)}"

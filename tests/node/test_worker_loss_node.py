@@ -28,6 +28,7 @@ from kubeforge.testing.pipelinerun import (
     diagnose,
     example_objects,
     prepare_run,
+    run_status,
 )
 
 pytestmark = [pytest.mark.cluster, pytest.mark.node]
@@ -98,18 +99,16 @@ def test_pipelinerun_succeeds_when_the_worker_pod_is_deleted_mid_training(
     mlflow_host = outside.removeprefix("http://")
     tracking = mlflow.MlflowClient(tracking_uri=outside)
 
-    def run_status() -> dict[str, Any]:
-        out = kubectl("get", "pipelinerun", "digits-1", "-n", namespace, "-o", "json").stdout
-        return dict(json.loads(out).get("status", {}))
-
     def fail(what: str) -> AssertionError:
-        return AssertionError(f"{what}\n{run_status()}\n{diagnose(kubectl, namespace)}")
+        return AssertionError(
+            f"{what}\n{run_status(kubectl, namespace, 'digits-1')}\n{diagnose(kubectl, namespace)}"
+        )
 
     found: dict[str, Any] = {}
 
     def checkpoint_mid_training() -> bool:
         """A checkpoint of a training still running (the run must not have ended first)."""
-        if run_status().get("phase") in ("Succeeded", "Failed"):
+        if run_status(kubectl, namespace, "digits-1").get("phase") in ("Succeeded", "Failed"):
             raise fail("the run ended before a checkpoint was seen mid-training")
         experiment = tracking.get_experiment_by_name("digits")
         if experiment is None:
@@ -151,13 +150,16 @@ def test_pipelinerun_succeeds_when_the_worker_pod_is_deleted_mid_training(
             raise fail("the training operator did not recreate the Worker pod") from None
         try:
             wait_for(
-                lambda: run_status().get("phase") in ("Succeeded", "Failed"),
+                lambda: (
+                    run_status(kubectl, namespace, "digits-1").get("phase")
+                    in ("Succeeded", "Failed")
+                ),
                 timeout=RUN_TIMEOUT_S,
                 interval=5,
             )
         except AssertionError:
             raise fail("the run did not end") from None
-        status = run_status()
+        status = run_status(kubectl, namespace, "digits-1")
     # (KopfRunner takes this process's stdout while it runs: the prints come after it.)
     print(f"checkpoints before the Worker pod's delete: {found['checkpoints']}", flush=True)
     assert status["phase"] == "Succeeded", f"{status}\n{diagnose(kubectl, namespace)}"
