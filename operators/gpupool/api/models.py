@@ -63,6 +63,13 @@ class Scaling:
     maxInFlight: int = spec_field(  # noqa: N815
         "Most nodes requested but not yet GPU-ready at once.", 10, minimum=1
     )
+    headroomNodes: int = spec_field(  # noqa: N815
+        "Whole free nodes (ready and empty, or booting) kept beyond what the queued jobs use, "
+        "so a new job of up to this many nodes starts without waiting for a boot; they count "
+        "toward maxNodes. 0: none (the pool grows only for jobs that wait).",
+        0,
+        minimum=0,
+    )
 
 
 @dataclass
@@ -160,7 +167,11 @@ REQUIRED: dict[type, list[str]] = {
 
 VALIDATIONS: dict[type, list[dict[str, str]]] = {
     Scaling: [
-        {"rule": "self.minNodes <= self.maxNodes", "message": "minNodes must not exceed maxNodes"}
+        {"rule": "self.minNodes <= self.maxNodes", "message": "minNodes must not exceed maxNodes"},
+        {
+            "rule": "self.headroomNodes <= self.maxNodes",
+            "message": "headroomNodes must not exceed maxNodes",
+        },
     ],
     Provider: [
         {

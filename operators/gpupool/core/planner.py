@@ -42,6 +42,10 @@ class PoolPolicy:
         freeing_stands_in: Under ``QUEUE_AWARE``, an empty node no queued gang uses goes at
             once, without waiting out ``keep_empty_s``, while a busy node expected to free
             within the boot time (and claimed by no queued gang) can serve a new gang as soon.
+        headroom_nodes: Whole free nodes (GPU-ready and empty, or in flight) the pool keeps
+            beyond what the queued gangs use, so a new gang of up to that many nodes starts
+            without waiting for a boot (``spec.scaleUp.headroomNodes``; 0: none). Capped by
+            ``max_nodes``.
     """
 
     gpus_per_node: int
@@ -53,6 +57,7 @@ class PoolPolicy:
     scale_down: ScaleDownPolicy = ScaleDownPolicy.IDLE_AFTER
     break_even_s: float | None = None
     freeing_stands_in: bool = True
+    headroom_nodes: int = 0
 
     @property
     def keep_empty_s(self) -> float:
@@ -309,6 +314,11 @@ def plan(snapshot: Snapshot, policy: PoolPolicy, now: float) -> PoolPlan:
                 job.key, job.gpus, Placement.NEEDS_NODES, f"whole job needs {extra} new node(s)"
             )
         )
+    short = policy.headroom_nodes - bins.counts[per_node]
+    if short > 0 and total + add < policy.max_nodes:
+        grow = min(short, policy.max_nodes - total - add)
+        reasons.append(f"{grow} node(s) for the headroom of {policy.headroom_nodes} free node(s)")
+        add += grow
     if total + add < policy.min_nodes:
         reasons.append(f"pool below minNodes {policy.min_nodes}")
         add = policy.min_nodes - total
@@ -320,11 +330,10 @@ def plan(snapshot: Snapshot, policy: PoolPolicy, now: float) -> PoolPlan:
             )
             add = allowed
     if add:
+        needing = [v for v in verdicts if v.placement is Placement.NEEDS_NODES]
         reasons.append(
-            f"scale up by {add}: "
-            + "; ".join(
-                f"{v.job} ({v.gpus} GPUs)" for v in verdicts if v.placement is Placement.NEEDS_NODES
-            )
+            f"scale up by {add}"
+            + (": " + "; ".join(f"{v.job} ({v.gpus} GPUs)" for v in needing) if needing else "")
         )
         return PoolPlan(
             Decision.SCALE_UP, total + add, tuple(reasons), tuple(verdicts), add_nodes=add
@@ -361,6 +370,7 @@ def plan(snapshot: Snapshot, policy: PoolPolicy, now: float) -> PoolPlan:
     pending_gpus = sum(
         v.gpus for v in verdicts if v.placement in (Placement.FITS, Placement.WAITING)
     )
+    room = min(room, bins.counts[per_node] - policy.headroom_nodes)
     if not reserved and pending_gpus == 0 and room > 0:
         idle = sorted((n for n in removable if not n.cordoned), key=lambda n: n.idle_since or 0)
         drain = tuple(n.name for n in idle[:room])
@@ -445,7 +455,7 @@ def _queue_aware_scale_down(
             replaced += 1  # a node freeing soon stands in for it
             candidates.append(n)
     # The queue keeps the most recently idle of the empty nodes; the longest idle go first.
-    spare = len(empty) - keep
+    spare = min(len(empty) - keep, bins.counts[per_node] - policy.headroom_nodes)
     drain = [n.name for n in candidates[: max(0, spare)]]
     cordoned = sorted(
         n.name

@@ -73,6 +73,7 @@ def pool_config(obj: Mapping[str, Any]) -> PoolConfig:
             idle_after_s=parse_duration(down.idleAfter),
             min_node_age_s=parse_duration(down.minNodeAge),
             scale_down=ScaleDownPolicy(down.policy),
+            headroom_nodes=scaling.headroomNodes,
         ),
         gpu_resource=spec.gpu.resourceName,
         product=spec.gpu.product,

@@ -48,6 +48,7 @@ def test_valid_pool_is_stored_with_defaults(kubectl: Kubectl, gpupool_crd: str) 
     assert stored["spec"]["gpu"]["resourceName"] == "nvidia.com/gpu"
     assert stored["spec"]["mode"] == "Enforce"
     assert stored["spec"]["scaling"]["minNodes"] == 0
+    assert stored["spec"]["scaling"]["headroomNodes"] == 0
     table = kubectl("get", "gpool").stdout
     assert "PENDING JOBS" in table and "h100" in table
     kubectl("delete", "gpunodepool", "h100")
@@ -57,12 +58,22 @@ def test_valid_pool_is_stored_with_defaults(kubectl: Kubectl, gpupool_crd: str) 
     ("spec", "words"),
     [
         ({"scaling": {"minNodes": 5, "maxNodes": 2}}, "minNodes must not exceed maxNodes"),
+        ({"scaling": {"headroomNodes": 3, "maxNodes": 2}}, "headroomNodes must not exceed"),
+        ({"scaling": {"headroomNodes": -1}}, "spec.scaling.headroomNodes"),
         ({"gpu": {"perNode": 0}}, "spec.gpu.perNode"),
         ({"provider": {}}, "set exactly one provider"),
         ({"mode": "Maybe"}, "spec.mode"),
         ({"scaleDown": {"idleAfter": "soon"}}, "spec.scaleDown.idleAfter"),
     ],
-    ids=["min-above-max", "zero-gpus", "no-provider", "bad-mode", "bad-duration"],
+    ids=[
+        "min-above-max",
+        "headroom-above-max",
+        "negative-headroom",
+        "zero-gpus",
+        "no-provider",
+        "bad-mode",
+        "bad-duration",
+    ],
 )
 @pytest.mark.cluster
 def test_invalid_pools_are_refused_by_the_api_server(

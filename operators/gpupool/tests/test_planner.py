@@ -273,3 +273,35 @@ def test_an_empty_node_goes_at_once_when_a_busy_node_freeing_in_time_stands_in_f
         Snapshot((empty, freeing("b", 100.0)), (job("g", 8, 8, created=1),)), LOOKING_AHEAD, NOW
     )
     assert claimed.decision is Decision.NOOP and claimed.add_nodes == 0
+
+
+@pytest.mark.parametrize("scale_down", list(ScaleDownPolicy))
+def test_headroom_keeps_whole_free_nodes_beyond_the_queue(scale_down: ScaleDownPolicy) -> None:
+    policy = replace(POLICY, scale_down=scale_down, headroom_nodes=2)
+    # An empty pool grows to the headroom with no job at all.
+    grow = plan(Snapshot((), ()), policy, NOW)
+    assert grow.decision is Decision.SCALE_UP and grow.add_nodes == 2
+    # Nodes in flight count: nothing is asked for twice.
+    assert plan(Snapshot((coming("b1"), coming("b2")), ()), policy, NOW).decision is Decision.NOOP
+    # Two long-idle empty nodes are the headroom: neither goes.
+    spare = (ready("e1", idle_for=5_000), ready("e2", idle_for=5_000))
+    assert plan(Snapshot(spare, ()), policy, NOW).decision is Decision.NOOP
+    # A third goes (longest idle first); without headroom all three would be candidates.
+    three = (*spare, ready("e3", idle_for=6_000))
+    p = plan(Snapshot(three, ()), policy, NOW)
+    assert p.decision in (Decision.DRAIN, Decision.SCALE_DOWN)
+    assert (p.nodes_to_drain or p.nodes_to_remove) == ("e3",)
+    # A job takes one of the spare nodes: one more is asked for, so two stay free.
+    taken = plan(Snapshot(spare, (job("a", 8),)), policy, NOW)
+    assert taken.decision is Decision.SCALE_UP and taken.add_nodes == 1
+    assert verdict(taken, "a").placement is Placement.FITS
+
+
+def test_headroom_never_passes_max_nodes_and_queued_gangs_come_first() -> None:
+    policy = replace(POLICY, headroom_nodes=3)  # maxNodes 4
+    p = plan(Snapshot((ready("busy", 8, busy=True),), (job("g", 8, 8),)), policy, NOW)
+    # The gang's two nodes first, then one spare node: the pool stops at maxNodes.
+    assert p.decision is Decision.SCALE_UP and p.add_nodes == 3
+    assert verdict(p, "g").placement is Placement.NEEDS_NODES
+    full = tuple(ready(f"n{i}", 8, busy=True) for i in range(4))
+    assert plan(Snapshot(full, ()), policy, NOW).decision is Decision.NOOP
