@@ -125,7 +125,8 @@ class ClusterSettings:
             the work since its last save (0: no checkpoints, it redoes the whole run).
         run_times_known: Jobs declare their expected run time (the ``kubeforge.io/expected-
             runtime`` annotation), so Kubeforge's planner sees when each busy node should free.
-            Off: it knows nothing of running jobs' ends, as without the annotation.
+            Off: it knows only the ends of jobs whose trace declares a run time
+            (:attr:`TraceJob.declared_s`, which on or off replaces the estimate).
         run_time_error: The declared run time is the true one times a factor drawn per job,
             uniformly in ``1 +/- run_time_error`` (seeded): 0 is a perfect estimate.
         freeing_stands_in: :attr:`PoolPolicy.freeing_stands_in` (a lever, on as shipped).
@@ -536,8 +537,15 @@ class _Simulation:
         self.running_gpus += job.trace.gpus
         left = job.trace.duration_s if job.remaining_s is None else job.remaining_s
         job.finish_at = now + left
-        if self.settings.run_times_known:
-            job.expected_end = now + left * self.settings.run_time_estimate(job.trace.index)
+        declared = job.trace.declared_s
+        if declared is not None or self.settings.run_times_known:
+            # A job's own declaration counts from each start, as the operator reads the pods'
+            # annotation with their startTime (a restarted pod declares the same run time).
+            job.expected_end = now + (
+                declared
+                if declared is not None
+                else left * self.settings.run_time_estimate(job.trace.index)
+            )
             for node in job.bound:
                 if node is not None:
                     node.view = None
@@ -699,8 +707,11 @@ class _Simulation:
         return node.view
 
     def expected_free_at(self, node: _Node) -> float | None:
-        """When the operator expects every pod on ``node`` to end; None if it cannot tell."""
-        if not self.settings.run_times_known or not node.jobs:
+        """When the operator expects every pod on ``node`` to end; None if it cannot tell.
+
+        It cannot when any job on the node declares no run time (nor ``run_times_known``).
+        """
+        if not node.jobs:
             return None
         ends = [self.jobs[index].expected_end for index in node.jobs]
         if any(end is None for end in ends):

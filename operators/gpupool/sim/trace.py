@@ -122,12 +122,23 @@ SCENARIOS: dict[str, Scenario] = {
 
 @dataclass(frozen=True)
 class TraceJob:
-    """One job of a trace."""
+    """One job of a trace.
+
+    Attributes:
+        index: Position in the trace (arrival order).
+        created_at: Seconds from the start of the trace.
+        pods: GPUs of each pod of the gang.
+        duration_s: How long the job runs once all its pods are bound (the truth).
+        declared_s: The run time the job declares (``kubeforge.io/expected-runtime-seconds`` on
+            its pods), which the planner sees; None: declares none, as a pod without the
+            annotation.
+    """
 
     index: int
     created_at: float
     pods: tuple[int, ...]
     duration_s: float
+    declared_s: float | None = None
 
     @property
     def name(self) -> str:
