@@ -454,3 +454,40 @@ def test_a_gang_waits_for_the_node_a_running_job_declares_it_will_free_before_a_
     (second,) = [j for j in read_pool(api_client, pool)["status"]["jobs"] if "second" in j["job"]]
     assert second["placement"] == "waiting"
     assert "expected to end within the observed boot time" in second["reason"]
+
+
+def test_headroom_nodes_let_a_job_start_without_a_boot_and_are_refilled(
+    api_client: Any, kubectl: Kubectl, namespace: str, pool: str
+) -> None:
+    # headroomNodes 1: with no job at all the pool keeps one whole free node. A job that comes
+    # is bound to it by the real scheduler at once (no boot to wait for), and the pool asks for
+    # one node to stand in as the next headroom. The empty spare is never scaled down.
+    kubectl(
+        "patch",
+        "gpunodepool",
+        pool,
+        "--type",
+        "merge",
+        "-p",
+        json.dumps({"spec": {"scaling": {"headroomNodes": 1}}}),
+    )
+    r = reconciler(api_client, ManualClock())
+    first = step(r, api_client, pool, 0)
+    assert first.decision is Decision.SCALE_UP and first.add_nodes == 1
+    assert "headroom" in first.reasons[0]
+    assert step(r, api_client, pool, 10).decision is Decision.NOOP  # in flight: not asked twice
+    reconcile_at(r, api_client, pool, 40)  # past gpuDelay: its GPUs appear
+    (spare,) = pool_nodes(r, api_client, pool)
+
+    job = pytorchjob("quick").namespace(namespace).workers(0).gpus(8).pool(pool)
+    job.runs_for("600s").submit(api_client)
+    wait_for(lambda: all_running(api_client, namespace, "quick", 1), timeout=90)
+    assert [p.spec.node_name for p in job_pods(api_client, namespace, "quick")] == [spare]
+
+    refill = step(r, api_client, pool, 50)
+    assert refill.decision is Decision.SCALE_UP and refill.add_nodes == 1
+    reconcile_at(r, api_client, pool, 90)
+    assert len(pool_nodes(r, api_client, pool)) == 2
+    # Long past idleAfter (5m) and minNodeAge (1m): the empty node is the headroom and stays.
+    assert step(r, api_client, pool, 2_000).decision is Decision.NOOP
+    assert len(pool_nodes(r, api_client, pool)) == 2
