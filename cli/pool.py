@@ -12,12 +12,12 @@ from kubeforge.operators.gpupool.core.planner import ScaleDownPolicy
 from kubeforge.operators.gpupool.core.pool_config import parse_duration, pool_config
 from kubeforge.operators.gpupool.sim.engine import ClusterSettings
 from kubeforge.operators.gpupool.sim.replay import (
+    ClusterTrace,
     ReplayError,
     check_fits,
     jobs_from_objects,
     read_jobs_csv,
 )
-from kubeforge.operators.gpupool.sim.trace import TraceJob
 from kubeforge.operators.gpupool.sim.whatif import render, what_if
 
 pool_app = typer.Typer(no_args_is_help=True, help="GPU node pools: what-if simulation.")
@@ -71,11 +71,13 @@ def _pool_settings(pool_file: Path | None) -> ClusterSettings:
         idle_after_s=policy.idle_after_s,
         min_node_age_s=policy.min_node_age_s,
         scale_down=policy.scale_down,
-        learn_boot_time=policy.scale_down is ScaleDownPolicy.QUEUE_AWARE,
+        # The operator always learns the pool's boot times: under IdleAfter too, a gang waits
+        # for busy nodes that declared run times say free within one boot.
+        learn_boot_time=True,
     )
 
 
-def _cluster_jobs() -> tuple[tuple[TraceJob, ...], list[str]]:
+def _cluster_jobs() -> ClusterTrace:
     """Finished PyTorchJobs and TrainJobs of the cluster in the kubeconfig."""
     from kubernetes import client
     from kubernetes.client.rest import ApiException
@@ -105,7 +107,8 @@ def simulate(
         typer.Option(
             "--jobs",
             help="CSV of jobs: submit_time,replicas,gpus_per_replica,duration "
-            "(seconds, durations like 30m, or ISO times).",
+            "(seconds, durations like 30m, or ISO times), optionally expected_runtime "
+            "(the run time a job declares; empty: none).",
         ),
     ] = None,
     from_cluster: Annotated[
@@ -170,7 +173,6 @@ def simulate(
                     f"--scale-down-policy {scale_down_policy!r}: choose one of {choices}"
                 ) from None
             overrides["scale_down"] = chosen
-            overrides["learn_boot_time"] = chosen is ScaleDownPolicy.QUEUE_AWARE
         low, _, high = boot_time.partition("-")
         boot = _durations(low, "--boot-time")[0], _durations(high or low, "--boot-time")[0]
         if boot[0] > boot[1]:
@@ -184,9 +186,13 @@ def simulate(
                 raise ReplayError(f"--jobs {jobs}: cannot read it ({exc.strerror})") from None
             trace = read_jobs_csv(text, str(jobs))
         else:
-            trace, skipped = _cluster_jobs()
+            trace, skipped, notes = _cluster_jobs()
             if skipped:
                 typer.echo(f"left out {len(skipped)} job(s): " + "; ".join(skipped[:5]))
+            if notes:
+                typer.echo(
+                    f"run time not declared for {len(notes)} job(s): " + "; ".join(notes[:5])
+                )
         sweep_nodes = (
             _counts(sweep_max_nodes, "--sweep-max-nodes")
             if sweep_max_nodes

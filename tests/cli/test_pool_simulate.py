@@ -48,8 +48,27 @@ def simulate(tmp_path: Path, csv_text: str, *args: str) -> tuple[int, str, str]:
             (),
             "asks 16 GPUs per replica; the pool's nodes have 8 (--gpus-per-node)",
         ),
+        (
+            "submit_time,replicas,gpus_per_replica,duration,expected_runtime\n0,1,8,1h,\n"
+            "60,1,8,1h,0\n",
+            (),
+            "line 3: column 'expected_runtime' must be positive, not 0",
+        ),
+        (
+            "submit_time,replicas,gpus_per_replica,duration,expected_runtime\n0,1,8,1h,soon\n",
+            (),
+            "line 2: column 'expected_runtime' is 'soon'",
+        ),
     ],
-    ids=["missing-columns", "negative-replicas", "negative-duration", "above-max-nodes", "pod"],
+    ids=[
+        "missing-columns",
+        "negative-replicas",
+        "negative-duration",
+        "above-max-nodes",
+        "pod",
+        "zero-expected-runtime",
+        "expected-runtime-not-a-time",
+    ],
 )
 def test_bad_input_gets_one_error_line_naming_the_problem(
     tmp_path: Path, csv_text: str, args: tuple[str, ...], message: str
@@ -87,7 +106,43 @@ def test_the_example_history_replays_through_the_pool_spec_with_table_and_fronti
         rows["per-pod autoscaler, same idleAfter, default scheduler"],
     )
     assert kubeforge[1] == per_pod[1] == "15 / 15"  # every job of the example ran
+    assert "run times declared by 10 of 15 jobs" in result.stdout
+    assert rows["Kubeforge, run times not declared"][1] == "15 / 15"
     assert kubeforge[2] == "0" and int(per_pod[2]) > 0  # partially placed jobs
     assert float(kubeforge[5]) < float(per_pod[5])  # idle GPU-hours
     frontier = [line for line in result.stdout.splitlines() if line.startswith(("| 0 |", "| 10 |"))]
     assert len(frontier) == 4  # idleAfter 0 and 10m, maxNodes 6 and 8
+
+
+def table(stdout: str) -> dict[str, list[str]]:
+    """The policy table's rows by label, cells stripped."""
+    return {
+        line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:-1]]
+        for line in stdout.splitlines()
+        if line.startswith("| ") and not line.startswith("| policy")
+    }
+
+
+def test_declared_run_times_spare_a_node_and_the_report_shows_the_pool_without_them(
+    tmp_path: Path,
+) -> None:
+    # A runs 4m..20m40s on the only node (every boot takes 4 min); B comes at 18m20s, when A's
+    # declared end is 2m20s away: planned with it, B waits for A's node; without, a node boots.
+    options = ("--boot-time", "4m", "--max-nodes", "4", "--sweep-idle-after", "10m")
+    head = "submit_time,replicas,gpus_per_replica,duration"
+    code, out, err = simulate(
+        tmp_path, f"{head},expected_runtime\n0,1,8,1000,1000\n1100,1,8,600,\n", *options
+    )
+    assert code == 0, err
+    rows = table(out)
+    declared, undeclared = (
+        rows["Kubeforge (this pool spec)"],
+        rows["Kubeforge, run times not declared"],
+    )
+    assert "run times declared by 1 of 2 jobs" in out
+    assert declared[0] == undeclared[0] == "2 / 2" and declared[3] == undeclared[3]  # p95 wait
+    assert float(declared[5]) < float(undeclared[5])  # node-hours
+    code, silent, err = simulate(tmp_path, f"{head}\n0,1,8,1000\n1100,1,8,600\n", *options)
+    assert code == 0, err
+    assert "declared" not in silent and "Kubeforge, run times not declared" not in table(silent)
+    assert table(silent)["Kubeforge (this pool spec)"] == undeclared

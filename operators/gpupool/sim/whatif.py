@@ -4,7 +4,9 @@ The trace goes through the pool's own planner (:func:`~kubeforge.operators.gpupo
 .simulate`, the same executor as the operator), a per-pod autoscaler with kube-scheduler's
 default scoring, the same at the Cluster Autoscaler's default scale-down settings, and a static
 pool sized for the peak; then through the planner again for every ``idleAfter`` and
-``maxNodes`` of the sweep.
+``maxNodes`` of the sweep. When jobs of the trace declare their run times
+(:attr:`~kubeforge.operators.gpupool.sim.trace.TraceJob.declared_s`), the planner sees them, and
+the same pool spec runs once more with the declarations dropped, to show what they buy.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from kubeforge.operators.gpupool.sim.trace import TraceJob, peak_demand_gpus
 
 CA_UNNEEDED_S = 600.0  # Cluster Autoscaler --scale-down-unneeded-time default
 CA_DELAY_AFTER_ADD_S = 600.0  # --scale-down-delay-after-add default
+UNDECLARED = "Kubeforge, run times not declared"
 
 
 @dataclass(frozen=True)
@@ -71,6 +74,7 @@ class WhatIf:
     rows: tuple[Row, ...]
     frontier: tuple[tuple[float, int, Row], ...]  # (idleAfter s, maxNodes, Kubeforge's row)
     lower_bound_node_hours: float
+    declared_jobs: int = 0  # jobs of the trace that declare their run time
 
 
 def what_if(
@@ -91,7 +95,7 @@ def what_if(
         scale_down_delay_after_add_s=CA_DELAY_AFTER_ADD_S,
         min_node_age_s=0.0,
     )
-    policies = [
+    policies: list[tuple[str, PolicySpec]] = [
         (
             "Kubeforge (this pool spec)",
             PolicySpec("kubeforge", Autoscaler.KUBEFORGE, gang, 0, most),
@@ -120,14 +124,21 @@ def what_if(
                 PolicySpec("kubeforge_qa", Autoscaler.KUBEFORGE, gang, 0, most, queue_aware),
             ),
         )
-    rows = tuple(_row(label, simulate(trace, spec, settings), bound) for label, spec in policies)
+    declared = sum(1 for j in trace if j.declared_s is not None)
+    undeclared = [dataclasses.replace(j, declared_s=None) for j in trace]
+    if declared:
+        policies.insert(1, (UNDECLARED, dataclasses.replace(policies[0][1], name="undeclared")))
+    rows = tuple(
+        _row(label, simulate(undeclared if label == UNDECLARED else trace, spec, settings), bound)
+        for label, spec in policies
+    )
     frontier = []
     for nodes in max_nodes:
         for idle in idle_after_s:
             swept = dataclasses.replace(settings, idle_after_s=idle, max_nodes=nodes)
             result = simulate(trace, policies[0][1], swept)
             frontier.append((idle, nodes, _row("Kubeforge", result, bound)))
-    return WhatIf(rows, tuple(frontier), bound)
+    return WhatIf(rows, tuple(frontier), bound, declared)
 
 
 def render(report: WhatIf) -> str:
@@ -140,6 +151,16 @@ def render(report: WhatIf) -> str:
         f"clairvoyant lower bound: {report.lower_bound_node_hours:.1f} node-hours "
         "(busy GPU-hours / GPUs per node + boot time of the nodes the peak needs)",
         "",
+    ]
+    if report.declared_jobs:
+        jobs = report.rows[0].jobs
+        lines += [
+            f"run times declared by {report.declared_jobs} of {jobs} jobs "
+            "(kubeforge.io/expected-runtime-seconds): every Kubeforge row and the frontier plan "
+            f"with them but '{UNDECLARED}'",
+            "",
+        ]
+    lines += [
         head,
         "|---|---|---|---|---|---|---|---|---|",
     ]
