@@ -250,7 +250,10 @@ class Reconciler:
             failed_obs = self._provider_failed(obj, pool, str(exc), now)
             return ReconcileResult(pool, observation=failed_obs)
         jobs, pods = self._jobs_and_pods(pool, cluster)
-        tracker = self.losses.setdefault(pool.name, LossTracker())
+        tracker = self.losses.get(pool.name)
+        if tracker is None:  # first reconcile of this process: open losses from the status
+            tracker = LossTracker.resume((obj.get("status") or {}).get("nodeLosses") or [])
+            self.losses[pool.name] = tracker
         gone = tracker.gone(m.name for m in members)
         if gone:  # pods left bound to a vanished node run nowhere: count them as unbound
             pods = [_unbound(p) if _node_of(p) in gone else p for p in pods]

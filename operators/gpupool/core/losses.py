@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from kubeforge.operators.clock import rfc3339
+from kubeforge.operators.clock import parse_rfc3339, rfc3339
 
 HISTORY = 10  # losses kept in the pool's status
 
@@ -70,6 +70,29 @@ class LossTracker:
     seen_nodes: frozenset[str] = frozenset()
     open: dict[str, GangLoss] = field(default_factory=dict)
     vanished: set[str] = field(default_factory=set)  # until a node of the name is back
+
+    @classmethod
+    def resume(cls, history: Iterable[Mapping[str, Any]]) -> LossTracker:
+        """A tracker for a restarted operator, from the pool's ``status.nodeLosses``.
+
+        Losses not recovered yet stay open (their recovery is recorded when every rank runs
+        again, as if the operator had not restarted) and their nodes count as vanished. What
+        ran on which node is not in the status: a loss while no operator ran is not seen.
+        """
+        tracker = cls()
+        for entry in history:
+            if entry.get("recoveredAt") or not entry.get("job") or not entry.get("lostAt"):
+                continue
+            nodes = tuple(str(n) for n in entry.get("nodes") or ())
+            loss = GangLoss(
+                str(entry["job"]),
+                nodes,
+                int(entry.get("gpus") or 0),
+                parse_rfc3339(entry["lostAt"]),
+            )
+            tracker.open[loss.job] = loss
+            tracker.vanished.update(nodes)
+        return tracker
 
     def gone(self, pool_nodes: Iterable[str]) -> frozenset[str]:
         """Nodes the pool had and no longer has (pods may stay bound to them for a while)."""

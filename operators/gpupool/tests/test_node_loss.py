@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from kubeforge.operators.clock import ManualClock
+from kubeforge.operators.clock import ManualClock, rfc3339
 from kubeforge.operators.gpupool.clients.reconcile import Reconciler, ReconcileResult
 from kubeforge.operators.gpupool.core.losses import GangPlacement, LossTracker
 from kubeforge.operators.gpupool.core.planner import Decision
@@ -49,6 +49,27 @@ def test_a_finished_or_deleted_job_leaves_no_open_loss() -> None:
     tracker.observe([gang({"a", "b"})], {"a", "b"}, 0.0)
     lost, _ = tracker.observe([], {"a"}, 5.0)  # the job went away with the node
     assert len(lost) == 1 and tracker.open == {}
+
+
+def test_a_restarted_operator_keeps_open_losses_from_the_status_and_records_their_recovery() -> (
+    None
+):
+    history = [
+        {
+            "job": "ml/old",
+            "nodes": ["x"],
+            "gpus": 8,
+            "lostAt": rfc3339(1.0),
+            "recoveredAt": rfc3339(5.0),
+        },
+        {"job": "ml/llm", "nodes": ["b"], "gpus": 16, "lostAt": rfc3339(10.0)},
+    ]
+    tracker = LossTracker.resume(history)
+    assert list(tracker.open) == ["ml/llm"]  # the recovered one is history only
+    assert tracker.gone({"a", "d"}) == {"b"}  # pods still bound to "b" run nowhere
+    assert tracker.observe([gang({"a"}, all_bound=False)], {"a", "d"}, 40.0) == ([], [])
+    lost, recovered = tracker.observe([gang({"a", "d"})], {"a", "d"}, 70.0)
+    assert lost == [] and [(x.job, x.recovery_s) for x in recovered] == [("ml/llm", 60.0)]
 
 
 @pytest.mark.cluster
@@ -135,6 +156,9 @@ def test_deleting_a_node_under_a_running_pytorchjob_replaces_it_and_the_job_fini
         assert any(lost_node in e["message"] for e in json.loads(warnings)["items"])
         assert reconcile(60).plan.decision is Decision.NOOP  # type: ignore[union-attr]
 
+        # The operator restarts before the gang recovers: the new process (nothing in memory)
+        # reads the open loss from the pool's status and records its recovery.
+        r = Reconciler(api_client, ManualClock())
         reconcile(80)  # the replacement advertises its GPUs
         survivors = pool_nodes()
         assert lost_node not in survivors and len(survivors) == 2
