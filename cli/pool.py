@@ -35,13 +35,13 @@ def _durations(text: str, option: str) -> list[float]:
         raise ReplayError(f"{option} {text!r}: give durations such as 0,1m,3m,5m,10m") from None
 
 
-def _counts(text: str, option: str) -> list[int]:
+def _counts(text: str, option: str, minimum: int = 1) -> list[int]:
     try:
         values = [int(p) for p in text.split(",")]
     except ValueError:
         raise ReplayError(f"{option} {text!r}: give whole numbers such as 20,50,100") from None
-    if any(v < 1 for v in values):
-        raise ReplayError(f"{option} {text!r}: every maxNodes must be at least 1")
+    if any(v < minimum for v in values):
+        raise ReplayError(f"{option} {text!r}: every value must be at least {minimum}")
     return values
 
 
@@ -71,6 +71,7 @@ def _pool_settings(pool_file: Path | None) -> ClusterSettings:
         idle_after_s=policy.idle_after_s,
         min_node_age_s=policy.min_node_age_s,
         scale_down=policy.scale_down,
+        headroom_nodes=policy.headroom_nodes,
         # The operator always learns the pool's boot times: under IdleAfter too, a gang waits
         # for busy nodes that declared run times say free within one boot.
         learn_boot_time=True,
@@ -140,6 +141,17 @@ def simulate(
     sweep_idle_after: Annotated[
         str, typer.Option("--sweep-idle-after", help="idleAfter values of the frontier.")
     ] = "0,1m,3m,5m,10m",
+    headroom_nodes: Annotated[
+        int | None,
+        typer.Option("--headroom-nodes", help="Overrides spec.scaling.headroomNodes."),
+    ] = None,
+    sweep_headroom_nodes: Annotated[
+        str | None,
+        typer.Option(
+            "--sweep-headroom-nodes",
+            help="headroomNodes values of the frontier (default: headroomNodes).",
+        ),
+    ] = None,
     sweep_max_nodes: Annotated[
         str | None,
         typer.Option(
@@ -162,6 +174,10 @@ def simulate(
             if max_nodes < 1:
                 raise ReplayError(f"--max-nodes {max_nodes}: it must be at least 1")
             overrides["max_nodes"] = overrides["max_in_flight"] = max_nodes
+        if headroom_nodes is not None:
+            if headroom_nodes < 0:
+                raise ReplayError(f"--headroom-nodes {headroom_nodes}: it must be at least 0")
+            overrides["headroom_nodes"] = headroom_nodes
         if idle_after is not None:
             overrides["idle_after_s"] = _durations(idle_after, "--idle-after")[0]
         if scale_down_policy is not None:
@@ -199,6 +215,17 @@ def simulate(
             else [settings.max_nodes]
         )
         check_fits(trace, settings.gpus_per_node, min([settings.max_nodes, *sweep_nodes]))
+        sweep_headroom = (
+            _counts(sweep_headroom_nodes, "--sweep-headroom-nodes", minimum=0)
+            if sweep_headroom_nodes
+            else [settings.headroom_nodes]
+        )
+        fewest = min([settings.max_nodes, *sweep_nodes])
+        if max([settings.headroom_nodes, *sweep_headroom]) > fewest:
+            raise ReplayError(
+                f"headroomNodes {max([settings.headroom_nodes, *sweep_headroom])} is above "
+                f"maxNodes {fewest}: the spare nodes count toward maxNodes"
+            )
         sweep_idle = _durations(sweep_idle_after, "--sweep-idle-after")
     except ReplayError as exc:
         _fail(str(exc))
@@ -209,4 +236,4 @@ def simulate(
         f"{settings.idle_after_s:g}s, scale-down {settings.scale_down.value}, boot "
         f"{boot[0]:g}-{boot[1]:g}s\n"
     )
-    typer.echo(render(what_if(trace, settings, sweep_idle, sweep_nodes)))
+    typer.echo(render(what_if(trace, settings, sweep_idle, sweep_nodes, sweep_headroom)))

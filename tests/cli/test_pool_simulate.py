@@ -59,6 +59,16 @@ def simulate(tmp_path: Path, csv_text: str, *args: str) -> tuple[int, str, str]:
             (),
             "line 2: column 'expected_runtime' is 'soon'",
         ),
+        (
+            "submit_time,replicas,gpus_per_replica,duration\n0,1,8,1h\n",
+            ("--max-nodes", "4", "--sweep-headroom-nodes", "0,5"),
+            "headroomNodes 5 is above maxNodes 4",
+        ),
+        (
+            "submit_time,replicas,gpus_per_replica,duration\n0,1,8,1h\n",
+            ("--headroom-nodes", "-1"),
+            "--headroom-nodes -1: it must be at least 0",
+        ),
     ],
     ids=[
         "missing-columns",
@@ -68,6 +78,8 @@ def simulate(tmp_path: Path, csv_text: str, *args: str) -> tuple[int, str, str]:
         "pod",
         "zero-expected-runtime",
         "expected-runtime-not-a-time",
+        "headroom-above-max-nodes",
+        "negative-headroom",
     ],
 )
 def test_bad_input_gets_one_error_line_naming_the_problem(
@@ -146,3 +158,34 @@ def test_declared_run_times_spare_a_node_and_the_report_shows_the_pool_without_t
     assert code == 0, err
     assert "declared" not in silent and "Kubeforge, run times not declared" not in table(silent)
     assert table(silent)["Kubeforge (this pool spec)"] == undeclared
+
+
+def test_headroom_nodes_start_jobs_without_a_boot_and_the_frontier_sweeps_them(
+    tmp_path: Path,
+) -> None:
+    # Three 1-node jobs 30 min apart, each running 10 min, every boot 4 min. Without headroom
+    # each waits a boot. With one spare node the first still waits (the spare is asked for
+    # when the replay starts, with the first job), the next two start at once.
+    head = "submit_time,replicas,gpus_per_replica,duration"
+    csv_text = f"{head}\n0,1,8,10m\n30m,1,8,10m\n60m,1,8,10m\n"
+    options = ("--boot-time", "4m", "--max-nodes", "4", "--scale-down-policy", "QueueAware")
+    code, out, err = simulate(tmp_path, csv_text, *options)
+    assert code == 0, err
+    without = table(out)["Kubeforge (this pool spec)"]
+    code, out, err = simulate(tmp_path, csv_text, *options, "--headroom-nodes", "1")
+    assert code == 0, err
+    rows = table(out)
+    spare = rows["Kubeforge (this pool spec)"]
+    assert float(without[2]) == 4.0 and float(spare[2]) == 0.0  # p50 wait (min)
+    assert float(spare[4]) > float(without[4])  # the spare node's idle GPU-hours: the price
+    # The per-pod baseline keeps as many spare nodes (placeholder pods): the same p50.
+    per_pod = rows["per-pod autoscaler, same idleAfter and spare nodes, default scheduler"]
+    assert float(per_pod[2]) == 0.0
+    code, out, err = simulate(tmp_path, csv_text, *options, "--sweep-headroom-nodes", "0,1,2")
+    assert code == 0, err
+    swept = [
+        cells[2]
+        for cells in ([c.strip() for c in line.split("|")[1:-1]] for line in out.splitlines())
+        if len(cells) == 7 and cells[0] == "10"
+    ]
+    assert swept == ["0", "1", "2"]  # the frontier has a row per headroomNodes

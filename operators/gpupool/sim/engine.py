@@ -130,6 +130,10 @@ class ClusterSettings:
         run_time_error: The declared run time is the true one times a factor drawn per job,
             uniformly in ``1 +/- run_time_error`` (seeded): 0 is a perfect estimate.
         freeing_stands_in: :attr:`PoolPolicy.freeing_stands_in` (a lever, on as shipped).
+        headroom_nodes: Whole free nodes kept beyond what pending jobs use
+            (:attr:`PoolPolicy.headroom_nodes`). The per-pod autoscaler gets the same as the
+            overprovisioning users give Cluster Autoscaler (placeholder pods of a low priority
+            that real pods preempt): as many spare empty nodes, never removed.
     """
 
     gpus_per_node: int = 8
@@ -150,6 +154,7 @@ class ClusterSettings:
     run_times_known: bool = False
     run_time_error: float = 0.0
     freeing_stands_in: bool = True
+    headroom_nodes: int = 0
 
     def pool_policy(self) -> PoolPolicy:
         """The GPUNodePool policy the planner gets."""
@@ -162,6 +167,7 @@ class ClusterSettings:
             min_node_age_s=self.min_node_age_s,
             scale_down=self.scale_down,
             freeing_stands_in=self.freeing_stands_in,
+            headroom_nodes=self.headroom_nodes,
         )
 
     def lifetime(self, index: int) -> float:
@@ -768,6 +774,7 @@ class _Simulation:
                 else:
                     counts[room] -= 1
                     counts[room - gpus] += 1
+        needed += max(0, settings.headroom_nodes - counts[self.gpus])
         add = min(
             needed,
             settings.max_nodes - self.node_count,
@@ -790,7 +797,7 @@ class _Simulation:
             if now - n.requested_at >= settings.min_node_age_s
             and n.idle_since is not None
             and now - n.idle_since >= settings.idle_after_s
-        ][: max(room_to_remove, 0)]
+        ][: max(min(room_to_remove, counts[self.gpus] - settings.headroom_nodes), 0)]
         if removable:
             self.decisions["scale_down"] = self.decisions.get("scale_down", 0) + 1
         for node in removable:
@@ -803,7 +810,8 @@ class _Simulation:
             return False
         if self.policy.autoscaler is Autoscaler.STATIC:
             return True
-        return self.node_count <= self.settings.min_nodes and all(
+        floor = self.settings.min_nodes + self.settings.headroom_nodes
+        return self.node_count <= floor and all(
             n.ready for n in self.nodes.values()
         )
 

@@ -69,10 +69,11 @@ def _row(label: str, result: PolicyResult, bound: float) -> Row:
 
 @dataclass(frozen=True)
 class WhatIf:
-    """The comparison table, the frontier over idleAfter x maxNodes, and the bound."""
+    """The comparison table, the frontier over idleAfter x maxNodes x headroomNodes, the bound."""
 
     rows: tuple[Row, ...]
-    frontier: tuple[tuple[float, int, Row], ...]  # (idleAfter s, maxNodes, Kubeforge's row)
+    # (idleAfter s, maxNodes, headroomNodes, Kubeforge's row)
+    frontier: tuple[tuple[float, int, int, Row], ...]
     lower_bound_node_hours: float
     declared_jobs: int = 0  # jobs of the trace that declare their run time
 
@@ -82,8 +83,14 @@ def what_if(
     settings: ClusterSettings,
     idle_after_s: Sequence[float],
     max_nodes: Sequence[int],
+    headroom_nodes: Sequence[int] = (),
 ) -> WhatIf:
-    """Replay ``trace`` through every policy and the sweep; ``settings`` is the user's pool."""
+    """Replay ``trace`` through every policy and the sweep; ``settings`` is the user's pool.
+
+    The frontier crosses ``idle_after_s``, ``max_nodes`` and ``headroom_nodes`` (default: the
+    pool's own headroom). The per-pod baselines keep as many spare nodes as the pool's
+    headroom (the overprovisioning users give Cluster Autoscaler with placeholder pods).
+    """
     per_node = settings.gpus_per_node
     peak_nodes = min(settings.max_nodes, math.ceil(peak_demand_gpus(tuple(trace)) / per_node))
     busy = sum(j.gpus * j.duration_s for j in trace) / 3600.0
@@ -101,7 +108,9 @@ def what_if(
             PolicySpec("kubeforge", Autoscaler.KUBEFORGE, gang, 0, most),
         ),
         (
-            "per-pod autoscaler, same idleAfter, default scheduler",
+            "per-pod autoscaler, same idleAfter"
+            + (" and spare nodes" if settings.headroom_nodes else "")
+            + ", default scheduler",
             PolicySpec("per_pod", Autoscaler.PER_POD, Binding.PER_POD, 0, least),
         ),
         (
@@ -134,10 +143,13 @@ def what_if(
     )
     frontier = []
     for nodes in max_nodes:
-        for idle in idle_after_s:
-            swept = dataclasses.replace(settings, idle_after_s=idle, max_nodes=nodes)
-            result = simulate(trace, policies[0][1], swept)
-            frontier.append((idle, nodes, _row("Kubeforge", result, bound)))
+        for spare in headroom_nodes or (settings.headroom_nodes,):
+            for idle in idle_after_s:
+                swept = dataclasses.replace(
+                    settings, idle_after_s=idle, max_nodes=nodes, headroom_nodes=spare
+                )
+                result = simulate(trace, policies[0][1], swept)
+                frontier.append((idle, nodes, spare, _row("Kubeforge", result, bound)))
     return WhatIf(rows, tuple(frontier), bound, declared)
 
 
@@ -172,13 +184,14 @@ def render(report: WhatIf) -> str:
         )
     lines += [
         "",
-        "| idleAfter (min) | maxNodes | jobs finished | wait p95 (min) | idle GPU-h "
-        "| node-h / bound |",
-        "|---|---|---|---|---|---|",
+        "| idleAfter (min) | maxNodes | headroomNodes | jobs finished | wait p95 (min) | "
+        "idle GPU-h | node-h / bound |",
+        "|---|---|---|---|---|---|---|",
     ]
-    for idle, nodes, r in report.frontier:
+    for idle, nodes, spare, r in report.frontier:
         lines.append(
-            f"| {idle / 60:g} | {nodes} | {r.jobs_finished} / {r.jobs} | {r.wait_p95_min:.2f} | "
+            f"| {idle / 60:g} | {nodes} | {spare} | {r.jobs_finished} / {r.jobs} | "
+            f"{r.wait_p95_min:.2f} | "
             f"{r.idle_gpu_hours:.1f} | {r.bound_ratio:.3f} |"
         )
     return "\n".join(lines)
