@@ -133,7 +133,8 @@ class ClusterSettings:
         headroom_nodes: Whole free nodes kept beyond what pending jobs use
             (:attr:`PoolPolicy.headroom_nodes`). The per-pod autoscaler gets the same as the
             overprovisioning users give Cluster Autoscaler (placeholder pods of a low priority
-            that real pods preempt): as many spare empty nodes, never removed.
+            that real pods preempt): as many spare nodes, never removed, that the scheduler
+            uses only when no other node holds a pod.
     """
 
     gpus_per_node: int = 8
@@ -347,6 +348,10 @@ class _Simulation:
         self.boot_times = BootTimes()
         self.last_scale_up = -math.inf
         self.least_allocated = policy.scoring is Scoring.LEAST_ALLOCATED
+        # Empty nodes held by the per-pod autoscaler's placeholder pods (overprovisioning).
+        self.placeholders = (
+            settings.headroom_nodes if policy.autoscaler is Autoscaler.PER_POD else 0
+        )
         self.gpus = settings.gpus_per_node
         self.jobs = [_Job(j, [None] * len(j.pods)) for j in trace]
         self.nodes: dict[int, _Node] = {}
@@ -465,15 +470,22 @@ class _Simulation:
     # -- binding -----------------------------------------------------------------------------
 
     def best_fit(self, gpus: int) -> _Node | None:
-        """The node the scheduler picks for a pod of ``gpus``: fullest or emptiest that holds it."""
+        """The node the scheduler picks for a pod of ``gpus``: fullest or emptiest that holds it.
+
+        Under the per-pod autoscaler with spare nodes, up to that many empty nodes hold a
+        placeholder pod: the scheduler puts a pod there only when no other node holds it (it
+        preempts the placeholder), so ``LeastAllocated`` does not spread pods onto them.
+        """
         rooms = (
             range(self.gpus, gpus - 1, -1) if self.least_allocated else range(gpus, self.gpus + 1)
         )
+        whole = self.by_free[self.gpus]
+        held = bool(whole) and len(whole) <= self.placeholders
         for room in rooms:
             bucket = self.by_free[room]
-            if bucket:
+            if bucket and not (held and room == self.gpus):
                 return next(iter(bucket.values()))
-        return None
+        return next(iter(whole.values())) if held else None
 
     def take(self, node: _Node, gpus: int) -> None:
         self.unindex_free(node)
@@ -811,9 +823,7 @@ class _Simulation:
         if self.policy.autoscaler is Autoscaler.STATIC:
             return True
         floor = self.settings.min_nodes + self.settings.headroom_nodes
-        return self.node_count <= floor and all(
-            n.ready for n in self.nodes.values()
-        )
+        return self.node_count <= floor and all(n.ready for n in self.nodes.values())
 
     def run(self) -> PolicyResult:
         if self.policy.autoscaler is Autoscaler.STATIC:

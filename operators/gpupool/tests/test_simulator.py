@@ -385,3 +385,24 @@ def test_a_gang_waits_for_a_node_its_running_job_frees_before_a_new_one_could_bo
     unused = result.empty_breakdown_gpu_hours["fresh_then_removed"]
     assert (unused == 0.0) if known else (unused > 0.0)
     assert sum(result.empty_breakdown_gpu_hours.values()) == pytest.approx(result.empty_gpu_hours)
+
+
+def test_spare_nodes_start_jobs_at_once_and_per_pod_placeholders_are_used_last() -> None:
+    # Headroom 1. A 4-GPU job at 0 takes the first ready node (two came up: its own and the
+    # spare); a 4-GPU job at 30 min would, under LeastAllocated, spread onto the spare node,
+    # but a placeholder pod holds it: it shares the first job's node, so no third node is
+    # ever needed. Kubeforge's spare is a really empty node its MostAllocated profile fills
+    # last: the same two nodes. In both, the second job starts at once.
+    trace = (job(0, 0.0, 1, 4, 2.0), job(1, 1800.0, 1, 4, 1.0))
+    settings = replace(EXACT, headroom_nodes=1)
+    least = replace(PER_POD, scoring=Scoring.LEAST_ALLOCATED)
+    per_pod = simulate(trace, least, settings)
+    kubeforge = simulate(
+        trace, replace(KUBEFORGE_RESERVE, scoring=Scoring.MOST_ALLOCATED), settings
+    )
+    for result in (per_pod, kubeforge):
+        assert result.jobs_finished == 2 and result.peak_nodes == 2 and result.nodes_added == 2
+        assert result.waits_s[1] == 0.0  # the second job needed no boot
+    # Without headroom no spare is kept: one node, and the first job waits for its boot.
+    bare = simulate(trace, least, EXACT)
+    assert bare.peak_nodes == 1 and bare.waits_s[0] >= 300.0
