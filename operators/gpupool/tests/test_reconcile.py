@@ -71,6 +71,12 @@ def pool(
     kubectl("delete", "gpunodepool", name)
 
 
+def patch_scaling(kubectl: Kubectl, pool: str, **scaling: Any) -> None:
+    """Merge ``scaling`` into the pool's ``spec.scaling``."""
+    body = json.dumps({"spec": {"scaling": scaling}})
+    kubectl("patch", "gpunodepool", pool, "--type=merge", "-p", body)
+
+
 def reconciler(api_client: Any, clock: ManualClock) -> Reconciler:
     """A reconciler on the test's clock (a fresh one is what a restarted operator has)."""
     return Reconciler(api_client, clock)
@@ -328,14 +334,8 @@ def test_nodes_not_gpu_ready_within_provision_timeout_are_replaced(
 ) -> None:
     from kubernetes import client
 
-    kubectl(
-        "patch",
-        "gpunodepool",
-        pool,
-        "--type=merge",
-        "-p",
-        json.dumps({"spec": {"scaling": {"provisionTimeout": "20s"}}}),
-    )  # gpuDelay is 30s: the first nodes can never make it in time
+    # gpuDelay is 30s: the first nodes can never make it in time
+    patch_scaling(kubectl, pool, provisionTimeout="20s")
     pytorchjob("slow").namespace(namespace).workers(1).gpus(8).pool(pool).submit(api_client)
     r = reconciler(api_client, ManualClock())
     assert step(r, api_client, pool, 0).add_nodes == 2
@@ -462,15 +462,7 @@ def test_headroom_nodes_let_a_job_start_without_a_boot_and_are_refilled(
     # headroomNodes 1: with no job at all the pool keeps one whole free node. A job that comes
     # is bound to it by the real scheduler at once (no boot to wait for), and the pool asks for
     # one node to stand in as the next headroom. The empty spare is never scaled down.
-    kubectl(
-        "patch",
-        "gpunodepool",
-        pool,
-        "--type",
-        "merge",
-        "-p",
-        json.dumps({"spec": {"scaling": {"headroomNodes": 1}}}),
-    )
+    patch_scaling(kubectl, pool, headroomNodes=1)
     r = reconciler(api_client, ManualClock())
     first = step(r, api_client, pool, 0)
     assert first.decision is Decision.SCALE_UP and first.add_nodes == 1
