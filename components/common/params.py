@@ -112,6 +112,36 @@ def parse_selector(text: str) -> dict[str, str]:
     return out
 
 
+TAINT_EFFECTS = ("NoSchedule", "PreferNoSchedule", "NoExecute")
+
+
+def parse_tolerations(text: str) -> list[dict[str, str]]:
+    """Tolerations from taints written as ``kubectl taint`` does, comma-separated.
+
+    ``key=value:Effect`` tolerates exactly that taint; ``key:Effect`` any value of the key with
+    that effect; ``key=value`` or ``key`` every effect. ``""`` -> ``[]``.
+    """
+    out = []
+    for entry in filter(None, (p.strip() for p in text.split(","))):
+        taint, sep, effect = entry.partition(":")
+        if sep and effect not in TAINT_EFFECTS:
+            raise KubeforgeError(
+                f"tolerations entry {entry!r}: the effect must be one of "
+                f"{', '.join(TAINT_EFFECTS)}, not {effect!r}",
+                "tolerations",
+            )
+        key, eq, value = taint.partition("=")
+        if not key:
+            raise KubeforgeError(f"tolerations entry {entry!r} has no key", "tolerations")
+        toleration = {"key": key, "operator": "Equal" if eq else "Exists"}
+        if eq:
+            toleration["value"] = value
+        if sep:
+            toleration["effect"] = effect
+        out.append(toleration)
+    return out
+
+
 def parse_columns(text: str) -> tuple[str, ...]:
     """``"a, b,"`` -> ``("a", "b")``."""
     return tuple(c.strip() for c in text.split(",") if c.strip())

@@ -24,6 +24,7 @@ def train(
     workers: int = 1,
     gpus_per_replica: int = 1,
     node_selector: str = "",
+    tolerations: str = "",
     seed: int = 0,
     mlflow_tracking_uri: str = "",
     mlflow_parent_run_id: str = "",
@@ -47,6 +48,9 @@ def train(
         workers: Replicas besides the first (PyTorchJob Workers; TrainJob nodes minus one).
         gpus_per_replica: GPUs each replica (TrainJob node) requests.
         node_selector: ``key=value,...`` node selector of the GPU pool.
+        tolerations: Taints of the GPU pool's nodes the job's pods tolerate, as ``kubectl
+            taint`` writes them, comma-separated: ``key=value:Effect``, ``key:Effect``,
+            ``key=value`` or ``key`` (every effect).
         seed: Seed for initialisation and shuffling.
         mlflow_tracking_uri: MLflow tracking URI; empty for the default.
         mlflow_parent_run_id: MLflow run to nest this stage's run under.

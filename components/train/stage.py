@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from kubeforge.components.common.constraints import BACKENDS
-from kubeforge.components.common.params import parse_hidden, parse_selector
+from kubeforge.components.common.params import parse_hidden, parse_selector, parse_tolerations
 from kubeforge.components.train.jobs import JobKind, job_gpu_hours, submit_job, wait_for_job
 from kubeforge.components.train.store import Store, is_remote, join
 from kubeforge.components.train.trainer import (
@@ -235,6 +235,7 @@ def run_on_cluster(
     client = client or api_client()
     name = f"kubeforge-train-{hashlib.sha256(config_uri.encode()).hexdigest()[:12]}"
     selector = parse_selector(params.node_selector)
+    tolerations = parse_tolerations(params.tolerations)
     kind = job_kind(params.backend)
     if params.backend == "trainjob":
         from kubeforge.components.train.trainjob import build_trainjob
@@ -247,6 +248,7 @@ def run_on_cluster(
             nodes=params.workers + 1,
             gpus_per_node=params.gpus_per_replica,
             node_selector=selector,
+            tolerations=tolerations,
             env=worker_env(),
         )
     else:
@@ -260,6 +262,7 @@ def run_on_cluster(
             workers=params.workers,
             gpus_per_replica=params.gpus_per_replica,
             node_selector=selector,
+            tolerations=tolerations,
             env=worker_env(),
         )
     submit_job(client, kind, manifest)

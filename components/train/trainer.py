@@ -59,6 +59,7 @@ class TrainParams(StageParams):
     workers: int
     gpus_per_replica: int
     node_selector: str
+    tolerations: str
     seed: int
 
 

@@ -10,6 +10,7 @@ from kubeforge.components.common.params import (
     parse_columns,
     parse_hidden,
     parse_selector,
+    parse_tolerations,
 )
 from kubeforge.core.config import IMAGE
 from kubeforge.core.errors import KubeforgeError
@@ -28,6 +29,19 @@ def test_node_selector_parsing() -> None:
     assert parse_selector("pool=a100, zone=z1") == {"pool": "a100", "zone": "z1"}
     with pytest.raises(KubeforgeError):
         parse_selector("novalue")
+
+
+def test_tolerations_are_parsed_from_taints_written_as_kubectl_taint_does() -> None:
+    assert parse_tolerations("") == []
+    assert parse_tolerations("nvidia.com/gpu=present:NoSchedule, spot:NoExecute,dedicated") == [
+        {"key": "nvidia.com/gpu", "operator": "Equal", "value": "present", "effect": "NoSchedule"},
+        {"key": "spot", "operator": "Exists", "effect": "NoExecute"},
+        {"key": "dedicated", "operator": "Exists"},
+    ]
+    for bad, words in (("gpu:Never", "effect must be one of"), ("=x:NoSchedule", "has no key")):
+        with pytest.raises(KubeforgeError, match=words) as excinfo:
+            parse_tolerations(bad)
+        assert excinfo.value.parameter == "tolerations"
 
 
 def test_column_list_parsing() -> None:

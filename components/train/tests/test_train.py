@@ -345,7 +345,13 @@ def test_train_stage_runs_its_trainjob_through_the_real_trainer_controller(
                     "name": name,
                     "labels": {"kubeforge.io/pool": pool, "type": "kwok"},
                     "annotations": {"kwok.x-k8s.io/node": "fake"},
-                }
+                },
+                # The pool's nodes are tainted: only pods that tolerate it land there.
+                "spec": {
+                    "taints": [
+                        {"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"}
+                    ]
+                },
             }
         )
         amounts = {"nvidia.com/gpu": "8", "cpu": "64", "memory": "512Gi", "pods": "110"}
@@ -357,6 +363,7 @@ def test_train_stage_runs_its_trainjob_through_the_real_trainer_controller(
         workers=1,
         gpus_per_replica=8,
         node_selector=f"kubeforge.io/pool={pool}",
+        tolerations="nvidia.com/gpu=present:NoSchedule",
     )
     config_uri = "mlflow-artifacts:/1/kubeforge-train/0123456789abcdef/config.json"
     try:
@@ -380,6 +387,9 @@ def test_train_stage_runs_its_trainjob_through_the_real_trainer_controller(
             assert "MLFLOW_TRACKING_URI" in env
             assert container.resources.limits["nvidia.com/gpu"] == "8"
             assert pod.spec.termination_grace_period_seconds == GRACE_PERIOD_S
+            assert [(t.key, t.value, t.effect) for t in pod.spec.tolerations or []][:1] == [
+                ("nvidia.com/gpu", "present", "NoSchedule")
+            ]
     finally:
         for node in nodes:
             core.delete_node(node)
