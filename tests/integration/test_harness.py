@@ -159,9 +159,12 @@ def test_rbac_refuses_service_account_until_bound(
 
 _CHILD = textwrap.dedent(
     """
-    import sys, time
+    import signal, sys, time
     from pathlib import Path
     from kubeforge.testing.controlplane import ControlPlane
+    # Ctrl-C as at a terminal: a run started in the background by a non-interactive shell
+    # inherits SIGINT ignored, and Python then installs no KeyboardInterrupt handler.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     plane = ControlPlane(bin_dir=Path(sys.argv[1]))
     plane.start()
     print(" ".join(str(p) for p in plane.pids()), plane.apiserver_port, flush=True)

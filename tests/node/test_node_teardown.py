@@ -27,11 +27,15 @@ pytestmark = pytest.mark.cluster
 # A run that starts a control plane and a node with a running pod, then waits to be stopped.
 _CHILD = textwrap.dedent(
     """
-    import subprocess, sys, time, yaml
+    import signal, subprocess, sys, time, yaml
     from pathlib import Path
     from kubeforge.testing.controlplane import ControlPlane
     from kubeforge.testing.fixtures import wait_for
     from kubeforge.testing.node import BUSYBOX_IMAGE, on_real_node, start_node
+
+    # Ctrl-C as at a terminal: a run started in the background by a non-interactive shell
+    # inherits SIGINT ignored, and Python then installs no KeyboardInterrupt handler.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
     bin_dir = Path(sys.argv[1])
     plane = ControlPlane(bin_dir=bin_dir)
