@@ -105,6 +105,11 @@ bench: install
 bench-serving: install
 	$(PY) -m benchmarks.serving $(if $(QUICK),--quick)
 
+# The run time train declares (learnt from MLflow history) vs the one it then has, real training.
+.PHONY: bench-runtime
+bench-runtime: install
+	$(PY) -m benchmarks.runtime_estimate
+
 # GPU pool simulator: the planner vs a per-pod autoscaler and a static pool (QUICK=1: small trace).
 .PHONY: bench-gpupool
 bench-gpupool: install

@@ -8,8 +8,9 @@ from typing import Annotated, Any
 
 import typer
 
+from kubeforge.core.durations import parse_duration
 from kubeforge.operators.gpupool.core.planner import ScaleDownPolicy
-from kubeforge.operators.gpupool.core.pool_config import parse_duration, pool_config
+from kubeforge.operators.gpupool.core.pool_config import pool_config
 from kubeforge.operators.gpupool.sim.engine import ClusterSettings
 from kubeforge.operators.gpupool.sim.replay import (
     ClusterTrace,

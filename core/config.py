@@ -8,6 +8,10 @@ from pathlib import Path
 IMAGE = os.environ.get("KUBEFORGE_IMAGE", "ghcr.io/kubeforge/kubeforge:0.1.0")
 """The project image: holds the components' runtime and the operator (see the Dockerfile)."""
 
+EXPECTED_RUNTIME_ANNOTATION = "kubeforge.io/expected-runtime-seconds"
+"""Seconds a training pod is expected to run from its ``startTime``: train declares it on its
+jobs' pod templates, the GPU pool's planner reads it to know when the pod's node frees."""
+
 
 def home() -> Path:
     """Local state directory: ``$KUBEFORGE_HOME`` or ``.kubeforge/`` under the working directory."""

@@ -25,6 +25,7 @@ def train(
     gpus_per_replica: int = 1,
     node_selector: str = "",
     tolerations: str = "",
+    expected_runtime: str = "auto",
     seed: int = 0,
     mlflow_tracking_uri: str = "",
     mlflow_parent_run_id: str = "",
@@ -51,6 +52,11 @@ def train(
         tolerations: Taints of the GPU pool's nodes the job's pods tolerate, as ``kubectl
             taint`` writes them, comma-separated: ``key=value:Effect``, ``key:Effect``,
             ``key=value`` or ``key`` (every effect).
+        expected_runtime: How long the PyTorchJob or TrainJob runs, declared on its pods
+            (``kubeforge.io/expected-runtime-seconds``) so the GPU pool sees when their nodes
+            free: ``auto`` learns it from finished train runs with the same settings in MLflow
+            (scaled to epochs x rows), ``none`` declares nothing, or seconds / a duration
+            (``1h30m``).
         seed: Seed for initialisation and shuffling.
         mlflow_tracking_uri: MLflow tracking URI; empty for the default.
         mlflow_parent_run_id: MLflow run to nest this stage's run under.

@@ -138,6 +138,32 @@ def pod_gpu_seconds(pod: dict[str, Any], now: datetime) -> float:
     return gpus * max(0.0, (end - start).total_seconds())
 
 
+def pod_run_seconds(pod: dict[str, Any]) -> float | None:
+    """Seconds from the pod's ``startTime`` until its last container ended; None if still running.
+
+    The GPU pool's planner adds a pod's declared run time to the same ``startTime`` to know when
+    its node frees (``kubeforge.io/expected-runtime-seconds``), so this is what to declare.
+    """
+    status = pod.get("status") or {}
+    start = _time(status.get("startTime"))
+    states = [(c.get("state") or {}) for c in status.get("containerStatuses") or []]
+    ended = [_time((s.get("terminated") or {}).get("finishedAt")) for s in states]
+    if start is None or not states or not all(ended):
+        return None
+    return max(0.0, (max(e for e in ended if e is not None) - start).total_seconds())
+
+
+def job_pods(api_client: Any, kind: JobKind, namespace: str, name: str) -> list[dict[str, Any]]:
+    """The job's pods still present, in the API's JSON form (camelCase keys)."""
+    from kubernetes import client
+
+    pods = client.CoreV1Api(api_client).list_namespaced_pod(
+        namespace, label_selector=f"{kind.pod_label}={name}"
+    )
+    as_json = client.ApiClient().sanitize_for_serialization
+    return [as_json(pod) for pod in pods.items]
+
+
 def job_gpu_hours(
     api_client: Any, kind: JobKind, namespace: str, name: str, now: datetime | None = None
 ) -> float | None:
@@ -146,14 +172,14 @@ def job_gpu_hours(
     Pods that a controller already deleted (a restarted replica, a clean-up policy) are not
     counted: the figure is what the pods still present show, never an estimate.
     """
-    from kubernetes import client
-
-    pods = client.CoreV1Api(api_client).list_namespaced_pod(
-        namespace, label_selector=f"{kind.pod_label}={name}"
-    )
-    if not pods.items:
+    pods = job_pods(api_client, kind, namespace, name)
+    if not pods:
         return None
     moment = now or datetime.now(UTC)
-    as_json = client.ApiClient().sanitize_for_serialization
-    seconds = sum(pod_gpu_seconds(as_json(pod), moment) for pod in pods.items)
-    return seconds / 3600.0
+    return sum(pod_gpu_seconds(pod, moment) for pod in pods) / 3600.0
+
+
+def job_run_seconds(api_client: Any, kind: JobKind, namespace: str, name: str) -> float | None:
+    """How long the finished job's pods ran (the longest); None when none is left or finished."""
+    runs = [pod_run_seconds(pod) for pod in job_pods(api_client, kind, namespace, name)]
+    return max((r for r in runs if r is not None), default=None)

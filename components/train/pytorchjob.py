@@ -38,8 +38,12 @@ def build_pytorchjob(
     tolerations: list[dict[str, str]] | None = None,
     env: dict[str, str] | None = None,
     gpu_resource: str = "nvidia.com/gpu",
+    pod_annotations: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """A PyTorchJob with one Master and ``workers`` Workers, each asking ``gpus_per_replica``.
+
+    ``pod_annotations`` go on every replica's pod template (the training operator copies them
+    to the pods), e.g. the run time the job declares to the GPU pool.
 
     Every replica's container gets ``KUBEFORGE_METRICS_PORT=METRICS_PORT`` and declares that
     port as ``METRICS_PORT_NAME``, so the chart's training PodMonitor scrapes its throughput.
@@ -91,7 +95,12 @@ def build_pytorchjob(
         return models.KubeflowOrgV1ReplicaSpec(
             replicas=count,
             restart_policy="OnFailure",
-            template=client.V1PodTemplateSpec(spec=pod),
+            template=client.V1PodTemplateSpec(
+                metadata=client.V1ObjectMeta(annotations=pod_annotations)
+                if pod_annotations
+                else None,
+                spec=pod,
+            ),
         )
 
     specs = {"Master": replica(1)}

@@ -12,13 +12,29 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import time
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
 from kubeforge.components.common.constraints import BACKENDS
 from kubeforge.components.common.params import parse_hidden, parse_selector, parse_tolerations
-from kubeforge.components.train.jobs import JobKind, job_gpu_hours, submit_job, wait_for_job
+from kubeforge.components.common.splits import load_split
+from kubeforge.components.train.jobs import (
+    JobKind,
+    job_gpu_hours,
+    job_run_seconds,
+    submit_job,
+    wait_for_job,
+)
+from kubeforge.components.train.runtime import (
+    RUN_SECONDS,
+    TRAIN_FEATURES,
+    TRAIN_ROWS,
+    RuntimeEstimate,
+    estimate_runtime,
+    parse_expected_runtime,
+)
 from kubeforge.components.train.store import Store, is_remote, join
 from kubeforge.components.train.trainer import (
     WORKER_MODULE,
@@ -64,27 +80,47 @@ def run_train(
             raise KubeforgeError(f"{name} must be at least 1, got {value}", name)
     parse_hidden(params.hidden)  # refuse bad widths here, before any process starts
     config = TrainConfig(train_path=train_path, val_path=val_path, output_dir="", params=params)
-    # Same config and same data -> same checkpoint folder, so a retried step resumes.
-    settings = {**asdict(config), "train_path": "", "val_path": ""}
+    # Same config and same data -> same checkpoint folder, so a retried step resumes (the
+    # declared run time only informs the GPU pool: changing it keeps the checkpoints).
+    settings = {
+        **asdict(config),
+        "train_path": "",
+        "val_path": "",
+        "params": {**asdict(params), "expected_runtime": ""},
+    }
     digest = hashlib.sha256(json.dumps(settings).encode())
     for path in (train_path, val_path):
         digest.update(Path(path).read_bytes())
     key = digest.hexdigest()[:16]
     config.output_dir = str(home() / "train" / key)
-    with stage_run("train", tracking_uri, parent_run_id):
+    parse_expected_runtime(params.expected_runtime)  # refuse a bad value before any work
+    split = load_split(train_path)
+    rows, features = int((split.label_indices() >= 0).sum()), len(split.feature_columns)
+    with stage_run("train", tracking_uri, parent_run_id) as run:
         mlflow.log_params(asdict(params))
+        mlflow.log_metrics({TRAIN_ROWS: rows, TRAIN_FEATURES: features})
+        expected = estimate_runtime(asdict(params), rows, features, run.info.experiment_id)
+        mlflow.set_tag("kubeforge.expected_runtime", expected.source)
+        if expected.seconds is not None:
+            mlflow.log_metric("expected_runtime_seconds", expected.seconds)
         if params.backend in CLUSTER_BACKENDS:
             root = remote_root(str(getattr(model_out, "uri", "")), key)
             config_uri = prepare_remote(config, root, train_uri, val_uri)
             client = api_client()
-            job = run_on_cluster(config_uri, params, client=client)
+            job = run_on_cluster(config_uri, params, client=client, expected=expected)
             # What the job's pods held on the cluster: the run's cost reads it from here.
-            held = job_gpu_hours(client, job_kind(params.backend), params.namespace, job)
+            kind = job_kind(params.backend)
+            held = job_gpu_hours(client, kind, params.namespace, job)
             if held is not None:
                 mlflow.log_metric("gpu_hours_held", held)
+            ran = job_run_seconds(client, kind, params.namespace, job)
             result = collect_remote(root, Path(config.output_dir))
         else:
+            started = time.monotonic()
             result = run_local(config)
+            ran = time.monotonic() - started
+        if ran is not None:
+            mlflow.log_metric(RUN_SECONDS, ran)  # what later runs learn their run time from
         mlflow.log_metrics(
             {
                 "val_accuracy": result.val_accuracy,
@@ -107,8 +143,6 @@ def run_train(
 
 def log_training_curve(result: TrainResult) -> None:
     """Per-epoch ``epoch_train_loss`` / ``epoch_val_accuracy`` and their PNG, in the active run."""
-    import time
-
     import matplotlib.pyplot as plt
     import mlflow
     from mlflow.entities import Metric
@@ -222,9 +256,15 @@ def worker_env() -> dict[str, str]:
 
 
 def run_on_cluster(
-    config_uri: str, params: TrainParams, client: Any = None, timeout: float = 6 * 3600
+    config_uri: str,
+    params: TrainParams,
+    client: Any = None,
+    timeout: float = 6 * 3600,
+    expected: RuntimeEstimate | None = None,
 ) -> str:
     """Run the workers as a PyTorchJob or a TrainJob and wait until it succeeds.
+
+    ``expected`` is the run time the job's pods declare to the GPU pool (none when None).
 
     Returns:
         The job's name (get-or-create: a retried step finds the job it started).
@@ -250,6 +290,7 @@ def run_on_cluster(
             node_selector=selector,
             tolerations=tolerations,
             env=worker_env(),
+            pod_annotations=expected.annotations() if expected else None,
         )
     else:
         from kubeforge.components.train.pytorchjob import build_pytorchjob
@@ -264,6 +305,7 @@ def run_on_cluster(
             node_selector=selector,
             tolerations=tolerations,
             env=worker_env(),
+            pod_annotations=expected.annotations() if expected else None,
         )
     submit_job(client, kind, manifest)
     outcome = wait_for_job(client, kind, params.namespace, name, timeout)

@@ -60,6 +60,7 @@ class TrainParams(StageParams):
     gpus_per_replica: int
     node_selector: str
     tolerations: str
+    expected_runtime: str
     seed: int
 
 

@@ -44,8 +44,12 @@ def build_trainjob(
     env: dict[str, str] | None = None,
     runtime: str = RUNTIME,
     gpu_resource: str = "nvidia.com/gpu",
+    pod_annotations: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """A TrainJob of ``nodes`` nodes on ``runtime``, each asking ``gpus_per_node`` GPUs.
+
+    ``pod_annotations`` go on the trainer nodes' pods (through the runtime patch's pod template
+    metadata), e.g. the run time the job declares to the GPU pool.
 
     Each node runs one process per GPU (one on a CPU node); ``command`` is what ``torchrun``
     starts, e.g. ``["torchrun", "-m", "kubeforge.components.train.trainer", CONFIG_URI]``.
@@ -84,7 +88,14 @@ def build_trainjob(
                             name=TRAINER_NODE,
                             template=models.TrainerV1alpha1JobTemplatePatch(
                                 spec=models.TrainerV1alpha1JobSpecPatch(
-                                    template=models.TrainerV1alpha1PodTemplatePatch(spec=pod)
+                                    template=models.TrainerV1alpha1PodTemplatePatch(
+                                        metadata=models.IoK8sApimachineryPkgApisMetaV1ObjectMeta(
+                                            annotations=pod_annotations
+                                        )
+                                        if pod_annotations
+                                        else None,
+                                        spec=pod,
+                                    )
                                 )
                             ),
                         )

@@ -18,7 +18,14 @@ import torch
 
 from kubeforge.components.common.model import accuracy, load
 from kubeforge.components.common.splits import load_split
-from kubeforge.components.train.jobs import job_gpu_hours, pod_gpu_seconds, submit_job, wait_for_job
+from kubeforge.components.train.jobs import (
+    job_gpu_hours,
+    job_run_seconds,
+    pod_gpu_seconds,
+    pod_run_seconds,
+    submit_job,
+    wait_for_job,
+)
 from kubeforge.components.train.pytorchjob import (
     GROUP,
     METRICS_PORT,
@@ -29,6 +36,7 @@ from kubeforge.components.train.pytorchjob import (
     build_pytorchjob,
     submit_pytorchjob,
 )
+from kubeforge.components.train.runtime import RuntimeEstimate
 from kubeforge.components.train.stage import run_on_cluster
 from kubeforge.components.train.store import Store, join
 from kubeforge.components.train.trainer import (
@@ -43,6 +51,7 @@ from kubeforge.components.train.trainer import (
     train_worker,
 )
 from kubeforge.components.train.trainjob import GRACE_PERIOD_S, TRAINJOB, build_trainjob
+from kubeforge.core.config import EXPECTED_RUNTIME_ANNOTATION
 from kubeforge.core.errors import KubeforgeError
 from kubeforge.testing.builders import pytorchjob
 from kubeforge.testing.controllers import Kwok, Trainer, TrainingOperator
@@ -127,6 +136,18 @@ def test_a_stop_on_an_epochs_last_step_keeps_that_epoch_in_the_history(
     assert [p["epoch"] for p in result.history] == [1, 2, 3, 4]
 
 
+class Artifact:
+    """A KFP output artifact as the stage sees it: a local path, metadata, logged metrics."""
+
+    def __init__(self, path: Path) -> None:
+        self.path, self.uri = str(path), ""
+        self.metadata: dict[str, Any] = {}
+        self.logged: dict[str, float] = {}
+
+    def log_metric(self, name: str, value: float) -> None:
+        self.logged[name] = value
+
+
 def test_train_stage_logs_the_teacher_training_curve_to_its_mlflow_run(
     digits_labelled: Path, digits_splits: Path, tmp_path: Path, mlflow_home: str
 ) -> None:
@@ -134,15 +155,6 @@ def test_train_stage_logs_the_teacher_training_curve_to_its_mlflow_run(
     from mlflow.tracking import MlflowClient
 
     from kubeforge.components.train.stage import run_train
-
-    class Artifact:
-        def __init__(self, path: Path) -> None:
-            self.path, self.uri = str(path), ""
-            self.metadata: dict[str, Any] = {}
-            self.logged: dict[str, float] = {}
-
-        def log_metric(self, name: str, value: float) -> None:
-            self.logged[name] = value
 
     with mlflow.start_run() as parent:
         pass  # the pipeline's run; the stage nests its own under it
@@ -169,6 +181,60 @@ def test_train_stage_logs_the_teacher_training_curve_to_its_mlflow_run(
         run.info.run_id, "figures/teacher_training_curve.png", str(tmp_path)
     )
     assert Path(png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_train_stage_learns_the_run_time_it_declares_from_its_own_history(
+    digits_labelled: Path, digits_splits: Path, tmp_path: Path, mlflow_home: str
+) -> None:
+    """Each run logs how long it ran; the next with the same settings declares that, scaled."""
+    from mlflow.tracking import MlflowClient
+
+    from kubeforge.components.train.stage import run_train
+
+    def train(run: str, **changes: Any) -> Any:
+        out = tmp_path / run
+        out.mkdir()
+        run_train(
+            TrainParams.defaults(hidden="32", nproc=1, **changes),
+            str(digits_labelled / "train.parquet"),
+            str(digits_splits / "val.parquet"),
+            Artifact(out / "model.pt"),
+            Artifact(out / "metrics"),
+            mlflow_home,
+            "",
+        )
+        client = MlflowClient(mlflow_home)
+        experiment = client.get_experiment_by_name("kubeforge")
+        assert experiment is not None
+        [latest] = client.search_runs(
+            [experiment.experiment_id],
+            order_by=["attributes.start_time DESC"],
+            max_results=1,
+        )
+        return latest.data
+
+    first = train("first", epochs=2)
+    assert first.tags["kubeforge.expected_runtime"] == (
+        "not declared: no finished train run with these settings"
+    )
+    rows = first.metrics["train_rows"]
+    labelled = load_split(digits_labelled / "train.parquet").label_indices()
+    assert rows == (labelled >= 0).sum() and first.metrics["train_features"] == 64
+    assert first.metrics["job_run_seconds"] > 0
+    second = train("second", epochs=4)  # twice the work of the one run it can learn from
+    assert second.tags["kubeforge.expected_runtime"] == (
+        "learnt from 1 finished train run(s) with these settings"
+    )
+    assert second.metrics["expected_runtime_seconds"] == pytest.approx(
+        first.metrics["job_run_seconds"] * 2
+    )
+    # Other settings: the history says nothing about them.
+    other = train("other", epochs=4, batch_size=16)
+    assert "expected_runtime_seconds" not in other.metrics
+    # A bad setting is refused before any training, naming the parameter.
+    with pytest.raises(KubeforgeError, match="expected_runtime"):
+        train("bad", expected_runtime="soon")
+    assert not (tmp_path / "bad" / "model.pt").exists()
 
 
 @pytest.mark.slow
@@ -368,11 +434,15 @@ def test_train_stage_runs_its_trainjob_through_the_real_trainer_controller(
     config_uri = "mlflow-artifacts:/1/kubeforge-train/0123456789abcdef/config.json"
     try:
         started = time.monotonic()
-        name = run_on_cluster(config_uri, params, client=api_client, timeout=180)
+        expected = RuntimeEstimate(5400, "given by expected_runtime")
+        name = run_on_cluster(config_uri, params, client=api_client, timeout=180, expected=expected)
         wall = time.monotonic() - started
         # The train stage's cost: read from the JobSet's pods (2 nodes x 8 GPUs) through the API.
         held = job_gpu_hours(api_client, TRAINJOB, namespace, name)
         assert held is not None and 0.0 <= held <= 16 * (wall + 2) / 3600
+        # How long its pods ran: what the next run with these settings learns to declare.
+        ran = job_run_seconds(api_client, TRAINJOB, namespace, name)
+        assert ran is not None and 0.0 <= ran <= wall + 2
         pods = core.list_namespaced_pod(
             namespace, label_selector=f"jobset.sigs.k8s.io/jobset-name={name}"
         ).items
@@ -387,6 +457,8 @@ def test_train_stage_runs_its_trainjob_through_the_real_trainer_controller(
             assert "MLFLOW_TRACKING_URI" in env
             assert container.resources.limits["nvidia.com/gpu"] == "8"
             assert pod.spec.termination_grace_period_seconds == GRACE_PERIOD_S
+            # Trainer and JobSet carry the declared run time to the pods the GPU pool reads.
+            assert pod.metadata.annotations[EXPECTED_RUNTIME_ANNOTATION] == "5400"
             assert [(t.key, t.value, t.effect) for t in pod.spec.tolerations or []][:1] == [
                 ("nvidia.com/gpu", "present", "NoSchedule")
             ]
@@ -442,6 +514,22 @@ def test_a_pod_holds_its_gpus_from_binding_until_its_containers_end(
     pod: dict[str, Any], seconds: float
 ) -> None:
     assert pod_gpu_seconds(pod, NOW) == seconds
+
+
+@pytest.mark.parametrize(
+    ("finished", "seconds"),
+    [
+        # From startTime (10:00:05) to the later container's end: what the pod declares next time.
+        (("2026-12-02T10:01:00Z", "2026-12-02T10:01:35Z"), 90.0),
+        # A container still running: no run time yet.
+        (("2026-12-02T10:01:00Z", ""), None),
+    ],
+    ids=["finished", "running"],
+)
+def test_a_pod_runs_from_its_start_until_its_last_container_ends(
+    finished: tuple[str, ...], seconds: float | None
+) -> None:
+    assert pod_run_seconds(_gpu_pod((4, 4), "2026-12-02T10:00:00Z", finished)) == seconds
 
 
 def test_an_unscheduled_pod_holds_no_gpus() -> None:

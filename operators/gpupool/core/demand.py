@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from kubeforge.core.config import EXPECTED_RUNTIME_ANNOTATION
 from kubeforge.operators.clock import parse_rfc3339
 from kubeforge.operators.gpupool.core.planner import JobDemand, NodeState
 
@@ -25,7 +26,7 @@ TRAINJOB_GROUP = "trainer.kubeflow.org"
 TRAINING_POD_LABELS = (JOB_NAME_LABEL, JOBSET_NAME_LABEL)
 # Seconds a training pod is expected to run, declared on the job's pod template (the training
 # operator and JobSet copy template annotations to the pods).
-EXPECTED_RUNTIME = "kubeforge.io/expected-runtime-seconds"
+EXPECTED_RUNTIME = EXPECTED_RUNTIME_ANNOTATION
 
 
 def is_trainjob(job: Mapping[str, Any]) -> bool:

@@ -7,24 +7,14 @@ which also apply every default; :func:`pool_config` only maps the typed spec to 
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from kubeforge.core.durations import parse_duration
 from kubeforge.operators.gpupool.api.models import GPUNodePoolSpec, KwokProvider
 from kubeforge.operators.gpupool.core.planner import PoolPolicy, ScaleDownPolicy
 from kubeforge.operators.schema import from_dict
-
-_DURATION = re.compile(r"([0-9]+(?:\.[0-9]+)?)(s|m|h)")
-
-
-def parse_duration(text: str) -> float:
-    """``"1h30m"`` -> 5400.0 seconds (the CRD's pattern already refused anything else)."""
-    parts = _DURATION.findall(text)
-    if not parts or "".join(n + u for n, u in parts) != text:
-        raise ValueError(f"not a duration: {text!r}")
-    return sum(float(n) * {"s": 1, "m": 60, "h": 3600}[u] for n, u in parts)
 
 
 @dataclass(frozen=True)

@@ -21,9 +21,9 @@ import math
 from collections.abc import Iterable, Mapping
 from typing import Any, NamedTuple
 
+from kubeforge.core.durations import parse_duration
 from kubeforge.operators.clock import parse_rfc3339
 from kubeforge.operators.gpupool.core.demand import EXPECTED_RUNTIME, pod_gpus
-from kubeforge.operators.gpupool.core.pool_config import parse_duration
 from kubeforge.operators.gpupool.sim.trace import TraceJob
 
 COLUMNS = ("submit_time", "replicas", "gpus_per_replica", "duration")
