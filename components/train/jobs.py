@@ -164,22 +164,18 @@ def job_pods(api_client: Any, kind: JobKind, namespace: str, name: str) -> list[
     return [as_json(pod) for pod in pods.items]
 
 
-def job_gpu_hours(
-    api_client: Any, kind: JobKind, namespace: str, name: str, now: datetime | None = None
-) -> float | None:
-    """GPU-hours the job's pods held, read from the API; None when none of its pods is left.
+def job_gpu_hours(pods: list[dict[str, Any]], now: datetime | None = None) -> float | None:
+    """GPU-hours a job's pods (:func:`job_pods`) held; None when none of its pods is left.
 
     Pods that a controller already deleted (a restarted replica, a clean-up policy) are not
     counted: the figure is what the pods still present show, never an estimate.
     """
-    pods = job_pods(api_client, kind, namespace, name)
     if not pods:
         return None
     moment = now or datetime.now(UTC)
     return sum(pod_gpu_seconds(pod, moment) for pod in pods) / 3600.0
 
 
-def job_run_seconds(api_client: Any, kind: JobKind, namespace: str, name: str) -> float | None:
-    """How long the finished job's pods ran (the longest); None when none is left or finished."""
-    runs = [pod_run_seconds(pod) for pod in job_pods(api_client, kind, namespace, name)]
-    return max((r for r in runs if r is not None), default=None)
+def job_run_seconds(pods: list[dict[str, Any]]) -> float | None:
+    """How long a finished job's pods ran (the longest); None when none is left or finished."""
+    return max((r for r in map(pod_run_seconds, pods) if r is not None), default=None)

@@ -23,6 +23,7 @@ from kubeforge.components.common.splits import load_split
 from kubeforge.components.train.jobs import (
     JobKind,
     job_gpu_hours,
+    job_pods,
     job_run_seconds,
     submit_job,
     wait_for_job,
@@ -109,11 +110,11 @@ def run_train(
             client = api_client()
             job = run_on_cluster(config_uri, params, client=client, expected=expected)
             # What the job's pods held on the cluster: the run's cost reads it from here.
-            kind = job_kind(params.backend)
-            held = job_gpu_hours(client, kind, params.namespace, job)
+            pods = job_pods(client, job_kind(params.backend), params.namespace, job)
+            held = job_gpu_hours(pods)
             if held is not None:
                 mlflow.log_metric("gpu_hours_held", held)
-            ran = job_run_seconds(client, kind, params.namespace, job)
+            ran = job_run_seconds(pods)
             result = collect_remote(root, Path(config.output_dir))
         else:
             started = time.monotonic()

@@ -20,6 +20,7 @@ from kubeforge.components.common.model import accuracy, load
 from kubeforge.components.common.splits import load_split
 from kubeforge.components.train.jobs import (
     job_gpu_hours,
+    job_pods,
     job_run_seconds,
     pod_gpu_seconds,
     pod_run_seconds,
@@ -438,10 +439,11 @@ def test_train_stage_runs_its_trainjob_through_the_real_trainer_controller(
         name = run_on_cluster(config_uri, params, client=api_client, timeout=180, expected=expected)
         wall = time.monotonic() - started
         # The train stage's cost: read from the JobSet's pods (2 nodes x 8 GPUs) through the API.
-        held = job_gpu_hours(api_client, TRAINJOB, namespace, name)
+        pods_json = job_pods(api_client, TRAINJOB, namespace, name)
+        held = job_gpu_hours(pods_json)
         assert held is not None and 0.0 <= held <= 16 * (wall + 2) / 3600
         # How long its pods ran: what the next run with these settings learns to declare.
-        ran = job_run_seconds(api_client, TRAINJOB, namespace, name)
+        ran = job_run_seconds(pods_json)
         assert ran is not None and 0.0 <= ran <= wall + 2
         pods = core.list_namespaced_pod(
             namespace, label_selector=f"jobset.sigs.k8s.io/jobset-name={name}"
@@ -571,7 +573,7 @@ def test_gpu_hours_held_by_a_pytorchjob_are_read_from_its_pods(
         submit_job(api_client, PYTORCHJOB, job.obj())
         assert wait_for_job(api_client, PYTORCHJOB, namespace, name, 180) == "Succeeded"
         wall = time.monotonic() - started
-        held = job_gpu_hours(api_client, PYTORCHJOB, namespace, name)
+        held = job_gpu_hours(job_pods(api_client, PYTORCHJOB, namespace, name))
         # The master alone held 8 GPUs for at least 3 s (API timestamps keep whole seconds, so
         # at least 2 s show); both replicas together at most 16 GPUs for the whole wait.
         assert held is not None
