@@ -128,17 +128,18 @@ def matching_history(
 
 
 def estimate_runtime(
-    params: dict[str, Any], rows: int, features: int, experiment_id: str
+    setting: float | str | None,
+    params: dict[str, Any],
+    rows: int,
+    features: int,
+    experiment_id: str,
 ) -> RuntimeEstimate:
-    """What this train run declares: its ``expected_runtime``, or the learnt figure.
+    """What this train run declares: the given figure, or the learnt one.
 
-    ``params`` are the stage's parameters (``asdict(TrainParams)``); the history is the newest
+    ``setting`` is the parsed ``expected_runtime`` (:func:`parse_expected_runtime`); ``params``
+    are the stage's parameters (``asdict(TrainParams)``); the history is the newest
     :data:`HISTORY_RUNS` finished train runs of ``experiment_id`` in the active MLflow store.
-
-    Raises:
-        KubeforgeError: ``expected_runtime`` is not a valid setting.
     """
-    setting = parse_expected_runtime(str(params["expected_runtime"]))
     if setting is None:
         return RuntimeEstimate(None, "not declared (expected_runtime none)")
     if isinstance(setting, float):

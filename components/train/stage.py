@@ -94,13 +94,15 @@ def run_train(
         digest.update(Path(path).read_bytes())
     key = digest.hexdigest()[:16]
     config.output_dir = str(home() / "train" / key)
-    parse_expected_runtime(params.expected_runtime)  # refuse a bad value before any work
+    runtime_setting = parse_expected_runtime(params.expected_runtime)  # refused before any work
     split = load_split(train_path)
     rows, features = int((split.label_indices() >= 0).sum()), len(split.feature_columns)
     with stage_run("train", tracking_uri, parent_run_id) as run:
         mlflow.log_params(asdict(params))
         mlflow.log_metrics({TRAIN_ROWS: rows, TRAIN_FEATURES: features})
-        expected = estimate_runtime(asdict(params), rows, features, run.info.experiment_id)
+        expected = estimate_runtime(
+            runtime_setting, asdict(params), rows, features, run.info.experiment_id
+        )
         mlflow.set_tag("kubeforge.expected_runtime", expected.source)
         if expected.seconds is not None:
             mlflow.log_metric("expected_runtime_seconds", expected.seconds)

@@ -96,7 +96,8 @@ def _estimate(params: TrainParams, rows: int, features: int) -> Any:
 
     experiment = mlflow.get_experiment_by_name("kubeforge")
     assert experiment is not None
-    return estimate_runtime(asdict(params), rows, features, experiment.experiment_id)
+    setting = parse_expected_runtime(params.expected_runtime)
+    return estimate_runtime(setting, asdict(params), rows, features, experiment.experiment_id)
 
 
 def test_run_time_is_learnt_only_from_finished_runs_with_the_same_settings(
