@@ -24,9 +24,6 @@ JOBSET_NAME_LABEL = "jobset.sigs.k8s.io/jobset-name"
 REPLICATED_JOB_LABEL = "jobset.sigs.k8s.io/replicatedjob-name"
 TRAINJOB_GROUP = "trainer.kubeflow.org"
 TRAINING_POD_LABELS = (JOB_NAME_LABEL, JOBSET_NAME_LABEL)
-# Seconds a training pod is expected to run, declared on the job's pod template (the training
-# operator and JobSet copy template annotations to the pods).
-EXPECTED_RUNTIME = EXPECTED_RUNTIME_ANNOTATION
 
 
 def is_trainjob(job: Mapping[str, Any]) -> bool:
@@ -146,7 +143,7 @@ def expected_end(pod: Mapping[str, Any]) -> float | None:
 
     None when the pod declares no (valid) run time or has not started.
     """
-    declared = (pod.get("metadata", {}).get("annotations") or {}).get(EXPECTED_RUNTIME)
+    declared = (pod.get("metadata", {}).get("annotations") or {}).get(EXPECTED_RUNTIME_ANNOTATION)
     started = (pod.get("status") or {}).get("startTime")
     if declared is None or not started:
         return None

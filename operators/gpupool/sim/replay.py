@@ -21,9 +21,10 @@ import math
 from collections.abc import Iterable, Mapping
 from typing import Any, NamedTuple
 
+from kubeforge.core.config import EXPECTED_RUNTIME_ANNOTATION
 from kubeforge.core.durations import parse_duration
 from kubeforge.operators.clock import parse_rfc3339
-from kubeforge.operators.gpupool.core.demand import EXPECTED_RUNTIME, pod_gpus
+from kubeforge.operators.gpupool.core.demand import pod_gpus
 from kubeforge.operators.gpupool.sim.trace import TraceJob
 
 COLUMNS = ("submit_time", "replicas", "gpus_per_replica", "duration")
@@ -163,7 +164,9 @@ def _shape(obj: Mapping[str, Any], resource: str) -> tuple[int, int]:
 
 
 def _annotation(template: Mapping[str, Any]) -> Any:
-    return ((template.get("metadata") or {}).get("annotations") or {}).get(EXPECTED_RUNTIME)
+    return ((template.get("metadata") or {}).get("annotations") or {}).get(
+        EXPECTED_RUNTIME_ANNOTATION
+    )
 
 
 def _gpu_pod_templates(obj: Mapping[str, Any], resource: str) -> list[tuple[str, Any]]:
@@ -216,15 +219,15 @@ def _declared(obj: Mapping[str, Any], name: str, resource: str) -> tuple[float |
     ]
     if bad:
         return None, (
-            f"{name}: {EXPECTED_RUNTIME} is {', '.join(bad)}, not seconds >= 0: ignored, as the "
-            "operator ignores it"
+            f"{name}: {EXPECTED_RUNTIME_ANNOTATION} is {', '.join(bad)}, not seconds >= 0: "
+            "ignored, as the operator ignores it"
         )
     given = [seconds for _, _, seconds in values if seconds is not None]
     if given and len(given) < len(values):
         silent = ", ".join(kind for kind, value, _ in values if value is None)
         return None, (
-            f"{name}: {silent} declare(s) no {EXPECTED_RUNTIME}: the operator cannot tell when "
-            "their nodes free, so the job counts as declaring none"
+            f"{name}: {silent} declare(s) no {EXPECTED_RUNTIME_ANNOTATION}: the operator cannot "
+            "tell when their nodes free, so the job counts as declaring none"
         )
     return (max(given) if given else None), None
 

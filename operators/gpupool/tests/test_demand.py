@@ -6,8 +6,9 @@ from typing import Any
 
 import pytest
 
+from kubeforge.core.config import EXPECTED_RUNTIME_ANNOTATION
 from kubeforge.operators.clock import parse_rfc3339
-from kubeforge.operators.gpupool.core.demand import EXPECTED_RUNTIME, job_demand, node_state
+from kubeforge.operators.gpupool.core.demand import job_demand, node_state
 from kubeforge.testing.builders import GPU, PyTorchJobBuilder, node, pytorchjob, training_pod
 
 
@@ -74,7 +75,7 @@ def declaring(
 ) -> dict[str, Any]:
     """``pod`` as started at ``started`` with the declared run time its template gave it."""
     if seconds is not None:
-        pod["metadata"].setdefault("annotations", {})[EXPECTED_RUNTIME] = seconds
+        pod["metadata"].setdefault("annotations", {})[EXPECTED_RUNTIME_ANNOTATION] = seconds
     if started is not None:
         pod["status"]["startTime"] = started
     return pod

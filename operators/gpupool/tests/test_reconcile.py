@@ -16,10 +16,10 @@ from typing import Any
 
 import pytest
 
+from kubeforge.core.config import EXPECTED_RUNTIME_ANNOTATION
 from kubeforge.operators.clock import ManualClock
 from kubeforge.operators.events import COMPONENT
 from kubeforge.operators.gpupool.clients.reconcile import Reconciler, ReconcileResult
-from kubeforge.operators.gpupool.core.demand import EXPECTED_RUNTIME
 from kubeforge.operators.gpupool.core.planner import Decision, PoolPlan
 from kubeforge.testing.builders import (
     delete_kueue_queue,
@@ -434,7 +434,7 @@ def test_a_gang_waits_for_the_node_a_running_job_declares_it_will_free_before_a_
         job = pytorchjob(name).namespace(namespace).workers(0).gpus(8).pool(pool)
         manifest = job.runs_for("600s").obj()
         template = manifest["spec"]["pytorchReplicaSpecs"]["Master"]["template"]
-        template["metadata"]["annotations"][EXPECTED_RUNTIME] = "60"
+        template["metadata"]["annotations"][EXPECTED_RUNTIME_ANNOTATION] = "60"
         kubectl("apply", "-f", "-", stdin=json.dumps(manifest))
         wait_for_pods(api_client, namespace, name, 1)
 
@@ -446,7 +446,7 @@ def test_a_gang_waits_for_the_node_a_running_job_declares_it_will_free_before_a_
     reconcile_at(r, api_client, pool, started + 120.0)  # its GPUs appear: a 120 s boot seen
     wait_for(lambda: all_running(api_client, namespace, "first", 1), timeout=90)
     (pod,) = job_pods(api_client, namespace, "first")
-    assert pod.metadata.annotations[EXPECTED_RUNTIME] == "60" and pod.status.start_time
+    assert pod.metadata.annotations[EXPECTED_RUNTIME_ANNOTATION] == "60" and pod.status.start_time
 
     submit("second")
     plan = step(r, api_client, pool, time.time())

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from kubeforge.operators.gpupool.core.demand import EXPECTED_RUNTIME
+from kubeforge.core.config import EXPECTED_RUNTIME_ANNOTATION
 from kubeforge.operators.gpupool.sim.engine import (
     Autoscaler,
     Binding,
@@ -139,7 +139,7 @@ def pytorchjob(**declared: str | None) -> dict[str, Any]:
     """A PyTorchJob with a GPU replica per keyword, annotated with its value (None: not)."""
     replicas = {}
     for kind, value in declared.items():
-        meta = {"annotations": {EXPECTED_RUNTIME: value}} if value is not None else {}
+        meta = {"annotations": {EXPECTED_RUNTIME_ANNOTATION: value}} if value is not None else {}
         replicas[kind] = {
             "replicas": 1,
             "template": {"metadata": meta, "spec": {"containers": [gpu(8)]}},
@@ -161,7 +161,9 @@ def trainjob(*patched: tuple[str, str]) -> dict[str, Any]:
                                 "template": {
                                     "spec": {
                                         "template": {
-                                            "metadata": {"annotations": {EXPECTED_RUNTIME: value}}
+                                            "metadata": {
+                                                "annotations": {EXPECTED_RUNTIME_ANNOTATION: value}
+                                            }
                                         }
                                     }
                                 },
