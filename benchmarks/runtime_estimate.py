@@ -67,23 +67,13 @@ def write_splits(x: Any, y: Any, share: float, folder: Path) -> tuple[Path, Path
     return paths[0], paths[1]
 
 
-class _Artifact:
-    """A KFP output artifact as the stage sees it."""
-
-    def __init__(self, path: Path) -> None:
-        self.path, self.uri = str(path), ""
-        self.metadata: dict[str, Any] = {}
-
-    def log_metric(self, name: str, value: float) -> None:
-        """Metrics go to MLflow too; nothing to keep here."""
-
-
 def series(name: str, x: Any, y: Any, work: Path, tracking_uri: str) -> list[dict[str, Any]]:
     """Train the schedule's runs in order; each run's declared and measured run time."""
     from mlflow.tracking import MlflowClient
 
     from kubeforge.components.train.stage import run_train
     from kubeforge.components.train.trainer import TrainParams
+    from kubeforge.testing.artifacts import LocalArtifact
 
     client = MlflowClient(tracking_uri)
     rows: list[dict[str, Any]] = []
@@ -94,8 +84,8 @@ def series(name: str, x: Any, y: Any, work: Path, tracking_uri: str) -> list[dic
             TrainParams.defaults(hidden=HIDDEN, epochs=epochs, nproc=1, seed=index),
             str(train),
             str(val),
-            _Artifact(folder / "model.pt"),
-            _Artifact(folder / "metrics"),
+            LocalArtifact(folder / "model.pt"),
+            LocalArtifact(folder / "metrics"),
             tracking_uri,
             "",
         )

@@ -25,6 +25,7 @@ from kubeforge.components.label.weak import (
     majority_vote,
 )
 from kubeforge.core.errors import KubeforgeError
+from kubeforge.testing.artifacts import LocalArtifact
 
 LFS = "kubeforge.components.label.examples.digits"
 
@@ -308,15 +309,10 @@ def test_label_stage_logs_the_labels_it_spent_to_its_mlflow_run(
     export = tmp_path / "export.json"
     export.write_text(json.dumps(tasks))
 
-    class Artifact:
-        def __init__(self, name: str) -> None:
-            self.path = str(tmp_path / name)
-            self.metadata: dict[str, object] = {}
-
     with mlflow.start_run() as parent:
         pass
     params = LabelParams.defaults(gold_budget=0.1, review_count=2, human_labels=str(export))
-    outputs = {name: Artifact(name) for name in ("data", "report", "review")}
+    outputs = {name: LocalArtifact(tmp_path / name) for name in ("data", "report", "review")}
     run_label(params, str(tmp_path / "train.parquet"), outputs, mlflow_home, parent.info.run_id)
     client = MlflowClient(mlflow_home)
     [run] = client.search_runs(

@@ -54,6 +54,7 @@ from kubeforge.components.train.trainer import (
 from kubeforge.components.train.trainjob import GRACE_PERIOD_S, TRAINJOB, build_trainjob
 from kubeforge.core.config import EXPECTED_RUNTIME_ANNOTATION
 from kubeforge.core.errors import KubeforgeError
+from kubeforge.testing.artifacts import LocalArtifact
 from kubeforge.testing.builders import pytorchjob
 from kubeforge.testing.controllers import Kwok, Trainer, TrainingOperator
 from kubeforge.testing.controlplane import free_port
@@ -137,18 +138,6 @@ def test_a_stop_on_an_epochs_last_step_keeps_that_epoch_in_the_history(
     assert [p["epoch"] for p in result.history] == [1, 2, 3, 4]
 
 
-class Artifact:
-    """A KFP output artifact as the stage sees it: a local path, metadata, logged metrics."""
-
-    def __init__(self, path: Path) -> None:
-        self.path, self.uri = str(path), ""
-        self.metadata: dict[str, Any] = {}
-        self.logged: dict[str, float] = {}
-
-    def log_metric(self, name: str, value: float) -> None:
-        self.logged[name] = value
-
-
 def test_train_stage_logs_the_teacher_training_curve_to_its_mlflow_run(
     digits_labelled: Path, digits_splits: Path, tmp_path: Path, mlflow_home: str
 ) -> None:
@@ -163,8 +152,8 @@ def test_train_stage_logs_the_teacher_training_curve_to_its_mlflow_run(
         TrainParams.defaults(hidden="32", epochs=6, nproc=1),
         str(digits_labelled / "train.parquet"),
         str(digits_splits / "val.parquet"),
-        Artifact(tmp_path / "model.pt"),
-        Artifact(tmp_path / "metrics"),
+        LocalArtifact(tmp_path / "model.pt"),
+        LocalArtifact(tmp_path / "metrics"),
         mlflow_home,
         parent.info.run_id,
     )
@@ -199,8 +188,8 @@ def test_train_stage_learns_the_run_time_it_declares_from_its_own_history(
             TrainParams.defaults(hidden="32", nproc=1, **changes),
             str(digits_labelled / "train.parquet"),
             str(digits_splits / "val.parquet"),
-            Artifact(out / "model.pt"),
-            Artifact(out / "metrics"),
+            LocalArtifact(out / "model.pt"),
+            LocalArtifact(out / "metrics"),
             mlflow_home,
             "",
         )
